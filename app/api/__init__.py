@@ -1,0 +1,24 @@
+"""FastAPI routers: parse, authorize, call a use case. No business rules here."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.api import auth, notifications, sse
+from app.api.errors import BodySizeLimit, install_error_handlers
+from app.settings import get_settings
+
+
+def build_api() -> FastAPI:
+    api = FastAPI(
+        title="Chat API",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    install_error_handlers(api)
+    api.add_middleware(BodySizeLimit, max_bytes=get_settings().max_body_bytes, prefix="/api/")
+    api.include_router(auth.router)
+    api.include_router(sse.router)
+    api.include_router(notifications.router)
+    return api

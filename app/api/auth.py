@@ -1,0 +1,72 @@
+"""POST /api/auth/token, POST /api/auth/logout, GET /api/me."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from app.api.deps import PrincipalDep, RuntimeDep, client_address
+from app.api.errors import ApiError
+from app.api.schemas import TokenRequest, TokenResponse, UserOut
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+async def _read_token_request(request: Request) -> TokenRequest:
+    """JSON, or the OAuth 2.0 password flow's form (`grant_type=password`)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw: Any
+    if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.form()
+        grant_type = form.get("grant_type")
+        if grant_type not in (None, "password"):
+            raise ApiError(400, "unsupported_grant_type", "Only grant_type=password is supported.")
+        raw = {key: form.get(key) for key in ("username", "password") if key in form}
+        if "tenant" in form:
+            raw["tenant"] = form.get("tenant")
+    elif content_type in {"application/json", ""}:
+        body = await request.body()
+        try:
+            return TokenRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+    else:
+        raise ApiError(415, "unsupported_media_type", "Send JSON or a URL-encoded form.")
+    try:
+        return TokenRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    if first["type"] in {"json_invalid", "json_type"}:
+        return ApiError(400, "malformed_json", "The request body is not a valid JSON object.")
+    where = ".".join(str(p) for p in first["loc"])
+    return ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"])
+
+
+@router.post("/auth/token", response_model=TokenResponse)
+async def issue_token(request: Request, runtime: RuntimeDep) -> TokenResponse:
+    body = await _read_token_request(request)
+    grant = await runtime.accounts.sign_in(
+        body.username, body.password, client_address(request), tenant_id=body.tenant
+    )
+    return TokenResponse(
+        access_token=grant.access_token,
+        expires_in=grant.expires_in,
+        user=UserOut.of(grant.principal),
+    )
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    await runtime.accounts.sign_out(principal)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserOut)
+async def me(principal: PrincipalDep) -> UserOut:
+    return UserOut.of(principal)

@@ -1,0 +1,76 @@
+"""Request and response bodies of the REST API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from app.domain.principal import Principal
+
+# Ids are SQL BIGINTs: a larger number can name nothing, and must not reach the driver.
+MAX_ID = 2**63 - 1
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_max_length=10_000
+    )
+
+
+class TokenRequest(ApiModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+    tenant: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+class MembershipOut(ApiModel):
+    tenant_id: int
+    tenant_name: str
+    tenant_slug: str
+    role: str
+
+
+class UserOut(ApiModel):
+    id: int
+    username: str
+    display_name: str
+    tenant_id: int
+    role: str
+    memberships: list[MembershipOut]
+
+    @classmethod
+    def of(cls, principal: Principal) -> UserOut:
+        return cls(
+            id=principal.user_id,
+            username=principal.username,
+            display_name=principal.display_name,
+            tenant_id=principal.tenant_id,
+            role=principal.membership.role,
+            memberships=[
+                MembershipOut(
+                    tenant_id=m.tenant_id,
+                    tenant_name=m.tenant_name,
+                    tenant_slug=m.tenant_slug,
+                    role=m.role,
+                )
+                for m in principal.memberships
+            ],
+        )
+
+
+class TokenResponse(BaseModel):
+    """OAuth 2.0 names on purpose (snake_case), as the contract says."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+class NotificationCreate(ApiModel):
+    user_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    tenant: bool = False
+    type: str = Field(default="info", max_length=40)
+    title: str = Field(max_length=10_000)
+    body: str = Field(default="", max_length=10_000)
+    link: str | None = Field(default=None, max_length=10_000)

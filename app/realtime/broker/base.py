@@ -1,0 +1,45 @@
+"""The broker interface, in the spirit of encode/broadcaster's backends."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+
+from app.realtime.events import Event
+from app.realtime.ids import EventId
+
+EventListener = Callable[[Event], None]
+
+
+class Broker(ABC):
+    """Carries published events to the connection manager of every process.
+
+    A broker owns event ids (it alone knows the order across processes) and the replay
+    history, so a consumer can resume on any process.
+    """
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; called once before the first publish."""
+
+    async def disconnect(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once at shutdown."""
+
+    @abstractmethod
+    def attach(self, listener: EventListener) -> None:
+        """Call `listener` for every event published by any process, in id order."""
+
+    @abstractmethod
+    def detach(self, listener: EventListener) -> None:
+        """Stop calling `listener`."""
+
+    @abstractmethod
+    async def publish(self, event: Event) -> Event:
+        """Give `event` its id, keep it for replay, deliver it to every listener."""
+
+    @abstractmethod
+    async def history(self, channels: Iterable[str], after: EventId) -> list[Event] | None:
+        """Events on `channels` newer than `after`, oldest first, each once.
+
+        None when `after` cannot be resumed from without a gap: unknown, from another
+        history (a restarted server), in the future, or older than what was kept.
+        """

@@ -1,0 +1,159 @@
+"""A connected client: one browser tab or one HTTP stream, with its bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from app.realtime.events import Event
+from app.realtime.ids import EventId
+
+_next_client_number = itertools.count(1)
+
+
+class ClientKind(StrEnum):
+    STREAM = "stream"  # GET /api/sse
+    TAB = "tab"  # a Reflex page's live state
+
+
+class CloseReason(StrEnum):
+    DISCONNECTED = "disconnected"
+    SLOW_CONSUMER = "slow_consumer"
+    SESSION_ENDED = "session_ended"  # token revoked or expired
+    SHUTDOWN = "shutdown"
+
+
+class Client:
+    """Receives events through a bounded queue; never blocks the publisher.
+
+    When the queue is full the client is closed rather than allowed to grow or to slow
+    anyone else: its consumer reconnects and resumes with Last-Event-ID.
+    """
+
+    __slots__ = (
+        "id",
+        "user_id",
+        "tenant_id",
+        "channels",
+        "types",
+        "kind",
+        "session_ref",
+        "connected_at",
+        "delivered",
+        "close_reason",
+        "_queue",
+        "_max_queue",
+        "_waiter",
+        "_skip_upto",
+        "_cancel_transport",
+        "_on_close",
+    )
+
+    def __init__(
+        self,
+        *,
+        user_id: int,
+        tenant_id: int,
+        channels: frozenset[str],
+        types: frozenset[str] | None,
+        kind: ClientKind,
+        max_queue: int,
+        session_ref: Any = None,
+    ) -> None:
+        self.id = f"c{next(_next_client_number)}"
+        self.user_id = user_id
+        self.tenant_id = tenant_id
+        self.channels = channels
+        self.types = types
+        self.kind = kind
+        self.session_ref = session_ref
+        self.connected_at = time.time()
+        self.delivered = 0
+        self.close_reason: CloseReason | None = None
+        self._queue: deque[Event] = deque()
+        self._max_queue = max_queue
+        self._waiter: asyncio.Future[None] | None = None
+        self._skip_upto: EventId | None = None
+        self._cancel_transport: Callable[[], None] | None = None
+        self._on_close: Callable[[Client], None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def offer(self, event: Event) -> bool:
+        """Queue `event` for this client; False when it could not be queued."""
+        if self.close_reason is not None:
+            return False
+        if len(self._queue) >= self._max_queue:
+            self.close(CloseReason.SLOW_CONSUMER)
+            return False
+        self._queue.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def skip_through(self, last_replayed: EventId) -> None:
+        """Live events up to this id were already replayed: do not deliver them twice."""
+        self._skip_upto = last_replayed
+
+    async def next_batch(self) -> list[Event]:
+        """Every event queued so far, waiting for at least one; [] once the client is closed."""
+        while not self._queue:
+            if self.close_reason is not None:
+                return []
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.close_reason is not None:
+            return []
+        batch = list(self._queue)
+        self._queue.clear()
+        if self._skip_upto is not None:
+            batch = self._without_replayed(batch)
+        self.delivered += len(batch)
+        return batch
+
+    def _without_replayed(self, batch: list[Event]) -> list[Event]:
+        skip_upto = self._skip_upto
+        kept = [e for e in batch if e.id is None or e.id > skip_upto]  # type: ignore[operator]
+        if any(e.id is not None for e in kept):
+            # Ids only grow: once a live event is past the replayed ones, stop checking.
+            self._skip_upto = None
+        return kept
+
+    def bind_transport(self, cancel: Callable[[], None] | None) -> None:
+        """How to abort the writer of this client's events if it is stuck when we close."""
+        self._cancel_transport = cancel
+
+    def on_close(self, callback: Callable[[Client], None]) -> None:
+        self._on_close = callback
+
+    def close(self, reason: CloseReason) -> None:
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        self._queue.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        elif self._cancel_transport is not None:
+            # Not waiting for events means the transport may be blocked writing to a peer
+            # that does not read: cut it off instead of waiting for TCP to give up.
+            self._cancel_transport()
+        self._cancel_transport = None
+        if self._on_close is not None:
+            callback, self._on_close = self._on_close, None
+            callback(self)

@@ -1,0 +1,294 @@
+"""The connection manager: every client of this process, whatever its transport.
+
+HTTP streams and Reflex tabs register here the same way and receive the same Event
+objects. Publishing goes through the broker, which hands each event back to the manager
+of every process; the manager routes it to local clients by channel, checks visibility,
+and queues it. Nothing here awaits a client: a slow one is cut off, never waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.realtime.broker.base import Broker
+from app.realtime.channels import channels_for
+from app.realtime.client import Client, ClientKind, CloseReason
+from app.realtime.events import Event, EventType, PingPayload, ResyncPayload
+from app.realtime.ids import EventId
+from app.realtime.visibility import may_see
+
+logger = logging.getLogger(__name__)
+
+ClientListener = Callable[[Client], None]
+
+
+class TooManyStreams(Exception):
+    """The user already holds the maximum number of streams."""
+
+
+@dataclass(slots=True)
+class TenantCounters:
+    published: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    replays: int = 0
+    replayed_events: int = 0
+    resyncs: int = 0
+    reconnects: int = 0
+    slow_consumers_cut: int = 0
+    sessions_ended: int = 0
+
+
+@dataclass(slots=True)
+class Connection:
+    """A registered client and what it must receive before live events."""
+
+    client: Client
+    backlog: list[Event] = field(default_factory=list)
+
+
+class ConnectionManager:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        queue_size: int,
+        max_streams_per_user: int,
+        heartbeat_seconds: float,
+    ) -> None:
+        self.broker = broker
+        self._queue_size = queue_size
+        self._max_streams_per_user = max_streams_per_user
+        self._heartbeat_seconds = heartbeat_seconds
+        self._clients: dict[str, Client] = {}
+        self._by_channel: dict[str, set[Client]] = defaultdict(set)
+        self._streams_by_user: Counter[int] = Counter()
+        self._counters: defaultdict[int | None, TenantCounters] = defaultdict(TenantCounters)
+        self._connect_listeners: list[ClientListener] = []
+        self._disconnect_listeners: list[ClientListener] = []
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        self.broker.attach(self._dispatch)
+        if self._heartbeat_seconds > 0:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="sse-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+        for client in list(self._clients.values()):
+            client.close(CloseReason.SHUTDOWN)
+        self.broker.detach(self._dispatch)
+        await self.broker.disconnect()
+
+    # -- clients ---------------------------------------------------------------------
+
+    def on_connect(self, listener: ClientListener) -> None:
+        """Called after a client is registered (presence tracking hooks in here)."""
+        self._connect_listeners.append(listener)
+
+    def on_disconnect(self, listener: ClientListener) -> None:
+        self._disconnect_listeners.append(listener)
+
+    async def connect(
+        self,
+        *,
+        user_id: int,
+        tenant_id: int,
+        kind: ClientKind = ClientKind.STREAM,
+        types: frozenset[str] | None = None,
+        last_event_id: str | None = None,
+        session_ref: Any = None,
+    ) -> Connection:
+        """Register a client, then gather what it missed since `last_event_id`.
+
+        Registering first means nothing published from now on can be missed; events that
+        are both in history and already queued are delivered once (see Client.skip_through).
+        """
+        if (
+            kind is ClientKind.STREAM
+            and self._streams_by_user[user_id] >= self._max_streams_per_user
+        ):
+            raise TooManyStreams(user_id)
+        client = Client(
+            user_id=user_id,
+            tenant_id=tenant_id,
+            channels=channels_for(user_id, tenant_id),
+            types=types,
+            kind=kind,
+            max_queue=self._queue_size,
+            session_ref=session_ref,
+        )
+        self._register(client)
+        try:
+            backlog = await self._backlog_for(client, last_event_id)
+        except BaseException:
+            self.disconnect(client)
+            raise
+        return Connection(client=client, backlog=backlog)
+
+    @contextlib.asynccontextmanager
+    async def connection(self, **kwargs: Any) -> AsyncIterator[Connection]:
+        """`connect()` whose `finally` always disconnects, whatever happens in the block."""
+        connection = await self.connect(**kwargs)
+        try:
+            yield connection
+        finally:
+            self.disconnect(connection.client)
+
+    def disconnect(self, client: Client, reason: CloseReason = CloseReason.DISCONNECTED) -> None:
+        client.close(reason)  # runs _unregister through the close callback
+
+    def _register(self, client: Client) -> None:
+        self._clients[client.id] = client
+        for channel in client.channels:
+            self._by_channel[channel].add(client)
+        if client.kind is ClientKind.STREAM:
+            self._streams_by_user[client.user_id] += 1
+        client.on_close(self._unregister)
+        for listener in self._connect_listeners:
+            listener(client)
+
+    def _unregister(self, client: Client) -> None:
+        if self._clients.pop(client.id, None) is None:
+            return
+        for channel in client.channels:
+            members = self._by_channel.get(channel)
+            if members is not None:
+                members.discard(client)
+                if not members:
+                    del self._by_channel[channel]
+        if client.kind is ClientKind.STREAM:
+            self._streams_by_user[client.user_id] -= 1
+            if self._streams_by_user[client.user_id] <= 0:
+                del self._streams_by_user[client.user_id]
+        counters = self._counters[client.tenant_id]
+        counters.delivered += client.delivered
+        if client.close_reason is CloseReason.SLOW_CONSUMER:
+            counters.slow_consumers_cut += 1
+        elif client.close_reason is CloseReason.SESSION_ENDED:
+            counters.sessions_ended += 1
+        for listener in self._disconnect_listeners:
+            listener(client)
+
+    async def _backlog_for(self, client: Client, last_event_id: str | None) -> list[Event]:
+        if last_event_id is None:
+            return []
+        counters = self._counters[client.tenant_id]
+        counters.reconnects += 1
+        after = EventId.parse(last_event_id)
+        history = None if after is None else await self.broker.history(client.channels, after)
+        if history is None:
+            counters.resyncs += 1
+            reason = "unknown_id" if after is None else "history_unavailable"
+            return [Event(type=EventType.RESYNC, data=ResyncPayload(reason=reason).to_data())]
+        backlog = [event for event in history if may_see(client, event)]
+        if history:
+            client.skip_through(history[-1].id)  # type: ignore[arg-type]
+        counters.replays += 1
+        counters.replayed_events += len(backlog)
+        return backlog
+
+    def close_where(self, predicate: Callable[[Client], bool], reason: CloseReason) -> int:
+        """Close every local client matching `predicate` (e.g. all streams of a token)."""
+        doomed = [client for client in self._clients.values() if predicate(client)]
+        for client in doomed:
+            client.close(reason)
+        return len(doomed)
+
+    def clients(self) -> list[Client]:
+        return list(self._clients.values())
+
+    def is_user_connected(self, user_id: int, tenant_id: int | None = None) -> bool:
+        return any(
+            c.user_id == user_id and (tenant_id is None or c.tenant_id == tenant_id)
+            for c in self._clients.values()
+        )
+
+    # -- events ----------------------------------------------------------------------
+
+    async def publish(self, event: Event) -> Event:
+        published = await self.broker.publish(event)
+        self._counters[event.tenant_id].published += 1
+        return published
+
+    def _dispatch(self, event: Event) -> None:
+        """Route one event from the broker to the local clients that may see it."""
+        channels = event.channels
+        if len(channels) == 1:
+            candidates: Any = self._by_channel.get(channels[0], ())
+        else:
+            candidates = set()
+            for channel in channels:
+                candidates.update(self._by_channel.get(channel, ()))
+        dropped = 0
+        # A full queue closes its client, which edits the routing table: iterate a copy.
+        for client in tuple(candidates):
+            if may_see(client, event) and not client.offer(event):
+                dropped += 1
+        if dropped:
+            self._counters[event.tenant_id].dropped += dropped
+
+    def heartbeat(self) -> None:
+        """Send one ping to every local client (control event: no id, never replayed)."""
+        ping = Event(
+            type=EventType.PING,
+            data=PingPayload(ts=datetime.now(UTC).isoformat()).to_data(),
+        )
+        for client in tuple(self._clients.values()):
+            client.offer(ping)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            try:
+                self.heartbeat()
+            except Exception:  # a heartbeat must never die for one bad client
+                logger.exception("heartbeat failed")
+
+    # -- diagnostics -----------------------------------------------------------------
+
+    def diagnostics(self, tenant_id: int | None = None) -> dict[str, Any]:
+        """Counts for one tenant, or for the whole process when `tenant_id` is None."""
+        clients = [
+            c for c in self._clients.values() if tenant_id is None or c.tenant_id == tenant_id
+        ]
+        by_user: Counter[str] = Counter(str(c.user_id) for c in clients)
+        by_tenant: Counter[str] = Counter(str(c.tenant_id) for c in clients)
+        by_kind: Counter[str] = Counter(c.kind.value for c in clients)
+        totals = TenantCounters()
+        for key, counters in self._counters.items():
+            if tenant_id is not None and key != tenant_id:
+                continue
+            for name in TenantCounters.__slots__:
+                setattr(totals, name, getattr(totals, name) + getattr(counters, name))
+        totals.delivered += sum(c.delivered for c in clients)
+        return {
+            "totalClients": len(clients),
+            "clientsByUser": dict(by_user),
+            "clientsByTenant": dict(by_tenant),
+            "clientsByKind": dict(by_kind),
+            "queuedEvents": sum(c.queued for c in clients),
+            "eventsPublished": totals.published,
+            "eventsDelivered": totals.delivered,
+            "eventsDropped": totals.dropped,
+            "replays": totals.replays,
+            "replayedEvents": totals.replayed_events,
+            "resyncs": totals.resyncs,
+            "reconnects": totals.reconnects,
+            "slowConsumersCut": totals.slow_consumers_cut,
+            "sessionsEnded": totals.sessions_ended,
+        }

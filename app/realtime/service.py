@@ -1,0 +1,85 @@
+"""Typed emit methods: the only way domain code publishes events.
+
+Each method decides the channels and the owning tenant of its event type, so a use case
+cannot send a tenant's event to the wrong audience by picking a channel by hand. Callers
+commit their database changes before calling these (an event never announces something
+that is not stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.realtime.channels import tenant_channel, user_channel
+from app.realtime.events import (
+    ChatMessagePayload,
+    ChatTypingPayload,
+    ChatUnreadCountPayload,
+    Event,
+    EventType,
+    NotificationNewPayload,
+    NotificationReadPayload,
+    Payload,
+    PresenceUpdatePayload,
+)
+from app.realtime.manager import ConnectionManager
+
+
+def _users(user_ids: Iterable[int]) -> tuple[str, ...]:
+    return tuple(user_channel(user_id) for user_id in dict.fromkeys(user_ids))
+
+
+class RealtimeService:
+    def __init__(self, manager: ConnectionManager) -> None:
+        self._manager = manager
+
+    async def _emit(
+        self, event_type: EventType, payload: Payload, channels: tuple[str, ...], tenant_id: int
+    ) -> Event | None:
+        if not channels:
+            return None
+        event = Event(type=event_type, data=payload.to_data(), channels=channels, tenant_id=tenant_id)
+        return await self._manager.publish(event)
+
+    async def emit_chat_message(
+        self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessagePayload
+    ) -> Event | None:
+        """To every participant, the sender's other tabs included."""
+        return await self._emit(
+            EventType.CHAT_MESSAGE, payload, _users(participant_ids), tenant_id
+        )
+
+    async def emit_typing(
+        self, *, tenant_id: int, recipient_ids: Iterable[int], payload: ChatTypingPayload
+    ) -> Event | None:
+        """To the other participants (the caller leaves the typist out)."""
+        recipients = (uid for uid in recipient_ids if uid != payload.user_id)
+        return await self._emit(EventType.CHAT_TYPING, payload, _users(recipients), tenant_id)
+
+    async def emit_unread_count(
+        self, *, tenant_id: int, user_id: int, payload: ChatUnreadCountPayload
+    ) -> Event | None:
+        return await self._emit(
+            EventType.CHAT_UNREAD_COUNT, payload, (user_channel(user_id),), tenant_id
+        )
+
+    async def emit_notification(
+        self, *, tenant_id: int, user_id: int, payload: NotificationNewPayload
+    ) -> Event | None:
+        return await self._emit(
+            EventType.NOTIFICATION_NEW, payload, (user_channel(user_id),), tenant_id
+        )
+
+    async def emit_notification_read(
+        self, *, tenant_id: int, user_id: int, payload: NotificationReadPayload
+    ) -> Event | None:
+        return await self._emit(
+            EventType.NOTIFICATION_READ, payload, (user_channel(user_id),), tenant_id
+        )
+
+    async def emit_presence(
+        self, *, tenant_id: int, payload: PresenceUpdatePayload
+    ) -> Event | None:
+        return await self._emit(
+            EventType.PRESENCE_UPDATE, payload, (tenant_channel(tenant_id),), tenant_id
+        )

@@ -1,0 +1,114 @@
+"""The composition root: one settings object, one database, one manager, one service.
+
+The HTTP API and the Reflex states both take their collaborators from here, which is what
+makes them clients of ONE connection manager in each process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from app.db import Database, create_schema, make_engine
+from app.domain.accounts import Accounts
+from app.domain.notifications import Notifications
+from app.domain.seed import seed_demo_data
+from app.realtime.broker import create_broker
+from app.realtime.client import CloseReason
+from app.realtime.manager import ConnectionManager
+from app.realtime.service import RealtimeService
+from app.security.login_throttle import LoginThrottle
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(make_engine(settings.database_url))
+        self.broker = create_broker(
+            settings.redis_url,
+            replay_buffer_size=settings.sse_replay_buffer_size,
+            replay_max_age_seconds=settings.sse_replay_max_age_seconds,
+        )
+        self.manager = ConnectionManager(
+            self.broker,
+            queue_size=settings.sse_client_queue_size,
+            max_streams_per_user=settings.sse_max_streams_per_user,
+            heartbeat_seconds=settings.sse_heartbeat_seconds,
+        )
+        self.service = RealtimeService(self.manager)
+        self.throttle = LoginThrottle(
+            max_failures=settings.login_max_failures,
+            max_failures_per_address=settings.login_max_failures_per_address,
+            window_seconds=settings.login_failure_window_seconds,
+            enabled=settings.rate_limit_enabled,
+        )
+        self.accounts = Accounts(self.db, settings, self.throttle, self.manager)
+        self.notifications = Notifications(self.db, self.service, settings)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await self.db.run(lambda s: create_schema(s.get_bind()))  # type: ignore[arg-type]
+        if self.settings.seed_demo_data and await self.db.run(seed_demo_data):
+            logger.info("seeded demo data (alice, bob, carol, dave, erin)")
+        await self.manager.start()
+        if self.settings.sse_heartbeat_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._end_stale_sessions(), name="session-sweep"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._started:
+            await self.manager.stop()
+            self._started = False
+        self.db.engine.dispose()
+
+    async def _end_stale_sessions(self) -> None:
+        """Once a heartbeat, close streams whose token was revoked elsewhere or expired."""
+        while True:
+            await asyncio.sleep(self.settings.sse_heartbeat_seconds)
+            try:
+                await self.end_stale_sessions()
+            except Exception:  # the sweep must survive a database hiccup
+                logger.exception("session sweep failed")
+
+    async def end_stale_sessions(self) -> int:
+        token_ids = {c.session_ref for c in self.manager.clients() if c.session_ref is not None}
+        ended = await self.accounts.ended_sessions(token_ids)
+        if not ended:
+            return 0
+        return self.manager.close_where(
+            lambda c: c.session_ref in ended, CloseReason.SESSION_ENDED
+        )
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
+
+
+@contextlib.asynccontextmanager
+async def lifespan() -> AsyncIterator[None]:
+    """Registered as a Reflex lifespan task: start and stop the process's runtime."""
+    runtime = get_runtime()
+    await runtime.start()
+    try:
+        yield
+    finally:
+        await runtime.stop()

@@ -1,0 +1,128 @@
+"""Every tunable of the app, read once from the environment.
+
+Operators, benchmarks and scripts rely on these names (DESIGN.md section 4); add new
+tunables here rather than reading `os.environ` anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"setting {name} must be true or false, got {raw!r}")
+
+
+def _default_database_url() -> str:
+    # A hidden folder: Reflex's dev reloader ignores it (it would restart on every WAL write).
+    return f"sqlite:///{PROJECT_ROOT / '.data' / 'chat.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Storage and brokers
+    database_url: str = field(default_factory=_default_database_url)
+    redis_url: str = ""
+    # "dev" opens diagnostics to every signed-in user; anything else keeps them admin-only.
+    app_env: str = "production"
+    seed_demo_data: bool = True
+
+    # The stream
+    sse_heartbeat_seconds: float = 30.0
+    sse_retry_ms: int = 3000
+    sse_max_streams_per_user: int = 10
+    sse_client_queue_size: int = 1000
+    sse_replay_buffer_size: int = 1000
+    sse_replay_max_age_seconds: float = 300.0
+
+    # Authentication
+    token_ttl_seconds: int = 12 * 3600
+    rate_limit_enabled: bool = True
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window_seconds: float = 300.0
+
+    # Input limits
+    max_body_bytes: int = 64 * 1024
+    max_password_chars: int = 256
+    notification_title_max_chars: int = 200
+    notification_body_max_chars: int = 4000
+    notification_link_max_chars: int = 2000
+
+    @property
+    def dev_mode(self) -> bool:
+        return self.app_env.lower() in {"dev", "development"}
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        defaults = cls()
+        return cls(
+            database_url=_env_str("DATABASE_URL", defaults.database_url),
+            redis_url=_env_str("REDIS_URL", defaults.redis_url),
+            app_env=_env_str("APP_ENV", defaults.app_env),
+            seed_demo_data=_env_bool("SEED_DEMO_DATA", defaults.seed_demo_data),
+            sse_heartbeat_seconds=_env_float("SSE_HEARTBEAT_SECONDS", defaults.sse_heartbeat_seconds),
+            sse_retry_ms=_env_int("SSE_RETRY_MS", defaults.sse_retry_ms),
+            sse_max_streams_per_user=_env_int(
+                "SSE_MAX_STREAMS_PER_USER", defaults.sse_max_streams_per_user
+            ),
+            sse_client_queue_size=_env_int("SSE_CLIENT_QUEUE_SIZE", defaults.sse_client_queue_size),
+            sse_replay_buffer_size=_env_int(
+                "SSE_REPLAY_BUFFER_SIZE", defaults.sse_replay_buffer_size
+            ),
+            sse_replay_max_age_seconds=_env_float(
+                "SSE_REPLAY_MAX_AGE_SECONDS", defaults.sse_replay_max_age_seconds
+            ),
+            token_ttl_seconds=_env_int("TOKEN_TTL_SECONDS", defaults.token_ttl_seconds),
+            rate_limit_enabled=_env_bool("RATE_LIMIT_ENABLED", defaults.rate_limit_enabled),
+            login_max_failures=_env_int("LOGIN_MAX_FAILURES", defaults.login_max_failures),
+            login_max_failures_per_address=_env_int(
+                "LOGIN_MAX_FAILURES_PER_ADDRESS", defaults.login_max_failures_per_address
+            ),
+            login_failure_window_seconds=_env_float(
+                "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
+            ),
+            max_body_bytes=_env_int("MAX_BODY_BYTES", defaults.max_body_bytes),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

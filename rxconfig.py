@@ -1,0 +1,11 @@
+import reflex as rx
+
+from app.settings import get_settings
+
+config = rx.Config(
+    app_name="app",
+    telemetry_enabled=False,
+    db_url=get_settings().database_url,
+    plugins=[rx.plugins.RadixThemesPlugin()],
+    disable_plugins=[rx.plugins.SitemapPlugin],
+)

@@ -1,0 +1,156 @@
+"""The real backend (`reflex run --env prod --backend-only`) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Settings the suite relies on: fast heartbeats, a small stream limit, and sign-in limits
+# that only the throttle tests reach.
+TEST_ENV = {
+    "SSE_HEARTBEAT_SECONDS": "1",
+    "SSE_MAX_STREAMS_PER_USER": "3",
+    "LOGIN_MAX_FAILURES": "3",
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": "10000",
+    "APP_ENV": "production",
+    "REFLEX_TELEMETRY_ENABLED": "false",
+    "REFLEX_CHECK_LATEST_VERSION": "false",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Backend:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log_offset: int = field(default=0)
+
+    def log_since_mark(self) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode("utf-8", "replace")
+
+    def mark_log(self) -> None:
+        self._log_offset = self.log_path.stat().st_size
+
+    def token(self, username: str, tenant: int | None = None) -> str:
+        body: dict[str, object] = {"username": username, "password": f"{username}-pass"}
+        if tenant is not None:
+            body["tenant"] = tenant
+        response = httpx.post(f"{self.url}/api/auth/token", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def start_backend(workdir: Path, extra_env: dict[str, str] | None = None) -> Backend:
+    port = free_port()
+    log_path = workdir / "backend.log"
+    env = {
+        **os.environ,
+        **TEST_ENV,
+        "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
+        **(extra_env or {}),
+    }
+    reflex = Path(sys.executable).parent / "reflex"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(reflex), "run", "--env", "prod", "--backend-only", "--backend-port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    backend = Backend(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"backend exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{backend.url}/ping", timeout=1).status_code == 200:
+                return backend
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    backend.stop()
+    raise RuntimeError(f"backend did not start in time:\n{log_path.read_text()}")
+
+
+class Stream:
+    """One open `/api/sse` consumer: read the next event with a timeout, never a sleep."""
+
+    def __init__(self, source: EventSource) -> None:
+        self.source = source
+        self.response = source.response
+        self._events = source.aiter_sse()
+
+    async def next(self, timeout: float = 5.0, *, pings: bool = False) -> ServerSentEvent:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no event in time")
+            event = await _with_timeout(self._events.__anext__(), remaining)
+            if event.event == "message" and event.data == "" and event.retry is not None:
+                continue  # httpx-sse surfaces the opening `retry:` block as an empty event
+            if pings or event.event != "ping":
+                return event
+
+    async def ended(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the stream within `timeout` (pings are skipped)."""
+        try:
+            await self.next(timeout)
+        except StopAsyncIteration:
+            return True
+        return False
+
+
+async def _with_timeout(awaitable, timeout: float):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    return await asyncio.wait_for(awaitable, timeout)
+
+
+@asynccontextmanager
+async def open_stream(
+    http: httpx.AsyncClient,
+    token: str | None,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str | bytes] | None = None,
+) -> AsyncIterator[Stream]:
+    all_headers: dict[str, str | bytes] = dict(headers or {})
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    async with aconnect_sse(http, "GET", "/api/sse", params=params, headers=all_headers) as source:
+        if source.response.status_code == 200:
+            source.response.raise_for_status()
+        yield Stream(source)

@@ -1,0 +1,44 @@
+"""Shared fixtures. The project root goes on sys.path so `import app` works under plain pytest."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from tests.backend import Backend, start_backend  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def backend_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    backend = start_backend(tmp_path_factory.mktemp("backend"))
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture
+def backend(backend_process: Backend) -> Iterator[Backend]:
+    """The shared real backend; a test fails if the server logged an error meanwhile."""
+    backend_process.mark_log()
+    yield backend_process
+    log = backend_process.log_since_mark()
+    bad = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert not bad, "the backend logged errors during this test:\n" + log
+
+
+@pytest.fixture
+async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+    timeout = httpx.Timeout(10.0, read=30.0)
+    async with httpx.AsyncClient(base_url=backend.url, timeout=timeout) as client:
+        yield client
