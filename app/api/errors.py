@@ -37,6 +37,12 @@ _STATUS_CODES = {
 }
 
 
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+# After refusing a streamed body, read (and drop) this much more of it, so an ordinary
+# client that is still sending gets to read the 413 instead of a reset connection.
+_DRAIN_LIMIT_BYTES = 1024 * 1024
+
+
 class ApiError(Exception):
     def __init__(
         self,
@@ -118,6 +124,12 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
+            # Raised by FastAPI for bodies json.loads rejects outright: not UTF-8, or
+            # nested past the recursion limit.
+            return error_response(
+                400, "malformed_json", "The request body is not valid UTF-8 JSON."
+            )
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, exc.headers)
@@ -162,6 +174,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    await _drain(receive, message)
                     # FastAPI re-raises HTTPException subclasses from body parsing as they are.
                     raise BodyTooLarge(self.max_bytes)
             return message
@@ -173,3 +186,12 @@ class BodySizeLimit:
             413, "payload_too_large", f"The request body is larger than {self.max_bytes} bytes."
         )
         await response(scope, receive, send)
+
+
+async def _drain(receive: Receive, message: Message) -> None:
+    drained = 0
+    while message.get("more_body", False) and drained < _DRAIN_LIMIT_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
