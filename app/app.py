@@ -8,6 +8,6 @@ from app.api import build_api
 from app.pages.home import home
 from app.runtime import lifespan
 
-app = rx.App(api_transformer=build_api(), theme=rx.theme(accent_color="indigo"))
+app = rx.App(api_transformer=build_api())
 app.register_lifespan_task(lifespan)
 app.add_page(home, route="/", title="Chat")

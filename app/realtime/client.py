@@ -109,22 +109,24 @@ class Client:
 
     async def next_batch(self) -> list[Event]:
         """Every event queued so far, waiting for at least one; [] once the client is closed."""
-        while not self._queue:
+        while True:
+            while not self._queue:
+                if self.close_reason is not None:
+                    return []
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
             if self.close_reason is not None:
                 return []
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self.close_reason is not None:
-            return []
-        batch = list(self._queue)
-        self._queue.clear()
-        if self._skip_upto is not None:
-            batch = self._without_replayed(batch)
-        self.delivered += len(batch)
-        return batch
+            batch = list(self._queue)
+            self._queue.clear()
+            if self._skip_upto is not None:
+                batch = self._without_replayed(batch)
+            if batch:  # all of it may have been replayed already: then wait for more
+                self.delivered += len(batch)
+                return batch
 
     def _without_replayed(self, batch: list[Event]) -> list[Event]:
         skip_upto = self._skip_upto

@@ -105,7 +105,13 @@ class ResyncPayload(Payload):
 
 
 def _dump_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 form; \u-escaping keeps the payload exact.
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    return text
 
 
 @dataclass(slots=True, eq=False)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ID_PATTERN = re.compile(r"(\d{1,19})-(\d{1,19})")
+# [0-9], not \d: \d also matches other scripts' digits, which int() would accept.
+_ID_PATTERN = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 
 
 @dataclass(frozen=True, order=True, slots=True)
