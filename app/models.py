@@ -42,6 +42,8 @@ class Membership(SQLModel, table=True):
     tenant_id: int = Field(foreign_key="tenant.id", index=True)
     role: str = Field(default=Role.MEMBER.value, max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
+    # When the user was last seen in this tenant (presence is per tenant).
+    last_seen_at: datetime | None = None
 
 
 class AuthToken(SQLModel, table=True):
@@ -69,3 +71,43 @@ class Notification(SQLModel, table=True):
     created_by: int | None = Field(default=None, foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
     read_at: datetime | None = None
+
+
+class ConversationKind(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+
+
+class Conversation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    kind: str = Field(max_length=16)
+    title: str | None = Field(default=None, max_length=200)
+    # "<low user id>:<high user id>" for a 1:1, so a second one cannot be created.
+    direct_key: str | None = Field(default=None, max_length=64)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    last_message_id: int | None = None
+
+    __table_args__ = (UniqueConstraint("tenant_id", "direct_key"),)
+
+
+class ConversationMember(SQLModel, table=True):
+    """A participant and their read cursor; `unread_count` is kept in step with it."""
+
+    conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
+    user_id: int = Field(foreign_key="user.id", primary_key=True, index=True)
+    joined_at: datetime = Field(default_factory=utcnow)
+    last_read_message_id: int = 0
+    unread_count: int = 0
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (Index("ix_message_conversation", "conversation_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    tenant_id: int = Field(foreign_key="tenant.id")
+    sender_id: int = Field(foreign_key="user.id")
+    content: str = Field(max_length=20000)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -13,13 +13,18 @@ from collections.abc import AsyncIterator
 
 from app.db import Database, create_schema, make_engine
 from app.domain.accounts import Accounts
+from app.domain.conversations import Conversations
+from app.domain.messages import Messages
 from app.domain.notifications import Notifications
+from app.domain.presence import PresenceTracker
 from app.domain.seed import seed_demo_data
+from app.domain.typing import TypingTracker
 from app.realtime.broker import create_broker
 from app.realtime.client import CloseReason
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
 from app.security.login_throttle import LoginThrottle
+from app.security.rate_limit import TokenBucketLimiter
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,30 @@ class Runtime:
         )
         self.accounts = Accounts(self.db, settings, self.throttle, self.manager)
         self.notifications = Notifications(self.db, self.service, settings)
+        self.conversations = Conversations(self.db, settings)
+        self.typing = TypingTracker(
+            self.service,
+            settings,
+            TokenBucketLimiter(
+                per_minute=settings.rate_limit_typing_per_minute,
+                burst=settings.rate_limit_typing_burst,
+                enabled=settings.rate_limit_enabled,
+            ),
+            recipients_of=self.conversations.recipients,
+        )
+        self.messages = Messages(
+            self.db,
+            self.service,
+            settings,
+            TokenBucketLimiter(
+                per_minute=settings.rate_limit_messages_per_minute,
+                burst=settings.rate_limit_messages_burst,
+                enabled=settings.rate_limit_enabled,
+            ),
+            self.typing,
+        )
+        self.presence = PresenceTracker(self.manager, self.service, self.db, settings)
+        self.presence.attach()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -60,6 +89,7 @@ class Runtime:
         if self.settings.seed_demo_data and await self.db.run(seed_demo_data):
             logger.info("seeded demo data (alice, bob, carol, dave, erin)")
         await self.manager.start()
+        await self.presence.start()
         if self.settings.sse_heartbeat_seconds > 0:
             self._tasks.append(asyncio.create_task(self._end_stale_sessions(), name="session-sweep"))
 
@@ -70,7 +100,9 @@ class Runtime:
                 await task
         self._tasks.clear()
         if self._started:
+            await self.typing.close()
             await self.manager.stop()
+            await self.presence.stop()
             self._started = False
         self.db.engine.dispose()
 

@@ -79,6 +79,23 @@ class Settings:
     login_max_failures_per_address: int = 20
     login_failure_window_seconds: float = 300.0
 
+    # Chat
+    message_max_chars: int = 4000
+    conversation_title_max_chars: int = 200
+    group_max_participants: int = 500
+    # A typist's client repeats "typing" at most this often; the server drops closer repeats.
+    typing_throttle_seconds: float = 3.0
+    # With no word from a typist for this long, the server announces the stop itself.
+    typing_expiry_seconds: float = 8.0
+    # No client for this long before a user turns offline (a reload must not flap).
+    presence_grace_seconds: float = 5.0
+    # No activity for this long turns an online user away.
+    presence_idle_seconds: float = 300.0
+    rate_limit_messages_per_minute: int = 60
+    rate_limit_messages_burst: int = 20
+    rate_limit_typing_per_minute: int = 60
+    rate_limit_typing_burst: int = 10
+
     # Input limits
     max_body_bytes: int = 64 * 1024
     max_password_chars: int = 256
@@ -120,6 +137,30 @@ class Settings:
                 "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
             ),
             max_body_bytes=_env_int("MAX_BODY_BYTES", defaults.max_body_bytes),
+            message_max_chars=_env_int("MESSAGE_MAX_CHARS", defaults.message_max_chars),
+            group_max_participants=_env_int(
+                "GROUP_MAX_PARTICIPANTS", defaults.group_max_participants
+            ),
+            typing_throttle_seconds=_env_float(
+                "TYPING_THROTTLE_SECONDS", defaults.typing_throttle_seconds
+            ),
+            typing_expiry_seconds=_env_float("TYPING_EXPIRY_SECONDS", defaults.typing_expiry_seconds),
+            presence_grace_seconds=_env_float(
+                "PRESENCE_GRACE_SECONDS", defaults.presence_grace_seconds
+            ),
+            presence_idle_seconds=_env_float("PRESENCE_IDLE_SECONDS", defaults.presence_idle_seconds),
+            rate_limit_messages_per_minute=_env_int(
+                "RATE_LIMIT_MESSAGES_PER_MINUTE", defaults.rate_limit_messages_per_minute
+            ),
+            rate_limit_messages_burst=_env_int(
+                "RATE_LIMIT_MESSAGES_BURST", defaults.rate_limit_messages_burst
+            ),
+            rate_limit_typing_per_minute=_env_int(
+                "RATE_LIMIT_TYPING_PER_MINUTE", defaults.rate_limit_typing_per_minute
+            ),
+            rate_limit_typing_burst=_env_int(
+                "RATE_LIMIT_TYPING_BURST", defaults.rate_limit_typing_burst
+            ),
         )
 
 

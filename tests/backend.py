@@ -112,7 +112,11 @@ class Stream:
         self.response = source.response
         self._events = source.aiter_sse()
 
-    async def next(self, timeout: float = 5.0, *, pings: bool = False) -> ServerSentEvent:
+    async def next(
+        self, timeout: float = 5.0, *, pings: bool = False, presence: bool = False
+    ) -> ServerSentEvent:
+        """The next event, skipping pings and other people's comings and goings unless
+        asked for: tests of other features are not about them."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -121,8 +125,11 @@ class Stream:
             event = await _with_timeout(self._events.__anext__(), remaining)
             if event.event == "message" and event.data == "" and event.retry is not None:
                 continue  # httpx-sse surfaces the opening `retry:` block as an empty event
-            if pings or event.event != "ping":
-                return event
+            if event.event == "ping" and not pings:
+                continue
+            if event.event == "presence:update" and not presence:
+                continue
+            return event
 
     async def ended(self, timeout: float = 5.0) -> bool:
         """True when the server closes the stream within `timeout` (pings are skipped)."""

@@ -40,6 +40,7 @@ async def _stream_for(runtime: Runtime, username: str):  # type: ignore[no-untyp
         user_id=principal.user_id,
         tenant_id=principal.tenant_id,
         kind=ClientKind.STREAM,
+        types=frozenset({"notification:new"}),  # quiet: no presence news of the others
         session_ref=principal.token_id,
     )
     return principal, connection.client

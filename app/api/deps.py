@@ -58,5 +58,14 @@ async def stream_principal(request: Request, runtime: RuntimeDep) -> Principal:
     return await _principal_from(runtime, token)
 
 
+async def active_principal(
+    principal: Annotated[Principal, Depends(current_principal)], runtime: RuntimeDep
+) -> Principal:
+    """The caller, who just did something: that keeps them from turning away."""
+    runtime.presence.touch(principal)
+    return principal
+
+
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ActivePrincipalDep = Annotated[Principal, Depends(active_principal)]
 StreamPrincipalDep = Annotated[Principal, Depends(stream_principal)]

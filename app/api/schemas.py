@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -87,3 +87,31 @@ class NotificationCreate(ApiModel):
     title: str = Field(max_length=10_000)
     body: str = Field(default="", max_length=10_000)
     link: str | None = Field(default=None, max_length=10_000)
+
+
+class ConversationCreate(ApiModel):
+    participant_ids: list[int] = Field(min_length=1, max_length=1000)
+    title: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("participant_ids")
+    @classmethod
+    def _ids_in_range(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= user_id <= MAX_ID for user_id in value):
+            raise ValueError("participant ids are positive integers")
+        return value
+
+
+class MessageCreate(ApiModel):
+    content: str = Field(max_length=60_000)
+
+
+class TypingUpdate(ApiModel):
+    is_typing: bool
+
+
+class ReadUpdate(ApiModel):
+    message_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+class PresenceChoice(ApiModel):
+    status: Literal["online", "away"]

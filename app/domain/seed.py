@@ -5,7 +5,16 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app.models import Membership, Role, Tenant, User
+from app.models import (
+    Conversation,
+    ConversationKind,
+    ConversationMember,
+    Membership,
+    Message,
+    Role,
+    Tenant,
+    User,
+)
 from app.security.passwords import hash_password
 
 DEMO_TENANTS = {"acme": "Acme", "globex": "Globex"}
@@ -40,6 +49,7 @@ def _create_demo_rows(session: Session) -> None:
     tenants = {slug: Tenant(slug=slug, name=name) for slug, name in DEMO_TENANTS.items()}
     session.add_all(tenants.values())
     session.flush()
+    users: dict[str, User] = {}
     for username, (display_name, memberships) in DEMO_USERS.items():
         user = User(
             username=username,
@@ -49,6 +59,49 @@ def _create_demo_rows(session: Session) -> None:
         )
         session.add(user)
         session.flush()
+        users[username] = user
         for slug, role in memberships:
             session.add(Membership(user_id=user.id, tenant_id=tenants[slug].id, role=role.value))  # type: ignore[arg-type]
+    _create_demo_conversations(session, tenants["acme"], users)
     session.commit()
+
+
+def _create_demo_conversations(session: Session, acme: Tenant, users: dict[str, User]) -> None:
+    alice, bob, carol = users["alice"], users["bob"], users["carol"]
+    direct = Conversation(
+        tenant_id=acme.id,  # type: ignore[arg-type]
+        kind=ConversationKind.DIRECT.value,
+        direct_key=f"{min(alice.id, bob.id)}:{max(alice.id, bob.id)}",  # type: ignore[type-var]
+        created_by=alice.id,
+    )
+    team = Conversation(
+        tenant_id=acme.id,  # type: ignore[arg-type]
+        kind=ConversationKind.GROUP.value,
+        title="Acme team",
+        created_by=alice.id,
+    )
+    session.add_all([direct, team])
+    session.flush()
+    for conversation, members in ((direct, (alice, bob)), (team, (alice, bob, carol))):
+        for user in members:
+            session.add(ConversationMember(conversation_id=conversation.id, user_id=user.id))  # type: ignore[arg-type]
+    welcome = Message(
+        conversation_id=team.id,  # type: ignore[arg-type]
+        tenant_id=acme.id,  # type: ignore[arg-type]
+        sender_id=alice.id,  # type: ignore[arg-type]
+        content="Welcome to the Acme team chat!",
+    )
+    session.add(welcome)
+    session.flush()
+    team.last_message_id = welcome.id
+    session.add(team)
+    session.flush()
+    for user in (bob, carol):
+        member = session.get(ConversationMember, (team.id, user.id))
+        assert member is not None
+        member.unread_count = 1
+        session.add(member)
+    alice_member = session.get(ConversationMember, (team.id, alice.id))
+    assert alice_member is not None
+    alice_member.last_read_message_id = welcome.id  # type: ignore[assignment]
+    session.add(alice_member)

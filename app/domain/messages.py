@@ -1,0 +1,214 @@
+"""Sending messages, paging history, and the per-user read cursor (unread counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlmodel import Session, col, func, select
+
+from app.db import Database
+from app.domain.conversations import message_body, require_participant, unread_totals
+from app.domain.errors import InvalidInput, NotFound, RateLimited
+from app.domain.principal import Principal
+from app.domain.typing import TypingTracker
+from app.models import ConversationMember, Message, User
+from app.realtime.events import ChatMessageBody, ChatMessagePayload, ChatUnreadCountPayload
+from app.realtime.service import RealtimeService
+from app.security.rate_limit import TokenBucketLimiter
+from app.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadChange:
+    user_id: int
+    count: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    message: ChatMessageBody
+    participants: list[int]
+    unread: list[UnreadChange]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: list[ChatMessageBody]
+    has_more: bool
+
+
+class Messages:
+    def __init__(
+        self,
+        db: Database,
+        service: RealtimeService,
+        settings: Settings,
+        limiter: TokenBucketLimiter,
+        typing: TypingTracker,
+    ) -> None:
+        self._typing = typing
+        self._db = db
+        self._service = service
+        self._settings = settings
+        self._limiter = limiter
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @asynccontextmanager
+    async def _in_order(self, conversation_id: int) -> AsyncIterator[None]:
+        """Commit and publish one message of a conversation at a time, so every stream sees
+        its messages in the order of their ids (the order of the history endpoint)."""
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = self._locks[conversation_id] = asyncio.Lock()
+        async with lock:
+            yield
+
+    def clean_content(self, content: str) -> str:
+        content = content.strip()
+        if not content:
+            raise InvalidInput("A message must not be empty.")
+        if len(content) > self._settings.message_max_chars:
+            raise InvalidInput(
+                f"A message is at most {self._settings.message_max_chars} characters."
+            )
+        return content
+
+    async def send(self, principal: Principal, conversation_id: int, content: str) -> SentMessage:
+        content = self.clean_content(content)
+        retry_after = self._limiter.take(f"message:{principal.user_id}")
+        if retry_after is not None:
+            raise RateLimited("You are sending messages too fast.", retry_after)
+        async with self._in_order(conversation_id):
+            sent = await self._db.run(lambda s: self._store(s, principal, conversation_id, content))
+            await self._service.emit_chat_message(
+                tenant_id=principal.tenant_id,
+                participant_ids=sent.participants,
+                payload=ChatMessagePayload(conversation_id=conversation_id, message=sent.message),
+            )
+            await self._emit_unread(principal.tenant_id, conversation_id, sent.unread)
+        # A sent message ends the sender's typing there (the stop follows the message).
+        await self._typing.stop((principal.tenant_id, conversation_id, principal.user_id))
+        return sent
+
+    def _store(
+        self, session: Session, principal: Principal, conversation_id: int, content: str
+    ) -> SentMessage:
+        conversation = require_participant(session, principal, conversation_id)
+        message = Message(
+            conversation_id=conversation_id,
+            tenant_id=principal.tenant_id,
+            sender_id=principal.user_id,
+            content=content,
+        )
+        session.add(message)
+        session.flush()
+        conversation.last_message_id = message.id
+        session.add(conversation)
+        session.exec(  # type: ignore[call-overload]
+            update(ConversationMember)
+            .where(col(ConversationMember.conversation_id) == conversation_id)
+            .where(col(ConversationMember.user_id) != principal.user_id)
+            .values(unread_count=col(ConversationMember.unread_count) + 1)
+        )
+        # Sending marks the sender's own conversation read.
+        own = session.get(ConversationMember, (conversation_id, principal.user_id))
+        assert own is not None  # require_participant checked it
+        sender_had_unread = own.unread_count > 0
+        own.last_read_message_id = message.id  # type: ignore[assignment]
+        own.unread_count = 0
+        session.add(own)
+        session.commit()
+
+        counts = dict(
+            session.exec(
+                select(ConversationMember.user_id, ConversationMember.unread_count).where(
+                    ConversationMember.conversation_id == conversation_id
+                )
+            ).all()
+        )
+        changed = [uid for uid in counts if uid != principal.user_id or sender_had_unread]
+        totals = unread_totals(session, principal.tenant_id, changed)
+        return SentMessage(
+            message=message_body(message, principal.display_name),
+            participants=sorted(counts),
+            unread=[UnreadChange(uid, counts[uid], totals[uid]) for uid in changed],
+        )
+
+    async def _emit_unread(
+        self, tenant_id: int, conversation_id: int, changes: list[UnreadChange]
+    ) -> None:
+        for change in changes:
+            await self._service.emit_unread_count(
+                tenant_id=tenant_id,
+                user_id=change.user_id,
+                payload=ChatUnreadCountPayload(
+                    conversation_id=conversation_id, count=change.count, total=change.total
+                ),
+            )
+
+    async def history(
+        self, principal: Principal, conversation_id: int, *, before: int | None, limit: int
+    ) -> HistoryPage:
+        """Newest first. `before` is the id of the oldest message the caller already has."""
+
+        def load(session: Session) -> HistoryPage:
+            require_participant(session, principal, conversation_id)
+            query = (
+                select(Message, User)
+                .join(User, col(User.id) == col(Message.sender_id))
+                .where(Message.conversation_id == conversation_id)
+            )
+            if before is not None:
+                anchor = session.get(Message, before)
+                if anchor is None or anchor.conversation_id != conversation_id:
+                    raise NotFound("No such message in this conversation.")
+                query = query.where(col(Message.id) < before)
+            rows = session.exec(query.order_by(col(Message.id).desc()).limit(limit + 1)).all()
+            return HistoryPage(
+                items=[message_body(m, u.display_name) for m, u in rows[:limit]],
+                has_more=len(rows) > limit,
+            )
+
+        return await self._db.run(load)
+
+    async def mark_read(
+        self, principal: Principal, conversation_id: int, message_id: int | None = None
+    ) -> UnreadChange:
+        """Move the caller's read cursor forward (to `message_id`, or to the newest message);
+        the caller's other clients hear of it."""
+
+        def store(session: Session) -> tuple[UnreadChange, bool]:
+            conversation = require_participant(session, principal, conversation_id)
+            target = conversation.last_message_id or 0
+            if message_id is not None:
+                message = session.get(Message, message_id)
+                if message is None or message.conversation_id != conversation_id:
+                    raise NotFound("No such message in this conversation.")
+                target = message_id
+            own = session.get(ConversationMember, (conversation_id, principal.user_id))
+            assert own is not None
+            changed = target > own.last_read_message_id
+            if changed:
+                own.last_read_message_id = target
+                own.unread_count = session.exec(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(Message.conversation_id == conversation_id)
+                    .where(col(Message.id) > target)
+                    .where(Message.sender_id != principal.user_id)
+                ).one()
+                session.add(own)
+                session.commit()
+            total = unread_totals(session, principal.tenant_id, [principal.user_id])
+            return UnreadChange(principal.user_id, own.unread_count, total[principal.user_id]), changed
+
+        change, changed = await self._db.run(store)
+        if changed:
+            await self._emit_unread(principal.tenant_id, conversation_id, [change])
+        return change

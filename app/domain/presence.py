@@ -1,0 +1,232 @@
+"""Presence per user and tenant, driven by the connection manager's clients.
+
+A user is online while any client of theirs (a stream or a tab) is connected in that tenant
+and active; away after `presence_idle_seconds` without activity, or by choice; offline only
+after `presence_grace_seconds` with no client at all, so a reload does not flap. Exactly one
+`presence:update` goes to the tenant per real change, in the order the changes happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from app.db import Database
+from app.domain.principal import Principal
+from app.models import Membership, User
+from app.realtime.client import Client
+from app.realtime.events import PresenceUpdatePayload
+from app.realtime.manager import ConnectionManager
+from app.realtime.service import RealtimeService
+from app.settings import Settings
+from app.timeutil import iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+PresenceKey = tuple[int, int]  # tenant, user
+
+
+class Status(StrEnum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+@dataclass(slots=True)
+class _Presence:
+    clients: int = 0
+    status: Status = Status.OFFLINE
+    chose_away: bool = False
+    last_active: float = 0.0
+    last_seen: datetime | None = None
+    going_offline: asyncio.TimerHandle | None = field(default=None)
+
+
+class PresenceTracker:
+    def __init__(
+        self,
+        manager: ConnectionManager,
+        service: RealtimeService,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._manager = manager
+        self._service = service
+        self._db = db
+        self._grace = settings.presence_grace_seconds
+        self._idle = settings.presence_idle_seconds
+        self._clock = clock
+        self._presence: dict[PresenceKey, _Presence] = {}
+        self._names: dict[int, str] = {}
+        self._changes: asyncio.Queue[tuple[PresenceKey, Status, datetime | None]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def attach(self) -> None:
+        self._manager.on_connect(self._client_connected)
+        self._manager.on_disconnect(self._client_disconnected)
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._announce_changes(), name="presence-announcer"),
+            asyncio.create_task(self._watch_idle(), name="presence-idle"),
+        ]
+
+    async def stop(self) -> None:
+        for entry in self._presence.values():
+            if entry.going_offline is not None:
+                entry.going_offline.cancel()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # -- what changes presence -------------------------------------------------------
+
+    def _client_connected(self, client: Client) -> None:
+        entry = self._presence.setdefault((client.tenant_id, client.user_id), _Presence())
+        entry.clients += 1
+        entry.last_active = self._clock()
+        if entry.going_offline is not None:
+            entry.going_offline.cancel()  # back within the grace period: no flap
+            entry.going_offline = None
+        self._settle((client.tenant_id, client.user_id), entry)
+
+    def _client_disconnected(self, client: Client) -> None:
+        key = (client.tenant_id, client.user_id)
+        entry = self._presence.get(key)
+        if entry is None:
+            return
+        entry.clients = max(0, entry.clients - 1)
+        if entry.clients == 0 and entry.going_offline is None:
+            with contextlib.suppress(RuntimeError):  # no running loop at interpreter exit
+                entry.going_offline = asyncio.get_running_loop().call_later(
+                    self._grace, self._grace_over, key
+                )
+
+    def _grace_over(self, key: PresenceKey) -> None:
+        entry = self._presence.get(key)
+        if entry is None:
+            return
+        entry.going_offline = None
+        if entry.clients == 0:
+            self._settle(key, entry)
+
+    def touch(self, principal: Principal) -> None:
+        """The user did something (sent, read, typed, moved the mouse): not idle."""
+        key = (principal.tenant_id, principal.user_id)
+        entry = self._presence.get(key)
+        if entry is None:
+            return
+        entry.last_active = self._clock()
+        self._settle(key, entry)
+
+    def choose(self, principal: Principal, status: Status) -> Status:
+        """The user sets themselves away, or back online."""
+        key = (principal.tenant_id, principal.user_id)
+        entry = self._presence.setdefault(key, _Presence())
+        entry.chose_away = status is Status.AWAY
+        entry.last_active = self._clock()
+        self._settle(key, entry)
+        return entry.status
+
+    def _settle(self, key: PresenceKey, entry: _Presence) -> None:
+        """Recompute the status from the facts; announce it if it changed."""
+        if entry.clients == 0:
+            # Offline only once the grace timer has run out.
+            status = entry.status if entry.going_offline is not None else Status.OFFLINE
+        elif entry.chose_away or self._clock() - entry.last_active >= self._idle:
+            status = Status.AWAY
+        else:
+            status = Status.ONLINE
+        if status is entry.status:
+            return
+        entry.status = status
+        entry.last_seen = utcnow()
+        self._changes.put_nowait((key, status, entry.last_seen))
+
+    async def _watch_idle(self) -> None:
+        interval = max(0.05, min(self._idle / 4, 15.0))
+        while True:
+            await asyncio.sleep(interval)
+            for key, entry in list(self._presence.items()):
+                if entry.status is Status.ONLINE:
+                    self._settle(key, entry)
+
+    async def _announce_changes(self) -> None:
+        while True:
+            key, status, last_seen = await self._changes.get()
+            try:
+                await self._announce(key, status, last_seen)
+            except Exception:  # one failed announcement must not stop presence
+                logger.exception("presence announcement failed")
+
+    async def _announce(self, key: PresenceKey, status: Status, last_seen: datetime | None) -> None:
+        tenant_id, user_id = key
+        name = self._names.get(user_id)
+        if name is None or status is Status.OFFLINE:
+
+            def load_and_record(session: Session) -> str:
+                if status is Status.OFFLINE:
+                    session.exec(  # type: ignore[call-overload]
+                        update(Membership)
+                        .where(col(Membership.tenant_id) == tenant_id)
+                        .where(col(Membership.user_id) == user_id)
+                        .values(last_seen_at=last_seen)
+                    )
+                    session.commit()
+                user = session.get(User, user_id)
+                return user.display_name if user is not None else f"user {user_id}"
+
+            name = self._names[user_id] = await self._db.run(load_and_record)
+        await self._service.emit_presence(
+            tenant_id=tenant_id,
+            payload=PresenceUpdatePayload(
+                user_id=user_id, user_name=name, status=status.value, last_seen=iso(last_seen)
+            ),
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def snapshot(self, tenant_id: int) -> list[PresenceUpdatePayload]:
+        """Every member of the tenant with their status and when they were last seen."""
+
+        def members(session: Session) -> list[tuple[int, str, datetime | None]]:
+            return list(
+                session.exec(
+                    select(User.id, User.display_name, Membership.last_seen_at)
+                    .join(Membership, col(Membership.user_id) == col(User.id))
+                    .where(Membership.tenant_id == tenant_id)
+                    .order_by(col(User.display_name))
+                ).all()
+            )  # type: ignore[arg-type]
+
+        result = []
+        for user_id, name, stored_last_seen in await self._db.run(members):
+            entry = self._presence.get((tenant_id, user_id))
+            status = entry.status if entry is not None else Status.OFFLINE
+            last_seen = entry.last_seen if entry is not None and entry.last_seen else stored_last_seen
+            if status is not Status.OFFLINE:
+                last_seen = utcnow()
+            result.append(
+                PresenceUpdatePayload(
+                    user_id=user_id, user_name=name, status=status.value, last_seen=iso(last_seen)
+                )
+            )
+        return result
+
+    def status_of(self, tenant_id: int, user_id: int) -> Status:
+        entry = self._presence.get((tenant_id, user_id))
+        return entry.status if entry is not None else Status.OFFLINE
