@@ -25,6 +25,15 @@ TEST_ENV = {
     "SSE_MAX_STREAMS_PER_USER": "3",
     "LOGIN_MAX_FAILURES": "3",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "10000",
+    # Short presence and typing timings so tests wait seconds, not minutes.
+    "PRESENCE_GRACE_SECONDS": "1",
+    "TYPING_EXPIRY_SECONDS": "1.5",
+    "TYPING_THROTTLE_SECONDS": "0.5",
+    # Message and typing limits are tested in-process; here they must not get in the way.
+    "RATE_LIMIT_MESSAGES_PER_MINUTE": "100000",
+    "RATE_LIMIT_MESSAGES_BURST": "10000",
+    "RATE_LIMIT_TYPING_PER_MINUTE": "100000",
+    "RATE_LIMIT_TYPING_BURST": "10000",
     "APP_ENV": "production",
     "REFLEX_TELEMETRY_ENABLED": "false",
     "REFLEX_CHECK_LATEST_VERSION": "false",
