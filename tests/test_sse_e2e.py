@@ -44,7 +44,7 @@ async def test_bob_receives_alices_notification_with_the_contract_payload(
     listing = (
         await http.get("/api/notifications", headers={"Authorization": f"Bearer {bob}"})
     ).json()
-    assert data == listing["items"][0]
+    assert {**data, "read": False} == listing["items"][0]
     assert data["id"] == created["ids"][0]
     assert set(data) == {"id", "type", "title", "body", "link", "createdAt", "unreadCount"}
     assert (data["type"], data["title"], data["body"], data["link"]) == (

@@ -26,7 +26,7 @@ async def list_notifications(
         principal, limit=limit, before=before, unread_only=unread
     )
     return {
-        "items": [item.to_data() for item in page.items],
+        "items": [{**item.to_data(), "read": item.id in page.read_ids} for item in page.items],
         "unreadCount": page.unread_count,
     }
 

@@ -118,6 +118,31 @@ class Accounts:
             memberships=memberships,
         )
 
+    async def switch_tenant(self, principal: Principal, tenant_id: int) -> TokenGrant:
+        """A new token for another of the caller's tenants; the old token is revoked (its
+        streams and tabs close: they belonged to the other tenant)."""
+        if principal.in_tenant(tenant_id) is None:
+            raise Forbidden("You are not a member of that tenant.")
+
+        def load_user(session: Session) -> User:
+            user = session.get(User, principal.user_id)
+            if user is None:
+                raise NotAuthenticated("This account no longer exists.")
+            user.default_tenant_id = tenant_id
+            session.add(user)
+            session.commit()
+            return user
+
+        user = await self._db.run(load_user)
+        raw_token = new_token()
+        switched = await self._db.run(lambda s: self._issue(s, user, raw_token, tenant_id))
+        await self.sign_out(principal)
+        return TokenGrant(
+            access_token=raw_token,
+            expires_in=self._settings.token_ttl_seconds,
+            principal=switched,
+        )
+
     async def principal_for_token(self, raw_token: str) -> Principal | None:
         """The caller behind a token, or None when it is unknown, revoked or expired."""
         if not raw_token or len(raw_token) > 256:

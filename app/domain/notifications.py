@@ -32,6 +32,7 @@ class NotificationDraft:
 @dataclass(frozen=True, slots=True)
 class NotificationPage:
     items: list[NotificationNewPayload]
+    read_ids: frozenset[int]
     unread_count: int
 
 
@@ -149,7 +150,9 @@ class Notifications:
             unread = _unread_counts(session, principal.tenant_id, [principal.user_id])
             count = unread[principal.user_id]
             return NotificationPage(
-                items=[_payload(row, count) for row in rows], unread_count=count
+                items=[_payload(row, count) for row in rows],
+                read_ids=frozenset(row.id for row in rows if row.read_at is not None),  # type: ignore[misc]
+                unread_count=count,
             )
 
         return await self._db.run(load)

@@ -1,0 +1,100 @@
+"""The left pane: conversations with their last message and unread badge."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from app.components.new_conversation import new_conversation_dialog
+from app.state.chat import ChatState
+from app.state.items import ConversationItem
+
+
+def _row(item: rx.Var[ConversationItem]) -> rx.Component:
+    active = ChatState.active_id == item.id
+    return rx.box(
+        rx.hstack(
+            rx.avatar(fallback=item.name[:1], size="3", radius="full", color_scheme="indigo"),
+            rx.vstack(
+                rx.hstack(
+                    rx.text(item.name, weight="medium", trim="both", class_name="truncate"),
+                    rx.spacer(),
+                    rx.moment(item.last_message_at, format="HH:mm", font_size="12px", color="var(--gray-10)"),
+                    width="100%",
+                    align="center",
+                ),
+                rx.hstack(
+                    rx.text(
+                        item.last_message,
+                        size="2",
+                        color_scheme="gray",
+                        class_name="truncate",
+                        flex="1",
+                    ),
+                    rx.cond(
+                        item.unread_count > 0,
+                        rx.badge(
+                            item.unread_count,
+                            color_scheme="indigo",
+                            variant="solid",
+                            radius="full",
+                            custom_attrs={"data-testid": "unread-badge"},
+                        ),
+                    ),
+                    width="100%",
+                    align="center",
+                ),
+                spacing="1",
+                width="100%",
+                min_width="0",
+            ),
+            width="100%",
+            align="center",
+        ),
+        padding="10px 12px",
+        border_radius="8px",
+        cursor="pointer",
+        background=rx.cond(active, "var(--accent-4)", "transparent"),
+        _hover={"background": rx.cond(active, "var(--accent-4)", "var(--gray-3)")},
+        width="100%",
+        on_click=ChatState.open_conversation(item.id),
+        custom_attrs={"data-testid": "conversation", "data-name": item.name},
+    )
+
+
+def conversation_list() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.heading("Chats", size="4"),
+            rx.cond(
+                ChatState.total_unread > 0,
+                rx.badge(
+                    ChatState.total_unread,
+                    radius="full",
+                    custom_attrs={"data-testid": "total-unread"},
+                ),
+            ),
+            rx.spacer(),
+            new_conversation_dialog(),
+            width="100%",
+            align="center",
+            padding="12px 12px 4px",
+        ),
+        rx.scroll_area(
+            rx.vstack(
+                rx.foreach(ChatState.conversations, _row),
+                rx.cond(
+                    ChatState.conversations.length() == 0,
+                    rx.text("No conversations yet.", color_scheme="gray", size="2", padding="12px"),
+                ),
+                spacing="1",
+                padding="4px 8px",
+                width="100%",
+            ),
+            type="hover",
+            scrollbars="vertical",
+            flex="1",
+        ),
+        height="100%",
+        width="100%",
+        spacing="0",
+    )

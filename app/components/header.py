@@ -1,0 +1,87 @@
+"""The app bar: workspace switcher, live status, bell, colour mode, the user's menu."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from app.components.notification_bell import notification_bell
+from app.state.live import LiveState
+from app.state.presence import PresenceState
+from app.state.session import SessionState
+
+
+def _tenant_switcher() -> rx.Component:
+    return rx.cond(
+        SessionState.has_several_tenants,
+        rx.select.root(
+            rx.select.trigger(variant="ghost", custom_attrs={"data-testid": "tenant-switcher"}),
+            rx.select.content(
+                rx.foreach(
+                    SessionState.memberships,
+                    lambda m: rx.select.item(m["tenantName"], value=m["tenantId"].to_string()),
+                )
+            ),
+            value=SessionState.tenant_id.to_string(),
+            on_change=SessionState.switch_tenant,
+        ),
+        rx.text(SessionState.tenant_name, weight="medium", color_scheme="gray"),
+    )
+
+
+def _live_badge() -> rx.Component:
+    return rx.cond(
+        LiveState.connected,
+        rx.badge("live", color_scheme="green", variant="soft", custom_attrs={"data-testid": "live"}),
+        rx.badge("connecting…", color_scheme="gray", variant="soft"),
+    )
+
+
+def _user_menu() -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.button(
+                rx.avatar(fallback=SessionState.initials, size="1", radius="full"),
+                rx.text(SessionState.display_name, display=["none", "none", "inline"]),
+                variant="ghost",
+                custom_attrs={"data-testid": "user-menu"},
+            )
+        ),
+        rx.menu.content(
+            rx.menu.item(
+                rx.cond(PresenceState.chose_away, "Set yourself online", "Set yourself away"),
+                on_click=PresenceState.toggle_away,
+            ),
+            rx.menu.separator(),
+            rx.menu.item(
+                "Sign out",
+                color="red",
+                on_click=SessionState.sign_out,
+                custom_attrs={"data-testid": "sign-out"},
+            ),
+        ),
+    )
+
+
+def header() -> rx.Component:
+    return rx.hstack(
+        rx.hstack(
+            rx.icon("message-circle", size=22, color="var(--accent-9)"),
+            rx.heading("Chat", size="5"),
+            _tenant_switcher(),
+            align="center",
+            spacing="3",
+        ),
+        rx.spacer(),
+        rx.hstack(
+            _live_badge(),
+            notification_bell(),
+            rx.color_mode.button(variant="ghost", size="2"),
+            _user_menu(),
+            align="center",
+            spacing="4",
+        ),
+        padding="10px 16px",
+        border_bottom="1px solid var(--gray-5)",
+        width="100%",
+        align="center",
+    )

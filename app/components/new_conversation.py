@@ -1,0 +1,69 @@
+"""Start a conversation with people of the tenant."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from app.components.presence_dot import presence_dot
+from app.state.chat import ChatState
+from app.state.items import PersonItem
+from app.state.presence import PresenceState
+from app.state.session import SessionState
+
+
+def _person(person: rx.Var[PersonItem]) -> rx.Component:
+    return rx.cond(
+        person.user_id != SessionState.user_id,
+        rx.el.label(
+            rx.hstack(
+                rx.checkbox(name="person-" + person.user_id.to_string()),
+                presence_dot(person.status),
+                rx.text(person.name),
+                align="center",
+                spacing="2",
+            ),
+            custom_attrs={"data-testid": "pick-person"},
+        ),
+    )
+
+
+def new_conversation_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.trigger(
+            rx.icon_button(
+                rx.icon("square-pen", size=16),
+                variant="soft",
+                size="2",
+                title="New conversation",
+                custom_attrs={"data-testid": "new-conversation"},
+            )
+        ),
+        rx.dialog.content(
+            rx.dialog.title("New conversation"),
+            rx.dialog.description(
+                "Pick one person for a direct chat, or several (and a title) for a group.",
+                size="2",
+            ),
+            rx.form(
+                rx.vstack(
+                    rx.vstack(rx.foreach(PresenceState.people, _person), spacing="2"),
+                    rx.input(name="title", placeholder="Group title (optional)", max_length=200),
+                    rx.cond(
+                        ChatState.new_conversation_error != "",
+                        rx.callout(ChatState.new_conversation_error, color_scheme="red", size="1"),
+                    ),
+                    rx.hstack(
+                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
+                        rx.dialog.close(rx.button("Start", type="submit")),
+                        justify="end",
+                        width="100%",
+                    ),
+                    spacing="3",
+                    padding_top="12px",
+                ),
+                on_submit=ChatState.start_conversation,
+                reset_on_submit=True,
+            ),
+            max_width="420px",
+        ),
+    )

@@ -1,0 +1,77 @@
+"""The signed-in chat page: conversations | open conversation | people."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from app.components.chat_window import chat_window
+from app.components.composer import ENTER_SENDS
+from app.components.conversation_list import conversation_list
+from app.components.header import header
+from app.components.presence_list import presence_list
+from app.state.chat import ChatState
+from app.state.live import LiveState
+from app.state.presence import PresenceState
+from app.state.session import SessionState
+
+# Activity reports are throttled in the browser: the server needs only "still here".
+ACTIVITY_THROTTLE_MS = 20_000
+
+
+def _event_log() -> rx.Component:
+    """The events this tab applied, for diagnostics (and the identical-events test)."""
+    return rx.el.pre(
+        LiveState.event_log_json,
+        id="event-log",
+        display="none",
+        custom_attrs={"data-testid": "event-log"},
+    )
+
+
+def chat() -> rx.Component:
+    conversation_open = ChatState.active_id != 0
+    return rx.cond(
+        SessionState.signed_in,
+        rx.vstack(
+            header(),
+            rx.hstack(
+                rx.box(
+                    conversation_list(),
+                    width=["100%", "100%", "300px"],
+                    flex_shrink="0",
+                    border_right="1px solid var(--gray-5)",
+                    height="100%",
+                    display=rx.cond(conversation_open, ["none", "none", "block"], "block"),
+                ),
+                rx.box(
+                    chat_window(),
+                    flex="1",
+                    min_width="0",
+                    height="100%",
+                    display=rx.cond(conversation_open, "block", ["none", "none", "block"]),
+                ),
+                rx.box(
+                    presence_list(),
+                    width="240px",
+                    flex_shrink="0",
+                    border_left="1px solid var(--gray-5)",
+                    height="100%",
+                    display=["none", "none", "none", "block"],
+                ),
+                width="100%",
+                flex="1",
+                min_height="0",
+                spacing="0",
+            ),
+            _event_log(),
+            ENTER_SENDS,
+            height="100vh",
+            spacing="0",
+            # Key presses in the composer count as activity too (ChatState.typed).
+            on_mouse_move=PresenceState.activity.throttle(ACTIVITY_THROTTLE_MS),
+        ),
+        rx.center(rx.spinner(size="3"), height="100vh"),
+    )
+
+
+ON_LOAD = [SessionState.require_session, LiveState.listen]

@@ -1,0 +1,4 @@
+"""Route names, in one place."""
+
+LOGIN = "/login"
+CHAT = "/"

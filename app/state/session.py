@@ -1,0 +1,134 @@
+"""Who is signed in to this browser, through the same Accounts use cases as the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from app import routes
+from app.domain.errors import DomainError
+from app.domain.principal import Principal
+from app.runtime import get_runtime
+
+SESSION_COOKIE = "chat_session"
+
+
+class SessionState(rx.State):
+    # The bearer token, kept in a cookie so a reload stays signed in. /api/sse accepts the
+    # same cookie, so the page and an EventSource on it share one session.
+    auth_token: str = rx.Cookie("", name=SESSION_COOKIE, same_site="strict", path="/")
+    user_id: int = 0
+    username: str = ""
+    display_name: str = ""
+    tenant_id: int = 0
+    tenant_name: str = ""
+    is_admin: bool = False
+    memberships: list[dict[str, Any]] = []
+    login_error: str = ""
+    signing_in: bool = False
+
+    @rx.var
+    def signed_in(self) -> bool:
+        return self.user_id > 0
+
+    @rx.var
+    def has_several_tenants(self) -> bool:
+        return len(self.memberships) > 1
+
+    @rx.var
+    def initials(self) -> str:
+        return (self.display_name[:1] or "?").upper()
+
+    async def principal(self) -> Principal | None:
+        """The caller behind this tab's token, checked again (it may have been revoked)."""
+        if not self.auth_token:
+            return None
+        return await get_runtime().accounts.principal_for_token(self.auth_token)
+
+    def _remember(self, principal: Principal) -> None:
+        self.user_id = principal.user_id
+        self.username = principal.username
+        self.display_name = principal.display_name
+        self.tenant_id = principal.tenant_id
+        self.tenant_name = principal.membership.tenant_name
+        self.is_admin = principal.is_admin
+        self.memberships = [
+            {"tenantId": m.tenant_id, "tenantName": m.tenant_name, "role": m.role}
+            for m in principal.memberships
+        ]
+
+    def _forget(self) -> None:
+        self.auth_token = ""
+        self.user_id = 0
+        self.username = ""
+        self.display_name = ""
+        self.tenant_id = 0
+        self.tenant_name = ""
+        self.is_admin = False
+        self.memberships = []
+
+    @rx.event
+    async def sign_in(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+        username = str(form_data.get("username", "")).strip()
+        password = str(form_data.get("password", ""))
+        if not username or not password:
+            self.login_error = "Enter your username and password."
+            return
+        if len(username) > 64 or len(password) > 256:
+            self.login_error = "Invalid username or password."
+            return
+        self.signing_in = True
+        yield
+        try:
+            grant = await get_runtime().accounts.sign_in(
+                username, password, self.router.session.client_ip or "unknown"
+            )
+        except DomainError as exc:
+            self.login_error = exc.message
+            return
+        finally:
+            self.signing_in = False
+        self.login_error = ""
+        self.auth_token = grant.access_token
+        self._remember(grant.principal)
+        yield rx.redirect(routes.CHAT)
+
+    @rx.event
+    async def sign_out(self):  # type: ignore[no-untyped-def]
+        principal = await self.principal()
+        if principal is not None:
+            await get_runtime().accounts.sign_out(principal)
+        self._forget()
+        return rx.redirect(routes.LOGIN)
+
+    @rx.event
+    async def switch_tenant(self, tenant_id: str):  # type: ignore[no-untyped-def]
+        principal = await self.principal()
+        if principal is None:
+            self._forget()
+            return rx.redirect(routes.LOGIN)
+        try:
+            grant = await get_runtime().accounts.switch_tenant(principal, int(tenant_id))
+        except (DomainError, ValueError):
+            return rx.toast.error("You are not a member of that workspace.")
+        self.auth_token = grant.access_token
+        self._remember(grant.principal)
+        # A full reload: every live view belongs to the tenant that was left.
+        return rx.call_script("window.location.reload()")
+
+    @rx.event
+    async def require_session(self):  # type: ignore[no-untyped-def]
+        """on_load of signed-in pages: back to the sign-in page without a valid session."""
+        principal = await self.principal()
+        if principal is None:
+            self._forget()
+            return rx.redirect(routes.LOGIN)
+        self._remember(principal)
+        return None
+
+    @rx.event
+    async def skip_login_if_signed_in(self):  # type: ignore[no-untyped-def]
+        if await self.principal() is not None:
+            return rx.redirect(routes.CHAT)
+        return None

@@ -1,0 +1,918 @@
+"""The chat use cases, in process: conversations, messages and read cursors, rate limits,
+typing and presence.
+
+Every test gets its own runtime on its own copy of one seeded database (seeding hashes five
+argon2 passwords; copying a file does not), with principals signed in once for the module.
+So each test starts from the demo data and nothing else, and can change settings freely.
+
+Nothing here sleeps and hopes: events published by a use case are queued when it returns
+(the memory broker publishes synchronously); timer-driven events (typing expiry, presence
+grace and idle) are awaited with a timeout; and "no presence update" is proven with a
+barrier, an update of the observer's own that the tracker announces after anything pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.api import build_api
+from app.domain.errors import InvalidInput, NotFound, RateLimited
+from app.domain.presence import PresenceTracker, Status
+from app.domain.principal import Principal
+from app.domain.typing import TypingTracker
+from app.realtime.client import Client
+from app.realtime.events import Event, EventType
+from app.runtime import Runtime, get_runtime
+from app.security.rate_limit import TokenBucketLimiter
+from app.settings import Settings
+
+EVENT_TIMEOUT = 2.0
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """A seeded database file and what the tests need to know about it."""
+
+    path: Path
+    alice: Principal
+    bob: Principal
+    carol: Principal  # in Acme
+    carol_globex: Principal  # the same carol, acting in Globex
+    dave: Principal  # Globex
+    acme_id: int
+    globex_id: int
+    direct_id: int  # alice-bob
+    group_id: int  # "Acme team": alice, bob, carol
+    welcome_id: int  # alice's message in the group; bob and carol have it unread
+
+
+def _base_settings(path: Path) -> Settings:
+    return replace(Settings(), database_url=f"sqlite:///{path}", sse_heartbeat_seconds=0)
+
+
+async def _seed(path: Path) -> Seeded:
+    runtime = Runtime(_base_settings(path))
+    await runtime.start()
+    try:
+
+        async def sign_in(name: str, tenant_id: int | None = None) -> Principal:
+            grant = await runtime.accounts.sign_in(name, f"{name}-pass", "127.0.0.1", tenant_id)
+            return grant.principal
+
+        alice, bob, carol, dave = [await sign_in(n) for n in ("alice", "bob", "carol", "dave")]
+        carol_globex = await sign_in("carol", dave.tenant_id)
+        views, _ = await runtime.conversations.list_for(alice)
+        direct = next(v for v in views if v.kind == "direct")
+        group = next(v for v in views if v.kind == "group")
+        assert group.last_message is not None
+        return Seeded(
+            path=path,
+            alice=alice,
+            bob=bob,
+            carol=carol,
+            carol_globex=carol_globex,
+            dave=dave,
+            acme_id=alice.tenant_id,
+            globex_id=dave.tenant_id,
+            direct_id=direct.id,
+            group_id=group.id,
+            welcome_id=group.last_message.id,
+        )
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    path = tmp_path_factory.mktemp("seeded") / "chat.db"
+    yield asyncio.run(_seed(path))
+
+
+MakeRuntime = Callable[..., Awaitable[Runtime]]
+
+
+@pytest.fixture
+async def make_runtime(seeded: Seeded, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
+    """`await make_runtime(**setting_overrides)`: a started runtime on a fresh copy of the
+    seeded database."""
+    started: list[Runtime] = []
+
+    async def make(**overrides: Any) -> Runtime:
+        path = tmp_path / f"chat-{len(started)}.db"
+        for suffix in ("", "-wal", "-shm"):
+            source = seeded.path.with_name(seeded.path.name + suffix)
+            if source.exists():
+                shutil.copyfile(source, path.with_name(path.name + suffix))
+        runtime = Runtime(replace(_base_settings(path), **overrides))
+        started.append(runtime)
+        await runtime.start()
+        return runtime
+
+    try:
+        yield make
+    finally:
+        for runtime in reversed(started):
+            await runtime.stop()
+
+
+@pytest.fixture
+async def runtime(make_runtime: MakeRuntime) -> Runtime:
+    return await make_runtime()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+async def listen(runtime: Runtime, principal: Principal, *types: str) -> Client:
+    """A client of `principal`'s that receives only the given event types."""
+    connection = await runtime.manager.connect(
+        user_id=principal.user_id, tenant_id=principal.tenant_id, types=frozenset(types)
+    )
+    return connection.client
+
+
+async def drain(client: Client) -> list[Event]:
+    """What is queued right now, without waiting for more."""
+    if client.queued == 0:
+        return []
+    async with asyncio.timeout(1):
+        return await client.next_batch()
+
+
+async def wait_for_events(client: Client, count: int) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while len(events) < count:
+            events.extend(await client.next_batch())
+    return events
+
+
+def data_of(events: list[Event], event_type: str) -> list[dict[str, Any]]:
+    return [e.data for e in events if e.type == event_type]
+
+
+async def new_group(runtime: Runtime, owner: Principal, *others: Principal) -> int:
+    view, created = await runtime.conversations.create(
+        owner, [p.user_id for p in others], "A fresh group"
+    )
+    assert created
+    return view.id
+
+
+async def send_all(runtime: Runtime, sender: Principal, conversation_id: int, *texts: str) -> list[int]:
+    return [(await runtime.messages.send(sender, conversation_id, t)).message.id for t in texts]
+
+
+async def unread_of(runtime: Runtime, principal: Principal) -> tuple[dict[int, int], int]:
+    views, total = await runtime.conversations.list_for(principal)
+    return {v.id: v.unread_count for v in views}, total
+
+
+# -- conversations ---------------------------------------------------------------------------
+
+
+async def test_a_1to1_is_unique_and_a_second_create_returns_the_existing_one(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    again, created = await runtime.conversations.create(seeded.alice, [seeded.bob.user_id], None)
+    assert (again.id, again.kind, created) == (seeded.direct_id, "direct", False)
+    # From the other side, with the caller named too and a blank title: the same one.
+    mirrored, created = await runtime.conversations.create(
+        seeded.bob, [seeded.alice.user_id, seeded.bob.user_id], "   "
+    )
+    assert (mirrored.id, created) == (seeded.direct_id, False)
+
+    first, created_first = await runtime.conversations.create(
+        seeded.alice, [seeded.carol.user_id], None
+    )
+    second, created_second = await runtime.conversations.create(
+        seeded.carol, [seeded.alice.user_id], None
+    )
+    assert (created_first, created_second) == (True, False)
+    assert first.kind == "direct" and second.id == first.id
+    assert sorted(p.id for p in first.participants) == sorted(
+        [seeded.alice.user_id, seeded.carol.user_id]
+    )
+
+
+async def test_a_group_needs_a_title_or_two_others(runtime: Runtime, seeded: Seeded) -> None:
+    titled, created = await runtime.conversations.create(
+        seeded.alice, [seeded.bob.user_id], "  Planning  "
+    )
+    assert (titled.kind, titled.title, created) == ("group", "Planning", True)
+    assert titled.id != seeded.direct_id
+    # Groups are never deduplicated: the same title and people make another one.
+    again, created_again = await runtime.conversations.create(
+        seeded.alice, [seeded.bob.user_id], "Planning"
+    )
+    assert created_again and again.id != titled.id
+
+    untitled, created = await runtime.conversations.create(
+        seeded.alice, [seeded.bob.user_id, seeded.carol.user_id], None
+    )
+    assert (untitled.kind, untitled.title, created) == ("group", None, True)
+    assert len(untitled.participants) == 3
+
+    # One other and no title is a 1:1, not a group.
+    direct, created = await runtime.conversations.create(seeded.alice, [seeded.bob.user_id], None)
+    assert (direct.kind, direct.id, created) == ("direct", seeded.direct_id, False)
+
+
+async def test_a_participant_outside_the_tenant_is_not_found(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    before = await runtime.conversations.list_for(seeded.alice)
+    for participant_ids, title in (
+        ([seeded.dave.user_id], None),
+        ([seeded.bob.user_id, seeded.dave.user_id], "Mixed"),
+        ([987_654], None),
+    ):
+        with pytest.raises(NotFound):
+            await runtime.conversations.create(seeded.alice, participant_ids, title)
+    assert await runtime.conversations.list_for(seeded.alice) == before
+
+
+async def test_the_caller_alone_is_invalid_input(runtime: Runtime, seeded: Seeded) -> None:
+    for participant_ids, title in (([], None), ([], "Me"), ([seeded.alice.user_id], "Just me")):
+        with pytest.raises(InvalidInput):
+            await runtime.conversations.create(seeded.alice, participant_ids, title)
+
+
+async def test_the_list_puts_the_latest_activity_first(runtime: Runtime, seeded: Seeded) -> None:
+    async def order() -> list[int]:
+        views, _ = await runtime.conversations.list_for(seeded.alice)
+        return [v.id for v in views]
+
+    direct, group = seeded.direct_id, seeded.group_id
+    assert await order() == [group, direct]  # the group has the welcome message
+    quiet = await new_group(runtime, seeded.alice, seeded.bob)
+    assert await order() == [group, quiet, direct]  # no messages: newest conversation first
+    await runtime.messages.send(seeded.bob, direct, "ping")
+    assert await order() == [direct, group, quiet]
+    await runtime.messages.send(seeded.carol, group, "pong")
+    assert await order() == [group, direct, quiet]
+    await runtime.messages.send(seeded.alice, quiet, "anyone?")
+    assert await order() == [quiet, group, direct]
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+async def test_content_is_trimmed(runtime: Runtime, seeded: Seeded) -> None:
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_MESSAGE)
+    sent = await runtime.messages.send(seeded.alice, seeded.direct_id, " \n\t hello bob  \n")
+    assert sent.message.content == "hello bob"
+    [event] = data_of(await drain(bob), EventType.CHAT_MESSAGE)
+    assert event["message"]["content"] == "hello bob"
+    page = await runtime.messages.history(seeded.alice, seeded.direct_id, before=None, limit=10)
+    assert [m.content for m in page.items] == ["hello bob"]
+
+
+async def test_empty_or_too_long_content_is_invalid_and_nothing_is_stored(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(message_max_chars=10)
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_MESSAGE, EventType.CHAT_UNREAD_COUNT)
+    for content in ("", "   ", " \n\t ", "x" * 11, "  " + "y" * 11 + "  "):
+        with pytest.raises(InvalidInput):
+            await runtime.messages.send(seeded.alice, seeded.direct_id, content)
+    assert bob.queued == 0
+    page = await runtime.messages.history(seeded.alice, seeded.direct_id, before=None, limit=10)
+    assert page.items == []
+    # The limit counts the trimmed content, and exactly the limit is fine.
+    sent = await runtime.messages.send(seeded.alice, seeded.direct_id, "  " + "z" * 10 + "  ")
+    assert sent.message.content == "z" * 10
+
+
+async def test_sending_marks_the_senders_conversation_read_and_tells_them_only_if_it_had_unread(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    clients = {
+        p.username: await listen(runtime, p, EventType.CHAT_UNREAD_COUNT)
+        for p in (seeded.alice, seeded.bob, seeded.carol)
+    }
+    group = seeded.group_id
+    # bob starts with the welcome message unread.
+    await runtime.messages.send(seeded.bob, group, "hi all")
+    unread = {name: data_of(await drain(c), EventType.CHAT_UNREAD_COUNT) for name, c in clients.items()}
+    assert unread == {
+        "alice": [{"conversationId": group, "count": 1, "total": 1}],
+        "bob": [{"conversationId": group, "count": 0, "total": 0}],
+        "carol": [{"conversationId": group, "count": 2, "total": 2}],
+    }
+    assert await unread_of(runtime, seeded.bob) == ({group: 0, seeded.direct_id: 0}, 0)
+
+    # Nothing unread now: sending again tells bob nothing, the others their new counts.
+    await runtime.messages.send(seeded.bob, group, "anyone?")
+    unread = {name: data_of(await drain(c), EventType.CHAT_UNREAD_COUNT) for name, c in clients.items()}
+    assert unread == {
+        "alice": [{"conversationId": group, "count": 2, "total": 2}],
+        "bob": [],
+        "carol": [{"conversationId": group, "count": 3, "total": 3}],
+    }
+
+
+async def test_history_pages_newest_first_with_has_more_and_before_anchors(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    conversation = await new_group(runtime, seeded.alice, seeded.bob)
+    m1, m2, m3, m4, m5 = await send_all(runtime, seeded.alice, conversation, *"abcde")
+
+    async def page(before: int | None, limit: int) -> tuple[list[int], bool]:
+        result = await runtime.messages.history(
+            seeded.bob, conversation, before=before, limit=limit
+        )
+        return [m.id for m in result.items], result.has_more
+
+    assert await page(None, 2) == ([m5, m4], True)
+    assert await page(m4, 2) == ([m3, m2], True)
+    assert await page(m2, 2) == ([m1], False)
+    assert await page(m1, 2) == ([], False)
+    assert await page(None, 5) == ([m5, m4, m3, m2, m1], False)
+    assert await page(None, 4) == ([m5, m4, m3, m2], True)
+    first = await runtime.messages.history(seeded.bob, conversation, before=m2, limit=1)
+    assert first.items[0].content == "a"
+    assert first.items[0].sender_id == seeded.alice.user_id
+    assert first.items[0].sender_name == seeded.alice.display_name
+
+
+async def test_a_foreign_or_unknown_history_anchor_is_not_found(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    conversation = await new_group(runtime, seeded.alice, seeded.bob)
+    await send_all(runtime, seeded.alice, conversation, "one")
+    for anchor in (seeded.welcome_id, 987_654):
+        with pytest.raises(NotFound):
+            await runtime.messages.history(seeded.alice, conversation, before=anchor, limit=10)
+
+
+def reach_attempts(
+    runtime: Runtime, principal: Principal, conversation_id: int
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Every use case that must refuse a caller who cannot reach the conversation."""
+    return {
+        "get": lambda: runtime.conversations.get(principal, conversation_id),
+        "send": lambda: runtime.messages.send(principal, conversation_id, "let me in"),
+        "history": lambda: runtime.messages.history(
+            principal, conversation_id, before=None, limit=10
+        ),
+        "mark_read": lambda: runtime.messages.mark_read(principal, conversation_id),
+        "typing": lambda: runtime.typing.set_typing(principal, conversation_id, True),
+    }
+
+
+CHAT_TYPES = (EventType.CHAT_MESSAGE, EventType.CHAT_TYPING, EventType.CHAT_UNREAD_COUNT)
+
+
+async def test_a_non_participant_gets_not_found_and_nothing_is_emitted(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    watchers = [await listen(runtime, p, *CHAT_TYPES) for p in (seeded.alice, seeded.bob)]
+    carol, direct = seeded.carol, seeded.direct_id
+    for name, attempt in reach_attempts(runtime, carol, direct).items():
+        with pytest.raises(NotFound):
+            await attempt()
+        assert [w.queued for w in watchers] == [0, 0], name
+    assert not runtime.typing.is_typing(seeded.acme_id, direct, carol.user_id)
+    views, _ = await runtime.conversations.list_for(carol)
+    assert direct not in {v.id for v in views}
+    page = await runtime.messages.history(seeded.alice, direct, before=None, limit=10)
+    assert page.items == []
+
+
+async def test_a_principal_of_another_tenant_gets_not_found(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    watchers = [
+        await listen(runtime, p, *CHAT_TYPES) for p in (seeded.alice, seeded.bob, seeded.carol)
+    ]
+    group = seeded.group_id
+    # carol takes part in the group, but in Acme: acting in Globex she cannot reach it.
+    for outsider in (seeded.carol_globex, seeded.dave):
+        for name, attempt in reach_attempts(runtime, outsider, group).items():
+            with pytest.raises(NotFound):
+                await attempt()
+            assert [w.queued for w in watchers] == [0, 0, 0], (outsider.username, name)
+        assert await runtime.conversations.list_for(outsider) == ([], 0)
+    page = await runtime.messages.history(seeded.alice, group, before=None, limit=10)
+    assert [m.id for m in page.items] == [seeded.welcome_id]
+
+
+async def test_mark_read_to_an_earlier_message_leaves_the_right_count(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    conversation = await new_group(runtime, seeded.alice, seeded.bob, seeded.carol)
+    (m1,) = await send_all(runtime, seeded.alice, conversation, "one")
+    (m2,) = await send_all(runtime, seeded.bob, conversation, "two")  # bob's own
+    (m3,) = await send_all(runtime, seeded.carol, conversation, "three")
+    (m4,) = await send_all(runtime, seeded.alice, conversation, "four")
+    (m5,) = await send_all(runtime, seeded.carol, conversation, "five")
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_UNREAD_COUNT)
+    others = [
+        await listen(runtime, p, EventType.CHAT_UNREAD_COUNT) for p in (seeded.alice, seeded.carol)
+    ]
+    # bob read up to his own m2 by sending it: m3..m5 unread here, plus the team's welcome.
+    assert await unread_of(runtime, seeded.bob) == (
+        {conversation: 3, seeded.group_id: 1, seeded.direct_id: 0},
+        4,
+    )
+
+    # Back before his own message is backwards for bob: nothing changes.
+    change = await runtime.messages.mark_read(seeded.bob, conversation, m1)
+    assert (change.count, change.total) == (3, 4)
+    assert bob.queued == 0
+
+    change = await runtime.messages.mark_read(seeded.bob, conversation, m3)
+    assert (change.count, change.total) == (2, 3)
+    assert data_of(await drain(bob), EventType.CHAT_UNREAD_COUNT) == [
+        {"conversationId": conversation, "count": 2, "total": 3}
+    ]
+    change = await runtime.messages.mark_read(seeded.bob, conversation, m4)
+    assert (change.count, change.total) == (1, 2)
+    assert data_of(await drain(bob), EventType.CHAT_UNREAD_COUNT) == [
+        {"conversationId": conversation, "count": 1, "total": 2}
+    ]
+    assert await unread_of(runtime, seeded.bob) == (
+        {conversation: 1, seeded.group_id: 1, seeded.direct_id: 0},
+        2,
+    )
+    assert [c.queued for c in others] == [0, 0]  # a read cursor is its owner's business
+
+    # carol's count, from a cursor that never moved: alice's m1 and m4 and bob's m2 are
+    # before or after her own messages; only what follows her m5 would count.
+    carol = await runtime.messages.mark_read(seeded.carol, conversation, m1)
+    assert carol.count == 0  # m1 is behind her cursor (she sent m5): a no-op
+    assert m1 < m2 < m3 < m4 < m5
+
+
+async def test_the_read_cursor_never_moves_backwards(runtime: Runtime, seeded: Seeded) -> None:
+    conversation = await new_group(runtime, seeded.alice, seeded.bob)
+    m1, m2, m3 = await send_all(runtime, seeded.alice, conversation, "one", "two", "three")
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_UNREAD_COUNT)
+
+    change = await runtime.messages.mark_read(seeded.bob, conversation, m2)
+    assert change.count == 1
+    assert len(await drain(bob)) == 1
+
+    for earlier in (m1, m2):
+        change = await runtime.messages.mark_read(seeded.bob, conversation, earlier)
+        assert change.count == 1  # still one unread: m3
+        assert bob.queued == 0
+
+    await runtime.messages.mark_read(seeded.bob, conversation)
+    assert data_of(await drain(bob), EventType.CHAT_UNREAD_COUNT) == [
+        {"conversationId": conversation, "count": 0, "total": 1}  # the welcome message
+    ]
+    for again in (None, m1, m3):
+        change = await runtime.messages.mark_read(seeded.bob, conversation, again)
+        assert (change.count, change.total) == (0, 1)
+        assert bob.queued == 0
+    assert (await unread_of(runtime, seeded.bob))[0][conversation] == 0
+
+    with pytest.raises(NotFound):  # a message of another conversation
+        await runtime.messages.mark_read(seeded.bob, conversation, seeded.welcome_id)
+    assert bob.queued == 0
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+
+async def test_the_fourth_message_of_a_burst_of_three_is_rate_limited_and_not_stored(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(rate_limit_messages_burst=3, rate_limit_messages_per_minute=1)
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_MESSAGE, EventType.CHAT_UNREAD_COUNT)
+    alice = await listen(runtime, seeded.alice, EventType.CHAT_MESSAGE, EventType.CHAT_UNREAD_COUNT)
+    sent = await send_all(runtime, seeded.alice, seeded.direct_id, "1", "2", "3")
+    assert len(data_of(await drain(bob), EventType.CHAT_MESSAGE)) == 3
+    await drain(alice)
+
+    with pytest.raises(RateLimited) as refused:
+        await runtime.messages.send(seeded.alice, seeded.direct_id, "4")
+    assert refused.value.retry_after >= 1
+    assert (bob.queued, alice.queued) == (0, 0)
+    page = await runtime.messages.history(seeded.bob, seeded.direct_id, before=None, limit=10)
+    assert [m.id for m in page.items] == sent[::-1]
+    assert (await unread_of(runtime, seeded.bob))[0][seeded.direct_id] == 3
+    # The limit is the sender's: bob may still send.
+    await runtime.messages.send(seeded.bob, seeded.direct_id, "my turn")
+
+
+async def test_the_fourth_typing_update_of_a_burst_of_three_is_rate_limited_and_not_announced(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(rate_limit_typing_burst=3, rate_limit_typing_per_minute=1)
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_TYPING)
+    for is_typing in (True, False, True):
+        assert await runtime.typing.set_typing(seeded.alice, seeded.direct_id, is_typing)
+    assert [e["isTyping"] for e in data_of(await drain(bob), EventType.CHAT_TYPING)] == [
+        True,
+        False,
+        True,
+    ]
+    with pytest.raises(RateLimited) as refused:
+        await runtime.typing.set_typing(seeded.alice, seeded.direct_id, False)
+    assert refused.value.retry_after >= 1
+    assert bob.queued == 0
+    assert runtime.typing.is_typing(seeded.acme_id, seeded.direct_id, seeded.alice.user_id)
+
+
+async def test_with_rate_limits_disabled_nothing_is_limited(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(
+        rate_limit_enabled=False,
+        rate_limit_messages_burst=3,
+        rate_limit_messages_per_minute=1,
+        rate_limit_typing_burst=3,
+        rate_limit_typing_per_minute=1,
+    )
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_MESSAGE, EventType.CHAT_TYPING)
+    sent = await send_all(runtime, seeded.alice, seeded.direct_id, *(f"m{i}" for i in range(10)))
+    for i in range(10):
+        await runtime.typing.set_typing(seeded.alice, seeded.direct_id, i % 2 == 0)
+    events = await drain(bob)
+    assert len(data_of(events, EventType.CHAT_MESSAGE)) == len(sent) == 10
+    assert [e["isTyping"] for e in data_of(events, EventType.CHAT_TYPING)] == [True, False] * 5
+
+
+async def test_the_api_maps_rate_limited_to_429_with_retry_after(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(
+        rate_limit_messages_burst=3,
+        rate_limit_messages_per_minute=1,
+        rate_limit_typing_burst=3,
+        rate_limit_typing_per_minute=1,
+    )
+    api = build_api()
+    api.dependency_overrides[get_runtime] = lambda: runtime
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://chat.test") as http:
+        token = await http.post(
+            "/api/auth/token", json={"username": "alice", "password": "alice-pass"}
+        )
+        assert token.status_code == 200
+        http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        messages = f"/api/conversations/{seeded.direct_id}/messages"
+        typing = f"/api/conversations/{seeded.direct_id}/typing"
+
+        statuses = [(await http.post(messages, json={"content": f"m{i}"})).status_code for i in range(3)]
+        assert statuses == [201, 201, 201]
+        refused = await http.post(messages, json={"content": "m3"})
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limited"
+        listed = await http.get(messages)
+        assert [m["content"] for m in listed.json()["items"]] == ["m2", "m1", "m0"]
+
+        statuses = [
+            (await http.post(typing, json={"isTyping": i % 2 == 0})).status_code for i in range(3)
+        ]
+        assert statuses == [204, 204, 204]
+        refused = await http.post(typing, json={"isTyping": False})
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limited"
+
+
+# -- typing ----------------------------------------------------------------------------------
+
+
+async def test_typing_start_is_announced_to_the_other_participants_only(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    clients = {
+        p.username: await listen(runtime, p, EventType.CHAT_TYPING)
+        for p in (seeded.alice, seeded.bob, seeded.carol)
+    }
+    dave = await listen(runtime, seeded.dave, EventType.CHAT_TYPING)
+    assert await runtime.typing.set_typing(seeded.alice, seeded.group_id, True)
+    expected = {
+        "conversationId": seeded.group_id,
+        "userId": seeded.alice.user_id,
+        "userName": "Alice",
+        "isTyping": True,
+    }
+    received = {name: data_of(await drain(c), EventType.CHAT_TYPING) for name, c in clients.items()}
+    assert received == {"alice": [], "bob": [expected], "carol": [expected]}
+    assert dave.queued == 0
+    assert runtime.typing.is_typing(seeded.acme_id, seeded.group_id, seeded.alice.user_id)
+    # In the 1:1, carol hears nothing.
+    await runtime.typing.set_typing(seeded.bob, seeded.direct_id, True)
+    assert [len(await drain(clients[n])) for n in ("alice", "bob", "carol")] == [1, 0, 0]
+
+
+@pytest.fixture
+async def clocked_typing(runtime: Runtime) -> AsyncIterator[tuple[TypingTracker, list[float]]]:
+    """A tracker on the runtime's service whose clock the test moves (throttle 3 s)."""
+    now = [1000.0]
+    tracker = TypingTracker(
+        runtime.service,
+        replace(runtime.settings, typing_throttle_seconds=3.0, typing_expiry_seconds=3600.0),
+        TokenBucketLimiter(per_minute=60, burst=100),
+        recipients_of=runtime.conversations.recipients,
+        clock=lambda: now[0],
+    )
+    try:
+        yield tracker, now
+    finally:
+        await tracker.close()
+
+
+async def test_typing_repeats_within_the_throttle_are_dropped(
+    runtime: Runtime, seeded: Seeded, clocked_typing: tuple[TypingTracker, list[float]]
+) -> None:
+    tracker, now = clocked_typing
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_TYPING)
+    assert await tracker.set_typing(seeded.alice, seeded.direct_id, True)
+    assert len(await drain(bob)) == 1
+    for later in (0.5, 1.5, 2.999):
+        now[0] = 1000.0 + later
+        assert not await tracker.set_typing(seeded.alice, seeded.direct_id, True)
+        assert bob.queued == 0
+    assert tracker.is_typing(seeded.acme_id, seeded.direct_id, seeded.alice.user_id)
+
+
+async def test_typing_repeats_after_the_throttle_are_announced_again(
+    runtime: Runtime, seeded: Seeded, clocked_typing: tuple[TypingTracker, list[float]]
+) -> None:
+    tracker, now = clocked_typing
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_TYPING)
+    announced = []
+    for at in (0.0, 2.0, 3.0, 5.9, 6.0, 10.0):
+        now[0] = 1000.0 + at
+        announced.append(await tracker.set_typing(seeded.alice, seeded.direct_id, True))
+    # The throttle counts from the last announcement, not from the last repeat.
+    assert announced == [True, False, True, False, True, True]
+    events = data_of(await drain(bob), EventType.CHAT_TYPING)
+    assert [e["isTyping"] for e in events] == [True, True, True, True]
+
+
+async def test_typing_silence_past_the_expiry_emits_a_stop_by_itself(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(typing_expiry_seconds=0.05)
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_TYPING)
+    await runtime.typing.set_typing(seeded.alice, seeded.direct_id, True)
+    events = data_of(await wait_for_events(bob, 2), EventType.CHAT_TYPING)
+    assert [(e["userId"], e["isTyping"]) for e in events] == [
+        (seeded.alice.user_id, True),
+        (seeded.alice.user_id, False),
+    ]
+    assert not runtime.typing.is_typing(seeded.acme_id, seeded.direct_id, seeded.alice.user_id)
+    # Stopping after the expiry announced it: nothing more.
+    assert not await runtime.typing.set_typing(seeded.alice, seeded.direct_id, False)
+    assert bob.queued == 0
+
+
+async def test_an_explicit_typing_stop_emits_once(runtime: Runtime, seeded: Seeded) -> None:
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_TYPING)
+    await runtime.typing.set_typing(seeded.alice, seeded.direct_id, True)
+    await drain(bob)
+    assert await runtime.typing.set_typing(seeded.alice, seeded.direct_id, False)
+    assert [e["isTyping"] for e in data_of(await drain(bob), EventType.CHAT_TYPING)] == [False]
+    assert not await runtime.typing.set_typing(seeded.alice, seeded.direct_id, False)
+    assert bob.queued == 0
+    assert not runtime.typing.is_typing(seeded.acme_id, seeded.direct_id, seeded.alice.user_id)
+
+
+async def test_a_typing_stop_when_not_typing_emits_nothing(runtime: Runtime, seeded: Seeded) -> None:
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_TYPING)
+    carol = await listen(runtime, seeded.carol, EventType.CHAT_TYPING)
+    assert not await runtime.typing.set_typing(seeded.alice, seeded.group_id, False)
+    # Typing in one conversation is not typing in another.
+    await runtime.typing.set_typing(seeded.alice, seeded.direct_id, True)
+    await drain(bob)
+    assert not await runtime.typing.set_typing(seeded.alice, seeded.group_id, False)
+    assert (bob.queued, carol.queued) == (0, 0)
+
+
+async def test_a_sent_message_stops_typing_after_the_message(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_MESSAGE, EventType.CHAT_TYPING)
+    alice = await listen(runtime, seeded.alice, EventType.CHAT_MESSAGE, EventType.CHAT_TYPING)
+    await runtime.typing.set_typing(seeded.alice, seeded.direct_id, True)
+    await drain(bob)
+    await runtime.messages.send(seeded.alice, seeded.direct_id, "done typing")
+    events = await drain(bob)
+    assert [e.type for e in events] == [EventType.CHAT_MESSAGE, EventType.CHAT_TYPING]
+    assert events[0].data["message"]["content"] == "done typing"
+    assert events[1].data["isTyping"] is False and events[1].data["userId"] == seeded.alice.user_id
+    assert not runtime.typing.is_typing(seeded.acme_id, seeded.direct_id, seeded.alice.user_id)
+    # The typist's own client gets the message and no typing news about herself.
+    assert [e.type for e in await drain(alice)] == [EventType.CHAT_MESSAGE]
+    # Sending without typing first emits no stop.
+    await runtime.messages.send(seeded.alice, seeded.direct_id, "and again")
+    assert [e.type for e in await drain(bob)] == [EventType.CHAT_MESSAGE]
+
+
+# -- presence --------------------------------------------------------------------------------
+
+
+class PresenceWatch:
+    """An observer's client of presence updates in its tenant.
+
+    `settle()` proves a negative without sleeping: the observer flips its own chosen status,
+    and the tracker announces changes one at a time in the order they happened, so every
+    update that was due before the flip arrives before the observer's own.
+    """
+
+    def __init__(self, runtime: Runtime, observer: Principal, client: Client) -> None:
+        self.runtime = runtime
+        self.observer = observer
+        self.client = client
+        self._buffer: list[dict[str, Any]] = []
+        self._away = False
+
+    @classmethod
+    async def open(cls, runtime: Runtime, observer: Principal) -> PresenceWatch:
+        client = await listen(runtime, observer, EventType.PRESENCE_UPDATE)
+        watch = cls(runtime, observer, client)
+        assert (await watch.next_of(observer))["status"] == "online"
+        return watch
+
+    async def next_of(self, user: Principal) -> dict[str, Any]:
+        """The next update about `user` (others seen meanwhile stay buffered)."""
+        async with asyncio.timeout(EVENT_TIMEOUT):
+            while True:
+                for index, data in enumerate(self._buffer):
+                    if data["userId"] == user.user_id:
+                        return self._buffer.pop(index)
+                self._buffer.extend(e.data for e in await self.client.next_batch())
+
+    async def settle(self) -> list[dict[str, Any]]:
+        """Every update announced until now, about anyone but the observer."""
+        self._away = not self._away
+        chosen = Status.AWAY if self._away else Status.ONLINE
+        self.runtime.presence.choose(self.observer, chosen)
+        flip = await self.next_of(self.observer)
+        assert flip["status"] == chosen.value
+        seen, self._buffer = self._buffer, []
+        return seen
+
+
+async def connect_user(runtime: Runtime, principal: Principal) -> Client:
+    return await listen(runtime, principal, EventType.NOTIFICATION_NEW)  # quiet: no presence news
+
+
+async def test_a_first_client_announces_online_once_to_the_tenant(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    globex = await PresenceWatch.open(runtime, seeded.dave)
+    await connect_user(runtime, seeded.bob)
+    update = await acme.next_of(seeded.bob)
+    assert update["userName"] == "Bob"
+    assert update["status"] == "online"
+    assert update["lastSeen"] is not None and update["lastSeen"].endswith("Z")
+    assert await acme.settle() == []
+    assert await globex.settle() == []  # Globex hears nothing of bob
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+
+
+async def test_a_second_client_of_the_same_user_announces_nothing(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    await connect_user(runtime, seeded.bob)
+    await connect_user(runtime, seeded.bob)
+    assert [u["status"] for u in await acme.settle()] == ["online"]
+
+
+async def test_one_of_two_clients_disconnecting_announces_nothing(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    first = await connect_user(runtime, seeded.bob)
+    await connect_user(runtime, seeded.bob)
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    runtime.manager.disconnect(first)
+    assert await acme.settle() == []
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+
+
+async def test_the_last_disconnect_turns_offline_after_the_grace_not_before(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    grace = 0.2
+    runtime = await make_runtime(presence_grace_seconds=grace)
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    clients = [await connect_user(runtime, seeded.bob) for _ in range(2)]
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    for client in clients:
+        runtime.manager.disconnect(client)
+    disconnected_at = time.monotonic()
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    update = await acme.next_of(seeded.bob)
+    waited = time.monotonic() - disconnected_at
+    assert update["status"] == "offline"
+    assert waited >= grace - 0.01
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.OFFLINE
+    assert await acme.settle() == []  # one update, not one per client
+
+
+async def test_reconnecting_within_the_grace_announces_nothing(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(presence_grace_seconds=30.0)
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    tab = await connect_user(runtime, seeded.bob)
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    runtime.manager.disconnect(tab)  # the reload ...
+    await connect_user(runtime, seeded.bob)  # ... and the page back
+    assert await acme.settle() == []
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+
+
+async def test_idle_past_the_idle_time_turns_away_and_a_touch_turns_online_again(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(presence_idle_seconds=0.1)
+    watcher = await listen(runtime, seeded.alice, EventType.PRESENCE_UPDATE)
+    acme = PresenceWatch(runtime, seeded.alice, watcher)
+    await connect_user(runtime, seeded.bob)
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    assert (await acme.next_of(seeded.bob))["status"] == "away"
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.AWAY
+    runtime.presence.touch(seeded.bob)
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+
+
+async def test_choosing_away_sticks_despite_activity_until_online_is_chosen(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    await connect_user(runtime, seeded.bob)
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+
+    assert runtime.presence.choose(seeded.bob, Status.AWAY) is Status.AWAY
+    assert (await acme.next_of(seeded.bob))["status"] == "away"
+    runtime.presence.touch(seeded.bob)
+    await connect_user(runtime, seeded.bob)
+    assert await acme.settle() == []
+    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.AWAY
+
+    assert runtime.presence.choose(seeded.bob, Status.ONLINE) is Status.ONLINE
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    assert await acme.settle() == []
+
+
+async def test_a_user_in_two_tenants_is_online_only_in_the_tenant_of_her_client(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    globex = await PresenceWatch.open(runtime, seeded.dave)
+    await connect_user(runtime, seeded.carol_globex)
+    update = await globex.next_of(seeded.carol_globex)
+    assert (update["userName"], update["status"]) == ("Carol", "online")
+    assert await globex.settle() == []
+    assert await acme.settle() == []
+    assert runtime.presence.status_of(seeded.globex_id, seeded.carol.user_id) is Status.ONLINE
+    assert runtime.presence.status_of(seeded.acme_id, seeded.carol.user_id) is Status.OFFLINE
+    snapshot = {p.user_id: p.status for p in await runtime.presence.snapshot(seeded.acme_id)}
+    assert snapshot[seeded.carol.user_id] == "offline"
+
+
+async def test_the_snapshot_lists_every_member_with_status_and_last_seen(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(presence_grace_seconds=0.05)
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    bob = await connect_user(runtime, seeded.bob)
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    runtime.manager.disconnect(bob)
+    offline = await acme.next_of(seeded.bob)
+    assert offline["status"] == "offline" and offline["lastSeen"] is not None
+
+    snapshot = {p.user_name: p for p in await runtime.presence.snapshot(seeded.acme_id)}
+    assert sorted(snapshot) == ["Alice", "Bob", "Carol"]
+    assert snapshot["Alice"].status == "online" and snapshot["Alice"].last_seen is not None
+    assert (snapshot["Bob"].status, snapshot["Bob"].last_seen) == ("offline", offline["lastSeen"])
+    assert (snapshot["Carol"].status, snapshot["Carol"].last_seen) == ("offline", None)
+    assert {p.user_id for p in snapshot.values()} == {
+        seeded.alice.user_id,
+        seeded.bob.user_id,
+        seeded.carol.user_id,
+    }
+
+    # The offline moment is recorded, not only remembered: a tracker that never saw bob
+    # (another process, or this one after a restart) reports the same lastSeen.
+    fresh = PresenceTracker(runtime.manager, runtime.service, runtime.db, runtime.settings)
+    remembered = {p.user_name: p for p in await fresh.snapshot(seeded.acme_id)}
+    assert (remembered["Bob"].status, remembered["Bob"].last_seen) == ("offline", offline["lastSeen"])
+    assert remembered["Alice"].status == "offline"  # that tracker knows no client of hers
