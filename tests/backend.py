@@ -1,4 +1,5 @@
-"""The real backend (`reflex run --env prod --backend-only`) on a free loopback port."""
+"""The real app (`reflex run --env prod`: built frontend and backend on one free loopback
+port), shared by the API tests and the browser tests."""
 
 from __future__ import annotations
 
@@ -82,8 +83,12 @@ class Backend:
 def start_backend(workdir: Path, extra_env: dict[str, str] | None = None) -> Backend:
     port = free_port()
     log_path = workdir / "backend.log"
+    tools = ROOT / ".tools" / "node_modules" / ".bin"
     env = {
         **os.environ,
+        # Reflex builds the frontend with bun from the npm registry (scripts/bootstrap.sh).
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}",
+        "REFLEX_BUN_PATH": str(tools / "bun"),
         **TEST_ENV,
         "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
         **(extra_env or {}),
@@ -91,7 +96,10 @@ def start_backend(workdir: Path, extra_env: dict[str, str] | None = None) -> Bac
     reflex = Path(sys.executable).parent / "reflex"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(reflex), "run", "--env", "prod", "--backend-only", "--backend-port", str(port)],
+            [
+                str(reflex), "run", "--env", "prod",
+                "--frontend-port", str(port), "--backend-port", str(port),
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -99,7 +107,7 @@ def start_backend(workdir: Path, extra_env: dict[str, str] | None = None) -> Bac
             start_new_session=True,
         )
     backend = Backend(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240  # the first production build of the frontend
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"backend exited early:\n{log_path.read_text()}")

@@ -42,3 +42,19 @@ async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
     timeout = httpx.Timeout(10.0, read=30.0)
     async with httpx.AsyncClient(base_url=backend.url, timeout=timeout) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """One headless Chromium for the whole run (sync Playwright: browser tests are sync)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM_ARGS, chromium_path
+
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

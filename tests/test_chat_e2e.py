@@ -37,6 +37,18 @@ MESSAGE_MAX_CHARS = 4000  # Settings.message_max_chars (not overridden in TEST_E
 # -- helpers -----------------------------------------------------------------------------
 
 
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def _token(backend: Backend, username: str) -> str:
+    """One token per user for this module: signing in hashes a password, which is slow, and
+    nothing here revokes a token."""
+    key = (backend.url, username)
+    if key not in _TOKENS:
+        _TOKENS[key] = backend.token(username)
+    return _TOKENS[key]
+
+
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -90,12 +102,16 @@ async def _direct_id(http: httpx.AsyncClient, token: str, a: str, b: str) -> int
 
 async def _team_id(http: httpx.AsyncClient, token: str) -> int:
     listing = await _conversations(http, token)
-    matches = [c["id"] for c in listing["items"] if c["kind"] == "group" and c["title"] == "Acme team"]
+    matches = [
+        c["id"] for c in listing["items"] if c["kind"] == "group" and c["title"] == "Acme team"
+    ]
     assert len(matches) == 1, listing
     return matches[0]
 
 
-async def _send(http: httpx.AsyncClient, token: str, conversation_id: int, content: str) -> dict[str, Any]:
+async def _send(
+    http: httpx.AsyncClient, token: str, conversation_id: int, content: str
+) -> dict[str, Any]:
     response = await http.post(
         f"/api/conversations/{conversation_id}/messages",
         headers=_auth(token),
@@ -108,7 +124,9 @@ async def _read(http: httpx.AsyncClient, token: str, conversation_id: int) -> di
     return _ok(await http.post(f"/api/conversations/{conversation_id}/read", headers=_auth(token)))
 
 
-async def _typing(http: httpx.AsyncClient, token: str, conversation_id: int, is_typing: bool) -> None:
+async def _typing(
+    http: httpx.AsyncClient, token: str, conversation_id: int, is_typing: bool
+) -> None:
     response = await http.post(
         f"/api/conversations/{conversation_id}/typing",
         headers=_auth(token),
@@ -155,6 +173,19 @@ async def _notify(http: httpx.AsyncClient, admin_token: str, user_id: int, title
     _ok(response, 201)
 
 
+async def _create(
+    http: httpx.AsyncClient, token: str, participant_ids: list[int], title: str | None = None
+) -> httpx.Response:
+    body: dict[str, Any] = {"participantIds": participant_ids}
+    if title is not None:
+        body["title"] = title
+    return await http.post("/api/conversations", headers=_auth(token), json=body)
+
+
+async def _choose(http: httpx.AsyncClient, token: str, status: str) -> dict[str, Any]:
+    return _ok(await http.put("/api/presence", headers=_auth(token), json={"status": status}))
+
+
 async def _presence(http: httpx.AsyncClient, token: str) -> dict[int, dict[str, Any]]:
     items = _ok(await http.get("/api/presence", headers=_auth(token)))["items"]
     return {item["userId"]: item for item in items}
@@ -190,8 +221,8 @@ async def _next_presence_of(stream: Stream, user_id: int, timeout: float = 10.0)
 async def test_message_reaches_participants_with_unread_counts_and_nobody_else(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
-    carol, dave = backend.token("carol"), backend.token("dave")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
+    carol, dave = _token(backend, "carol"), _token(backend, "dave")
     alice_me, bob_me, dave_me = await _me(http, alice), await _me(http, bob), await _me(http, dave)
     direct = await _direct_id(http, alice, "alice", "bob")
     team = await _team_id(http, alice)
@@ -209,11 +240,16 @@ async def test_message_reaches_participants_with_unread_counts_and_nobody_else(
     ):
         sent = await _send(http, alice, direct, f"hello bob {tag}")
 
+        unreads: list[dict[str, Any]] = []
         for tab in (bob_tab1, bob_tab2):
+            # In this order: the message, then the count it raised.
             message = _data(await tab.next(), "chat:message")
-            unread = _data(await tab.next(), "chat:unread-count")
+            unreads.append(_data(await tab.next(), "chat:unread-count"))
             assert message == {"conversationId": direct, "message": sent}
-            assert unread["conversationId"] == direct and unread["count"] == 1
+        unread = unreads[0]
+        assert unreads[1] == unread
+        assert set(unread) == {"conversationId", "count", "total"}
+        assert unread["conversationId"] == direct and unread["count"] == 1
         # The sender's own stream (her other tabs) gets the message too.
         assert _data(await alice_stream.next(), "chat:message") == {
             "conversationId": direct,
@@ -253,7 +289,7 @@ async def test_message_reaches_participants_with_unread_counts_and_nobody_else(
 async def test_other_tenant_gets_the_same_404_for_a_foreign_conversation_as_for_none(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, dave = backend.token("alice"), backend.token("dave")
+    alice, dave = _token(backend, "alice"), _token(backend, "dave")
     direct = await _direct_id(http, alice, "alice", "bob")
     newest_before = (await _history_page(http, alice, direct, limit=1))["items"]
 
@@ -283,7 +319,7 @@ async def test_other_tenant_gets_the_same_404_for_a_foreign_conversation_as_for_
 async def test_presence_one_update_each_way_across_two_streams_and_the_grace_period(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     alice_id, bob_id = (await _me(http, alice))["id"], (await _me(http, bob))["id"]
 
     async def bob_offline() -> dict[str, Any] | None:
@@ -301,7 +337,7 @@ async def test_presence_one_update_each_way_across_two_streams_and_the_grace_per
     async with open_stream(http, alice, params={"events": "presence:update"}) as watcher:
         alice_entry = (await _presence(http, alice))[alice_id]
         assert alice_entry["status"] == "online"
-        async with open_stream(http, bob) as first:
+        async with open_stream(http, bob):
             async with open_stream(http, bob):
                 bob_events.append(await _next_presence_of(watcher, bob_id))
                 await _eventually(lambda: bob_stream_count(2), "bob's two streams")
@@ -316,7 +352,6 @@ async def test_presence_one_update_each_way_across_two_streams_and_the_grace_per
                 elif _data(event, "presence:update")["userId"] == bob_id:
                     bob_events.append(json.loads(event.data))
             assert (await _presence(http, alice))[bob_id]["status"] == "online"
-            assert first.response.status_code == 200
         # Both closed: after the grace period, one offline update.
         closed_at = time.monotonic()
         while not bob_events or bob_events[-1]["status"] != "offline":
@@ -339,22 +374,23 @@ async def test_presence_one_update_each_way_across_two_streams_and_the_grace_per
 async def test_choosing_away_and_back_online_is_seen_by_the_tenant(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     bob_id = (await _me(http, bob))["id"]
     async with open_stream(http, alice, params={"events": "presence:update"}) as watcher:
         async with open_stream(http, bob):
 
             async def bob_online() -> bool | None:
-                return True if (await _presence(http, alice))[bob_id]["status"] == "online" else None
+                status = (await _presence(http, alice))[bob_id]["status"]
+                return True if status == "online" else None
 
             await _eventually(bob_online, "bob online once his stream is open")
-            chosen = _ok(await http.put("/api/presence", headers=_auth(bob), json={"status": "away"}))
+            chosen = await _choose(http, bob, "away")
             # Bob may have just come online (one update), then the away.
             seen = [await _next_presence_of(watcher, bob_id)]
             while seen[-1]["status"] != "away":
                 seen.append(await _next_presence_of(watcher, bob_id))
             away_listed = (await _presence(http, alice))[bob_id]["status"]
-            back = _ok(await http.put("/api/presence", headers=_auth(bob), json={"status": "online"}))
+            back = await _choose(http, bob, "online")
             back_event = await _next_presence_of(watcher, bob_id)
             online_listed = (await _presence(http, alice))[bob_id]["status"]
     assert chosen == {"userId": bob_id, "status": "away"}
@@ -371,7 +407,7 @@ async def test_choosing_away_and_back_online_is_seen_by_the_tenant(
 async def test_typing_reaches_the_other_participant_only_and_stops_by_itself(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     bob_id = (await _me(http, bob))["id"]
     direct = await _direct_id(http, alice, "alice", "bob")
     await _typing(http, bob, direct, False)  # no typing left over from earlier tests
@@ -385,7 +421,9 @@ async def test_typing_reaches_the_other_participant_only_and_stops_by_itself(
         # Bob's own stream got neither: the first thing it carries is this notification.
         await _notify(http, alice, bob_id, f"bob sentinel {tag}")
         bob_first = _data(await bob_stream.next(), "notification:new")
-    assert start == {"conversationId": direct, "userId": bob_id, "userName": "Bob", "isTyping": True}
+    assert start == {
+        "conversationId": direct, "userId": bob_id, "userName": "Bob", "isTyping": True
+    }
     assert stop == {**start, "isTyping": False}
     # The server's own expiry ended it, not something immediate.
     assert stopped_after >= TYPING_EXPIRY_SECONDS * 0.9
@@ -395,7 +433,7 @@ async def test_typing_reaches_the_other_participant_only_and_stops_by_itself(
 async def test_repeated_typing_within_the_throttle_is_announced_once(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     direct = await _direct_id(http, alice, "alice", "bob")
     await _typing(http, bob, direct, False)
     async with open_stream(http, alice, params={"events": "chat:typing"}) as alice_stream:
@@ -414,7 +452,7 @@ async def test_repeated_typing_within_the_throttle_is_announced_once(
 async def test_a_message_sent_while_typing_is_followed_by_a_stop(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     bob_id = (await _me(http, bob))["id"]
     direct = await _direct_id(http, alice, "alice", "bob")
     await _typing(http, bob, direct, False)
@@ -430,7 +468,9 @@ async def test_a_message_sent_while_typing_is_followed_by_a_stop(
         stopped_after = time.monotonic() - started
     assert start["isTyping"] is True and start["userId"] == bob_id
     assert message == {"conversationId": direct, "message": sent}
-    assert stop == {"conversationId": direct, "userId": bob_id, "userName": "Bob", "isTyping": False}
+    assert stop == {
+        "conversationId": direct, "userId": bob_id, "userName": "Bob", "isTyping": False
+    }
     # Sooner than the expiry could have produced it: the message ended the typing.
     assert stopped_after < TYPING_EXPIRY_SECONDS
 
@@ -441,7 +481,7 @@ async def test_a_message_sent_while_typing_is_followed_by_a_stop(
 async def test_200_concurrent_sends_are_stored_once_and_streamed_once_in_history_order(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    tokens = {name: backend.token(name) for name in ("alice", "bob", "carol")}
+    tokens = {name: _token(backend, name) for name in ("alice", "bob", "carol")}
     team = await _team_id(http, tokens["alice"])
     tag = _tag()
     contents = [f"load {tag} {i:03d}" for i in range(200)]
@@ -468,7 +508,9 @@ async def test_200_concurrent_sends_are_stored_once_and_streamed_once_in_history
         open_stream(http, tokens["bob"], params=params) as bob_stream,
         open_stream(http, tokens["carol"], params=params) as carol_stream,
     ):
-        responses = await asyncio.gather(*(post(t, c) for t, c in zip(senders, contents, strict=True)))
+        responses = await asyncio.gather(
+            *(post(token, content) for token, content in zip(senders, contents, strict=True))
+        )
         assert [r.status_code for r in responses] == [201] * 200, [
             r.text for r in responses if r.status_code != 201
         ][:3]
@@ -481,7 +523,8 @@ async def test_200_concurrent_sends_are_stored_once_and_streamed_once_in_history
     sent = [r.json() for r in responses]
     assert [m["content"] for m in sent] == contents
     history = await _history_back_to(http, tokens["bob"], team, min(m["id"] for m in sent))
-    ours = [m for m in history if m["content"].startswith(f"load {tag} ") and m["content"] != sentinel]
+    wanted = set(contents)
+    ours = [m for m in history if m["content"] in wanted]
     counts = Counter(m["content"] for m in ours)
     assert set(counts) == set(contents)
     assert all(n == 1 for n in counts.values()), [c for c, n in counts.items() if n != 1]
@@ -499,15 +542,13 @@ async def test_200_concurrent_sends_are_stored_once_and_streamed_once_in_history
 async def test_creating_the_existing_one_to_one_returns_it_with_200(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     alice_id, bob_id = (await _me(http, alice))["id"], (await _me(http, bob))["id"]
     direct = await _direct_id(http, alice, "alice", "bob")
     ids_before = {c["id"] for c in (await _conversations(http, alice))["items"]}
-    from_alice = await http.post("/api/conversations", headers=_auth(alice), json={"participantIds": [bob_id]})
-    with_self = await http.post(
-        "/api/conversations", headers=_auth(alice), json={"participantIds": [alice_id, bob_id]}
-    )
-    from_bob = await http.post("/api/conversations", headers=_auth(bob), json={"participantIds": [alice_id]})
+    from_alice = await _create(http, alice, [bob_id])
+    with_self = await _create(http, alice, [alice_id, bob_id])
+    from_bob = await _create(http, bob, [alice_id])
     for response in (from_alice, with_self, from_bob):
         body = _ok(response, 200)
         assert body["id"] == direct
@@ -519,7 +560,7 @@ async def test_creating_the_existing_one_to_one_returns_it_with_200(
 async def test_creating_a_titled_group_returns_201_with_all_participants(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob, carol = backend.token("alice"), backend.token("bob"), backend.token("carol")
+    alice, bob, carol = _token(backend, "alice"), _token(backend, "bob"), _token(backend, "carol")
     people = [await _me(http, t) for t in (alice, bob, carol)]
     title = f"Launch {_tag()}"
     response = await http.post(
@@ -547,7 +588,7 @@ async def test_creating_a_titled_group_returns_201_with_all_participants(
 async def test_a_participant_from_another_tenant_is_a_404(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob, dave = backend.token("alice"), backend.token("bob"), backend.token("dave")
+    alice, bob, dave = _token(backend, "alice"), _token(backend, "bob"), _token(backend, "dave")
     bob_id, dave_id = (await _me(http, bob))["id"], (await _me(http, dave))["id"]
     ids_before = {c["id"] for c in (await _conversations(http, alice))["items"]}
     for body in (
@@ -563,7 +604,7 @@ async def test_a_participant_from_another_tenant_is_a_404(
 async def test_listing_shows_last_message_and_unread_count_consistent_with_history(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob, carol = backend.token("alice"), backend.token("bob"), backend.token("carol")
+    alice, bob, carol = _token(backend, "alice"), _token(backend, "bob"), _token(backend, "carol")
     bob_id = (await _me(http, bob))["id"]
     team = await _team_id(http, bob)
     direct = await _direct_id(http, bob, "alice", "bob")
@@ -614,7 +655,7 @@ async def test_listing_shows_last_message_and_unread_count_consistent_with_histo
 async def test_content_is_stored_and_streamed_verbatim_but_trimmed(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = backend.token("alice"), backend.token("bob")
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
     direct = await _direct_id(http, alice, "alice", "bob")
     cases = {
         "  <script>alert(1)</script>\n": "<script>alert(1)</script>",
@@ -647,7 +688,7 @@ class World:
 
 @pytest.fixture
 async def world(backend: Backend, http: httpx.AsyncClient) -> World:
-    tokens = {name: backend.token(name) for name in ("alice", "carol", "dave")}
+    tokens = {name: _token(backend, name) for name in ("alice", "carol", "dave")}
     user_ids = {name: (await _me(http, token))["id"] for name, token in tokens.items()}
     team = await _team_id(http, tokens["alice"])
     team_message = (await _history_page(http, tokens["alice"], team, limit=1))["items"][0]["id"]
@@ -660,102 +701,71 @@ async def world(backend: Backend, http: httpx.AsyncClient) -> World:
     )
 
 
+Body = Callable[[World], Any]
+
+
 @dataclass(frozen=True)
 class Bad:
-    who: str
+    """One bad request: path and query values are formatted with the World's fields."""
+
     method: str
-    path: str  # formatted with the World's fields
-    json_body: Callable[[World], Any] | None = None
+    path: str
+    body: Body | None = None
     raw_body: bytes | None = None
-    params: Callable[[World], dict[str, str]] | None = None
+    params: dict[str, str] | None = None
+    who: str = "alice"
 
 
-def _send_body(content: str) -> Callable[[World], Any]:
-    return lambda _: {"content": content}
+MESSAGES = "/api/conversations/{direct}/messages"
+READ = "/api/conversations/{direct}/read"
+TYPING = "/api/conversations/{direct}/typing"
+CREATE = "/api/conversations"
 
 
-DIRECT_MESSAGES = "/api/conversations/{direct}/messages"
+def _content(text: str) -> Body:
+    return lambda _: {"content": text}
+
+
+def _page(**params: str) -> Bad:
+    return Bad("GET", MESSAGES, params=params)
+
+
+def _case(bad: Bad, status: int, name: str) -> Any:
+    return pytest.param(bad, status, id=name)
+
 
 BAD_INPUT = [
-    pytest.param(Bad("alice", "GET", f"/api/conversations/{MISSING_ID}"), 404, id="unknown-conversation"),
-    pytest.param(
-        Bad("alice", "POST", f"/api/conversations/{MISSING_ID}/messages", _send_body("hi")),
+    _case(Bad("GET", f"{CREATE}/{MISSING_ID}"), 404, "unknown-conversation"),
+    _case(Bad("POST", f"{CREATE}/{MISSING_ID}/messages", _content("hi")), 404, "unknown-send"),
+    _case(Bad("GET", MESSAGES, who="dave"), 404, "foreign-tenant-conversation"),
+    _case(Bad("POST", MESSAGES, _content("let me in"), who="carol"), 404, "not-participant-send"),
+    _case(
+        Bad("POST", CREATE, lambda w: {"participantIds": [w.user_ids["dave"]]}),
         404,
-        id="unknown-conversation-send",
+        "participant-other-tenant",
     ),
-    pytest.param(Bad("dave", "GET", DIRECT_MESSAGES), 404, id="foreign-tenant-conversation"),
-    pytest.param(
-        Bad("carol", "POST", DIRECT_MESSAGES, _send_body("let me in")),
+    _case(Bad("POST", MESSAGES, _content("")), 422, "empty-content"),
+    _case(Bad("POST", MESSAGES, _content(" \n\t  ")), 422, "whitespace-content"),
+    _case(Bad("POST", MESSAGES, _content("z" * (MESSAGE_MAX_CHARS + 1))), 422, "content-over-4000"),
+    _case(Bad("POST", MESSAGES, raw_body=b'{"content": "unterminated'), 400, "malformed-json"),
+    _case(_page(limit="0"), 422, "limit-0"),
+    _case(_page(limit="-1"), 422, "limit-negative"),
+    _case(_page(limit=str(10**6)), 422, "limit-huge"),
+    _case(_page(before=str(MISSING_ID)), 404, "before-unknown"),
+    _case(_page(before="{team_message}"), 404, "before-of-other-conversation"),
+    _case(
+        Bad("POST", READ, lambda w: {"messageId": w.team_message}),
         404,
-        id="not-a-participant-send",
+        "read-message-of-other-conversation",
     ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations", lambda w: {"participantIds": [w.user_ids["dave"]]}),
-        404,
-        id="participant-other-tenant",
-    ),
-    pytest.param(Bad("alice", "POST", DIRECT_MESSAGES, _send_body("")), 422, id="empty-content"),
-    pytest.param(
-        Bad("alice", "POST", DIRECT_MESSAGES, _send_body(" \n\t  ")), 422, id="whitespace-content"
-    ),
-    pytest.param(
-        Bad("alice", "POST", DIRECT_MESSAGES, _send_body("z" * (MESSAGE_MAX_CHARS + 1))),
-        422,
-        id="content-over-4000",
-    ),
-    pytest.param(
-        Bad("alice", "POST", DIRECT_MESSAGES, raw_body=b'{"content": "unterminated'),
-        400,
-        id="malformed-json",
-    ),
-    pytest.param(Bad("alice", "GET", DIRECT_MESSAGES, params=lambda _: {"limit": "0"}), 422, id="limit-0"),
-    pytest.param(Bad("alice", "GET", DIRECT_MESSAGES, params=lambda _: {"limit": "-1"}), 422, id="limit-neg"),
-    pytest.param(
-        Bad("alice", "GET", DIRECT_MESSAGES, params=lambda _: {"limit": str(10**6)}), 422, id="limit-huge"
-    ),
-    pytest.param(
-        Bad("alice", "GET", DIRECT_MESSAGES, params=lambda _: {"before": str(MISSING_ID)}),
-        404,
-        id="before-unknown",
-    ),
-    pytest.param(
-        Bad("alice", "GET", DIRECT_MESSAGES, params=lambda w: {"before": str(w.team_message)}),
-        404,
-        id="before-of-other-conversation",
-    ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations/{direct}/read", lambda w: {"messageId": w.team_message}),
-        404,
-        id="read-message-of-other-conversation",
-    ),
-    pytest.param(Bad("alice", "GET", "/api/conversations/abc"), 422, id="path-id-not-integer"),
-    pytest.param(Bad("alice", "GET", "/api/conversations/1.5/messages"), 422, id="path-id-fraction"),
-    pytest.param(
-        Bad("alice", "GET", DIRECT_MESSAGES, params=lambda _: {"before": "abc"}), 422, id="before-not-integer"
-    ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations/{direct}/read", lambda _: {"messageId": "abc"}),
-        422,
-        id="message-id-not-integer",
-    ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations", lambda _: {"participantIds": ["abc"]}),
-        422,
-        id="participant-id-not-integer",
-    ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations/{direct}/typing", lambda _: {}), 422, id="is-typing-missing"
-    ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations/{direct}/typing", lambda _: {"isTyping": "true"}),
-        422,
-        id="is-typing-string",
-    ),
-    pytest.param(
-        Bad("alice", "POST", "/api/conversations/{direct}/typing", lambda _: {"isTyping": "maybe"}),
-        422,
-        id="is-typing-other-string",
-    ),
+    _case(Bad("GET", f"{CREATE}/abc"), 422, "path-id-not-integer"),
+    _case(Bad("GET", f"{CREATE}/1.5/messages"), 422, "path-id-fraction"),
+    _case(_page(before="abc"), 422, "before-not-integer"),
+    _case(Bad("POST", READ, lambda _: {"messageId": "abc"}), 422, "message-id-not-integer"),
+    _case(Bad("POST", CREATE, lambda _: {"participantIds": ["abc"]}), 422, "participant-not-int"),
+    _case(Bad("POST", TYPING, lambda _: {}), 422, "is-typing-missing"),
+    _case(Bad("POST", TYPING, lambda _: {"isTyping": "true"}), 422, "is-typing-string"),
+    _case(Bad("POST", TYPING, lambda _: {"isTyping": "maybe"}), 422, "is-typing-other-string"),
 ]
 
 
@@ -768,14 +778,15 @@ async def test_bad_chat_input_gets_a_json_4xx_and_changes_nothing(
     conversations_before = {c["id"] for c in (await _conversations(http, alice))["items"]}
     headers = _auth(world.tokens[bad.who])
     kwargs: dict[str, Any] = {"headers": headers}
-    if bad.json_body is not None:
-        kwargs["json"] = bad.json_body(world)
+    if bad.body is not None:
+        kwargs["json"] = bad.body(world)
     if bad.raw_body is not None:
         kwargs["content"] = bad.raw_body
         kwargs["headers"] = {**headers, "Content-Type": "application/json"}
+    fields = {"direct": world.direct, "team": world.team, "team_message": world.team_message}
     if bad.params is not None:
-        kwargs["params"] = bad.params(world)
-    path = bad.path.format(direct=world.direct, team=world.team)
+        kwargs["params"] = {k: v.format(**fields) for k, v in bad.params.items()}
+    path = bad.path.format(**fields)
     response = await http.request(bad.method, path, **kwargs)
     error = _error(response, status)
     if status == 404:

@@ -24,8 +24,11 @@ async def _read_token_request(request: Request) -> TokenRequest:
         if grant_type not in (None, "password"):
             raise ApiError(400, "unsupported_grant_type", "Only grant_type=password is supported.")
         raw = {key: form.get(key) for key in ("username", "password") if key in form}
-        if "tenant" in form:
-            raw["tenant"] = form.get("tenant")
+        tenant = form.get("tenant")
+        if isinstance(tenant, str) and tenant:
+            if not tenant.isdigit():
+                raise ApiError(422, "invalid_request", "tenant: must be a tenant id")
+            raw["tenant"] = int(tenant)
     elif content_type in {"application/json", ""}:
         body = await request.body()
         try:

@@ -15,7 +15,12 @@ MAX_ID = 2**63 - 1
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_max_length=10_000
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        str_max_length=10_000,
+        # JSON types as sent: "true" is not a boolean and "2" is not an id.
+        strict=True,
     )
 
     @field_validator("*", mode="after")

@@ -1,0 +1,60 @@
+"""Headless Chromium (Debian's package) driven by Playwright; never a downloaded browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.backend import Backend
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """The system Chromium; under CI a missing browser fails the run instead of skipping."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "Chromium is not installed (scripts/test installs Debian's chromium as root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextmanager
+def signed_in(
+    browser: Browser, backend: Backend, username: str, *, color_scheme: str = "light"
+) -> Iterator[tuple[BrowserContext, Page]]:
+    """A fresh browser profile signed in as `username`, on the chat page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=color_scheme)
+    try:
+        page = context.new_page()
+        page.goto(f"{backend.url}/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", f"{username}-pass")
+        page.click("button[type=submit]")
+        expect(page.get_by_test_id("live")).to_be_visible(timeout=20_000)
+        yield context, page
+    finally:
+        context.close()
+
+
+def open_chat_tab(context: BrowserContext, backend: Backend) -> Page:
+    """Another tab of the same signed-in profile."""
+    page = context.new_page()
+    page.goto(f"{backend.url}/")
+    expect(page.get_by_test_id("live")).to_be_visible(timeout=20_000)
+    return page

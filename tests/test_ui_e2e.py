@@ -1,0 +1,250 @@
+"""The chat UI in headless Chromium against the real app, two people in two browsers."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+from playwright.sync_api import Browser, Page, expect
+
+from tests.backend import Backend
+from tests.browser import open_chat_tab, signed_in
+
+TIMEOUT_MS = 15_000
+
+
+def _api(backend: Backend, username: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=backend.url,
+        headers={"Authorization": f"Bearer {backend.token(username)}"},
+        timeout=10,
+    )
+
+
+def _user_id(backend: Backend, username: str) -> int:
+    with _api(backend, username) as api:
+        return api.get("/api/me").json()["id"]
+
+
+def _direct_with(api: httpx.Client, other_id: int) -> int:
+    response = api.post("/api/conversations", json={"participantIds": [other_id]})
+    assert response.status_code in (200, 201)
+    return response.json()["id"]
+
+
+def _row(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return page.locator(f"[data-testid=conversation][data-name='{name}']")
+
+
+def _badge_count(page: Page, name: str) -> int:
+    badge = _row(page, name).get_by_test_id("unread-badge")
+    return int(badge.inner_text()) if badge.count() else 0
+
+
+def _open(page: Page, name: str) -> None:
+    _row(page, name).click()
+    expect(page.get_by_test_id("chat-title")).to_have_text(name, timeout=TIMEOUT_MS)
+
+
+def _send(page: Page, text: str) -> None:
+    page.fill("#composer", text)
+    page.press("#composer", "Enter")
+
+
+def test_alice_sends_and_bob_sees_it_live_with_badges_in_every_tab(
+    browser: Browser, backend: Backend
+) -> None:
+    with signed_in(browser, backend, "bob") as (bob_context, bob_tab), signed_in(
+        browser, backend, "alice"
+    ) as (_, alice_tab):
+        bob_second_tab = open_chat_tab(bob_context, backend)
+        before = _badge_count(bob_tab, "Alice")
+
+        _open(alice_tab, "Bob")
+        _send(alice_tab, "Lunch at noon?")
+
+        expect(_row(bob_tab, "Alice")).to_contain_text("Alice: Lunch at noon?", timeout=TIMEOUT_MS)
+        expect(_row(bob_tab, "Alice").get_by_test_id("unread-badge")).to_have_text(
+            str(before + 1), timeout=TIMEOUT_MS
+        )
+        expect(_row(bob_second_tab, "Alice").get_by_test_id("unread-badge")).to_have_text(
+            str(before + 1), timeout=TIMEOUT_MS
+        )
+
+        # Bob reads in one tab: the badge clears in the other one too.
+        _open(bob_tab, "Alice")
+        expect(bob_tab.get_by_test_id("message-text").last).to_have_text(
+            "Lunch at noon?", timeout=TIMEOUT_MS
+        )
+        expect(_row(bob_second_tab, "Alice").get_by_test_id("unread-badge")).to_have_count(
+            0, timeout=TIMEOUT_MS
+        )
+
+        # A message into the conversation Bob has open shows up without a reload.
+        _send(alice_tab, "See you there")
+        expect(bob_tab.get_by_test_id("message-text").last).to_have_text(
+            "See you there", timeout=TIMEOUT_MS
+        )
+
+
+def test_bob_typing_shows_on_alices_screen_and_goes_away_by_itself(
+    browser: Browser, backend: Backend
+) -> None:
+    with signed_in(browser, backend, "alice") as (_, alice_tab), signed_in(
+        browser, backend, "bob"
+    ) as (_, bob_tab):
+        _open(alice_tab, "Bob")
+        _open(bob_tab, "Alice")
+        bob_tab.click("#composer")
+        bob_tab.keyboard.type("I am wri")
+        expect(alice_tab.get_by_test_id("typing")).to_have_text("Bob is typing…", timeout=TIMEOUT_MS)
+        # No more keys: the server's expiry (1.5 s in tests) ends it without Bob doing anything.
+        expect(alice_tab.get_by_test_id("typing")).to_have_text("", timeout=TIMEOUT_MS)
+
+
+def test_bob_closing_his_tabs_turns_him_offline_for_alice(
+    browser: Browser, backend: Backend
+) -> None:
+    with signed_in(browser, backend, "alice") as (_, alice_tab):
+        bob_in_list = alice_tab.locator("[data-testid=person][data-name='Bob']")
+        with signed_in(browser, backend, "bob") as (bob_context, _):
+            open_chat_tab(bob_context, backend)
+            expect(bob_in_list).to_have_attribute("data-status", "online", timeout=TIMEOUT_MS)
+        # Both tabs closed with the context: offline once the grace period (1 s) is over.
+        expect(bob_in_list).to_have_attribute("data-status", "offline", timeout=TIMEOUT_MS)
+        expect(bob_in_list).to_contain_text("last seen")
+
+
+def test_an_admin_notification_rings_bobs_bell(browser: Browser, backend: Backend) -> None:
+    with signed_in(browser, backend, "bob") as (_, bob_tab), _api(backend, "alice") as alice:
+        bob_id = _user_id(backend, "bob")
+        badge = bob_tab.get_by_test_id("bell-badge")
+        before = int(badge.inner_text()) if badge.count() else 0
+        response = alice.post(
+            "/api/notifications", json={"userId": bob_id, "title": "Deploy at 5", "body": "ok?"}
+        )
+        assert response.status_code == 201
+        expect(badge).to_have_text(str(before + 1), timeout=TIMEOUT_MS)
+        bob_tab.get_by_test_id("bell").click()
+        expect(bob_tab.get_by_test_id("notification").first).to_contain_text("Deploy at 5")
+        bob_tab.get_by_test_id("notifications-read-all").click()
+        expect(badge).to_have_count(0, timeout=TIMEOUT_MS)
+
+
+def test_markup_in_messages_is_shown_as_text_and_never_run(
+    browser: Browser, backend: Backend
+) -> None:
+    payload = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b>'
+    with signed_in(browser, backend, "alice") as (_, alice_tab), signed_in(
+        browser, backend, "bob"
+    ) as (_, bob_tab):
+        _open(bob_tab, "Alice")
+        _open(alice_tab, "Bob")
+        _send(alice_tab, payload)
+        expect(bob_tab.get_by_test_id("message-text").last).to_have_text(payload, timeout=TIMEOUT_MS)
+        assert bob_tab.evaluate("window.__pwned") is None
+        assert bob_tab.locator("[data-testid=message-text] b").count() == 0
+
+
+def test_double_click_on_send_sends_one_message_and_empty_is_refused(
+    browser: Browser, backend: Backend
+) -> None:
+    with signed_in(browser, backend, "carol") as (_, tab):
+        _open(tab, "Acme team")
+        tab.fill("#composer", "only once please")
+        tab.get_by_test_id("send").dblclick()
+        expect(tab.get_by_test_id("message-text").last).to_have_text(
+            "only once please", timeout=TIMEOUT_MS
+        )
+        with _api(backend, "carol") as carol:
+            team = next(
+                c["id"] for c in carol.get("/api/conversations").json()["items"]
+                if c["title"] == "Acme team"
+            )
+            history = carol.get(f"/api/conversations/{team}/messages?limit=5").json()["items"]
+        assert [m["content"] for m in history].count("only once please") == 1
+        tab.fill("#composer", "   ")
+        tab.get_by_test_id("send").click()
+        expect(tab.get_by_test_id("composer-error")).to_have_text("Type a message first.")
+
+
+def test_wrong_password_shows_a_clear_error(browser: Browser, backend: Backend) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{backend.url}/login/")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "wrong")
+        page.click("button[type=submit]")
+        expect(page.get_by_test_id("login-error")).to_have_text("Invalid username or password.")
+    finally:
+        context.close()
+
+
+def test_session_survives_a_reload_and_sign_out_ends_it(browser: Browser, backend: Backend) -> None:
+    with signed_in(browser, backend, "erin") as (_, page):
+        page.reload()
+        expect(page.get_by_test_id("live")).to_be_visible(timeout=TIMEOUT_MS)
+        page.get_by_test_id("user-menu").click()
+        page.get_by_test_id("sign-out").click()
+        expect(page).to_have_url(re.compile(r"/login/?$"), timeout=TIMEOUT_MS)
+        page.goto(f"{backend.url}/")
+        expect(page).to_have_url(re.compile(r"/login/?$"), timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+def bob_stream(backend: Backend) -> Iterator[queue.Queue[dict[str, Any]]]:
+    """An external /api/sse consumer for bob, in a thread, feeding a queue."""
+    events: queue.Queue[dict[str, Any]] = queue.Queue()
+    ready = threading.Event()
+    stop = threading.Event()
+    token = backend.token("bob")
+
+    def consume() -> None:
+        # Pings (every second in tests) wake the loop, so it notices `stop` promptly.
+        with httpx.Client(base_url=backend.url, timeout=httpx.Timeout(10, read=30)) as client:
+            with connect_sse(client, "GET", "/api/sse", params={"access_token": token}) as source:
+                ready.set()
+                for event in source.iter_sse():
+                    if stop.is_set():
+                        return
+                    if event.event not in ("message", "ping"):
+                        data = json.loads(event.data)
+                        events.put({"id": event.id, "type": event.event, "data": data})
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield events
+    stop.set()
+    thread.join(5)
+
+
+def test_a_tab_and_a_stream_receive_identical_events(
+    browser: Browser, backend: Backend, bob_stream: queue.Queue[dict[str, Any]]
+) -> None:
+    with signed_in(browser, backend, "bob") as (_, bob_tab), _api(backend, "alice") as alice:
+        bob_id = _user_id(backend, "bob")
+        direct = _direct_with(alice, bob_id)
+        alice.post(f"/api/conversations/{direct}/messages", json={"content": "same for both?"})
+        alice.post("/api/notifications", json={"userId": bob_id, "title": "identical"})
+
+        wanted = 3  # chat:message, chat:unread-count, notification:new
+        from_stream: list[dict[str, Any]] = []
+        while len([e for e in from_stream if e["type"] != "presence:update"]) < wanted:
+            from_stream.append(bob_stream.get(timeout=10))
+        from_stream = [e for e in from_stream if e["type"] != "presence:update"]
+
+        log = bob_tab.get_by_test_id("event-log")
+        expect(log).to_contain_text(from_stream[-1]["id"], timeout=TIMEOUT_MS)
+        from_tab = {e["id"]: e for e in json.loads(log.inner_text())}
+    assert [e["type"] for e in from_stream] == ["chat:message", "chat:unread-count", "notification:new"]
+    for event in from_stream:
+        assert from_tab[event["id"]] == event
