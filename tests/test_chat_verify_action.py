@@ -60,7 +60,9 @@ class ChatState:
     total: int
 
 
-def _with_conversation(state: ChatState, conversation_id: int, conv: ConversationState) -> ChatState:
+def _with_conversation(
+    state: ChatState, conversation_id: int, conv: ConversationState
+) -> ChatState:
     conversations = dict(state.conversations)
     conversations[conversation_id] = conv
     return replace(state, conversations=MappingProxyType(conversations))

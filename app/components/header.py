@@ -36,6 +36,10 @@ def _live_badge() -> rx.Component:
     )
 
 
+def _on_wide_screens(component: rx.Component) -> rx.Component:
+    return rx.box(component, display=["none", "none", "block"])
+
+
 def _user_menu() -> rx.Component:
     return rx.menu.root(
         rx.menu.trigger(
@@ -66,21 +70,21 @@ def header() -> rx.Component:
     return rx.hstack(
         rx.hstack(
             rx.icon("message-circle", size=22, color="var(--accent-9)"),
-            rx.heading("Chat", size="5"),
+            _on_wide_screens(rx.heading("Chat", size="5")),
             _tenant_switcher(),
             align="center",
             spacing="3",
         ),
         rx.spacer(),
         rx.hstack(
-            _live_badge(),
+            _on_wide_screens(_live_badge()),
             notification_bell(),
             rx.color_mode.button(variant="ghost", size="2"),
             _user_menu(),
             align="center",
-            spacing="4",
+            spacing=rx.breakpoints(initial="2", md="4"),
         ),
-        padding="10px 16px",
+        padding=rx.breakpoints(initial="8px 10px", md="10px 16px"),
         border_bottom="1px solid var(--gray-5)",
         width="100%",
         align="center",

@@ -191,22 +191,32 @@ class Messages:
                 if message is None or message.conversation_id != conversation_id:
                     raise NotFound("No such message in this conversation.")
                 target = message_id
-            own = session.get(ConversationMember, (conversation_id, principal.user_id))
-            assert own is not None
-            changed = target > own.last_read_message_id
-            if changed:
-                own.last_read_message_id = target
-                own.unread_count = session.exec(
-                    select(func.count())
-                    .select_from(Message)
-                    .where(Message.conversation_id == conversation_id)
-                    .where(col(Message.id) > target)
-                    .where(Message.sender_id != principal.user_id)
-                ).one()
-                session.add(own)
-                session.commit()
+            # One statement, so a message stored meanwhile is either counted here or added
+            # by its sender after: reading the row first and writing it back loses it.
+            unread_after_target = (
+                select(func.count())
+                .select_from(Message)
+                .where(Message.conversation_id == conversation_id)
+                .where(col(Message.id) > target)
+                .where(Message.sender_id != principal.user_id)
+                .scalar_subquery()
+            )
+            moved = session.exec(  # type: ignore[call-overload]
+                update(ConversationMember)
+                .where(col(ConversationMember.conversation_id) == conversation_id)
+                .where(col(ConversationMember.user_id) == principal.user_id)
+                .where(col(ConversationMember.last_read_message_id) < target)
+                .values(last_read_message_id=target, unread_count=unread_after_target)
+            )
+            changed = moved.rowcount > 0
+            session.commit()
+            count = session.exec(
+                select(ConversationMember.unread_count)
+                .where(ConversationMember.conversation_id == conversation_id)
+                .where(ConversationMember.user_id == principal.user_id)
+            ).one()
             total = unread_totals(session, principal.tenant_id, [principal.user_id])
-            return UnreadChange(principal.user_id, own.unread_count, total[principal.user_id]), changed
+            return UnreadChange(principal.user_id, count, total[principal.user_id]), changed
 
         change, changed = await self._db.run(store)
         if changed:

@@ -28,41 +28,46 @@ def _event_log() -> rx.Component:
     )
 
 
+def _panes(conversation_open: bool) -> rx.Component:
+    """Three panes on a laptop; on a phone, the list or the open conversation."""
+    return rx.hstack(
+        rx.box(
+            conversation_list(),
+            width=["100%", "100%", "300px"],
+            flex_shrink="0",
+            border_right="1px solid var(--gray-5)",
+            height="100%",
+            display=["none", "none", "block"] if conversation_open else "block",
+        ),
+        rx.box(
+            chat_window(),
+            flex="1",
+            min_width="0",
+            height="100%",
+            display="block" if conversation_open else ["none", "none", "block"],
+        ),
+        rx.box(
+            presence_list(),
+            width="240px",
+            flex_shrink="0",
+            border_left="1px solid var(--gray-5)",
+            height="100%",
+            display=["none", "none", "none", "block"],
+        ),
+        width="100%",
+        flex="1",
+        min_height="0",
+        spacing="0",
+    )
+
+
 def chat() -> rx.Component:
-    conversation_open = ChatState.active_id != 0
     return rx.cond(
         SessionState.signed_in,
         rx.vstack(
             header(),
-            rx.hstack(
-                rx.box(
-                    conversation_list(),
-                    width=["100%", "100%", "300px"],
-                    flex_shrink="0",
-                    border_right="1px solid var(--gray-5)",
-                    height="100%",
-                    display=rx.cond(conversation_open, ["none", "none", "block"], "block"),
-                ),
-                rx.box(
-                    chat_window(),
-                    flex="1",
-                    min_width="0",
-                    height="100%",
-                    display=rx.cond(conversation_open, "block", ["none", "none", "block"]),
-                ),
-                rx.box(
-                    presence_list(),
-                    width="240px",
-                    flex_shrink="0",
-                    border_left="1px solid var(--gray-5)",
-                    height="100%",
-                    display=["none", "none", "none", "block"],
-                ),
-                width="100%",
-                flex="1",
-                min_height="0",
-                spacing="0",
-            ),
+            # Responsive values cannot pass through rx.cond, so each layout is its own tree.
+            rx.cond(ChatState.active_id != 0, _panes(True), _panes(False)),
             _event_log(),
             ENTER_SENDS,
             height="100vh",

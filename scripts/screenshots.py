@@ -1,0 +1,54 @@
+"""Screenshots of the signed-in chat page for the README (light, dark, phone width).
+
+Usage: start the app (`./scripts/run`), then
+    .venv/bin/python scripts/screenshots.py [http://localhost:3000]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def sign_in(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"{username}-pass")
+    page.click("button[type=submit]")
+    expect(page.get_by_test_id("live")).to_be_attached(timeout=30_000)  # hidden on phones
+
+
+def main() -> None:
+    base = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:3000"
+    api = sys.argv[2] if len(sys.argv) > 2 else "http://localhost:8000"
+    alice = httpx.post(f"{api}/api/auth/token", json={"username": "alice", "password": "alice-pass"}).json()
+    headers = {"Authorization": f"Bearer {alice['access_token']}"}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        for scheme, size, name in (
+            ("light", {"width": 1280, "height": 760}, "chat-light.png"),
+            ("dark", {"width": 1280, "height": 760}, "chat-dark.png"),
+            ("light", {"width": 390, "height": 760}, "chat-phone.png"),
+        ):
+            context = browser.new_context(viewport=size, color_scheme=scheme)
+            page = context.new_page()
+            sign_in(page, base, "bob")
+            page.locator("[data-testid=conversation][data-name='Acme team']").click()
+            httpx.post(
+                f"{api}/api/conversations/2/typing", json={"isTyping": True}, headers=headers
+            )
+            expect(page.get_by_test_id("typing")).not_to_have_text("", timeout=10_000)
+            page.screenshot(path=str(ROOT / "docs" / name))
+            context.close()
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
