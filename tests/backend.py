@@ -50,9 +50,15 @@ def free_port() -> int:
 @dataclass
 class Backend:
     url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    port: int
+    workdir: Path
+    extra_env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
     _log_offset: int = field(default=0)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "backend.log"
 
     def log_since_mark(self) -> str:
         with self.log_path.open("rb") as log:
@@ -70,55 +76,61 @@ class Backend:
         response.raise_for_status()
         return response.json()["access_token"]
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+    def start(self) -> None:
+        """Start (again) on the same port and database, and wait until it answers."""
+        tools = ROOT / ".tools" / "node_modules" / ".bin"
+        env = {
+            **os.environ,
+            # Reflex builds the frontend with bun from the npm registry (scripts/bootstrap.sh).
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}",
+            "REFLEX_BUN_PATH": str(tools / "bun"),
+            **TEST_ENV,
+            "DATABASE_URL": f"sqlite:///{self.workdir / 'chat.db'}",
+            **self.extra_env,
+        }
+        reflex = Path(sys.executable).parent / "reflex"
+        port = str(self.port)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(reflex), "run", "--env", "prod", "--frontend-port", port, "--backend-port", port],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 240  # the first production build of the frontend
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited early:\n{self.log_path.read_text()}")
             try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"backend did not start in time:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def start_backend(workdir: Path, extra_env: dict[str, str] | None = None) -> Backend:
     port = free_port()
-    log_path = workdir / "backend.log"
-    tools = ROOT / ".tools" / "node_modules" / ".bin"
-    env = {
-        **os.environ,
-        # Reflex builds the frontend with bun from the npm registry (scripts/bootstrap.sh).
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}",
-        "REFLEX_BUN_PATH": str(tools / "bun"),
-        **TEST_ENV,
-        "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
-        **(extra_env or {}),
-    }
-    reflex = Path(sys.executable).parent / "reflex"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(reflex), "run", "--env", "prod",
-                "--frontend-port", str(port), "--backend-port", str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    backend = Backend(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    deadline = time.monotonic() + 240  # the first production build of the frontend
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"backend exited early:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{backend.url}/ping", timeout=1).status_code == 200:
-                return backend
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    backend.stop()
-    raise RuntimeError(f"backend did not start in time:\n{log_path.read_text()}")
+    backend = Backend(
+        url=f"http://127.0.0.1:{port}", port=port, workdir=workdir, extra_env=extra_env or {}
+    )
+    backend.start()
+    return backend
 
 
 class Stream:

@@ -44,9 +44,12 @@ async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    """One headless Chromium for the whole run (sync Playwright: browser tests are sync)."""
+    """Headless Chromium for one test module (sync Playwright: browser tests are sync).
+
+    Per module, not per session: sync Playwright keeps an event loop running in this thread
+    while it is open, which the async tests of other modules cannot share."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM_ARGS, chromium_path

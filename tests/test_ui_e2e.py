@@ -248,3 +248,85 @@ def test_a_tab_and_a_stream_receive_identical_events(
     assert [e["type"] for e in from_stream] == ["chat:message", "chat:unread-count", "notification:new"]
     for event in from_stream:
         assert from_tab[event["id"]] == event
+
+
+def test_two_typists_are_named_together(browser: Browser, backend: Backend) -> None:
+    with signed_in(browser, backend, "alice") as (_, alice_tab):
+        _open(alice_tab, "Acme team")
+        with _api(backend, "bob") as bob, _api(backend, "carol") as carol:
+            team = next(
+                c["id"] for c in bob.get("/api/conversations").json()["items"]
+                if c["title"] == "Acme team"
+            )
+            bob.post(f"/api/conversations/{team}/typing", json={"isTyping": True})
+            carol.post(f"/api/conversations/{team}/typing", json={"isTyping": True})
+            expect(alice_tab.get_by_test_id("typing")).to_have_text(
+                "Bob and Carol are typing…", timeout=TIMEOUT_MS
+            )
+            bob.post(f"/api/conversations/{team}/typing", json={"isTyping": False})
+            expect(alice_tab.get_by_test_id("typing")).to_have_text(
+                "Carol is typing…", timeout=TIMEOUT_MS
+            )
+
+
+def test_starting_a_group_conversation_from_the_dialog(browser: Browser, backend: Backend) -> None:
+    title = "Launch planning"
+    with signed_in(browser, backend, "alice") as (_, alice_tab), signed_in(
+        browser, backend, "carol"
+    ) as (_, carol_tab):
+        alice_tab.get_by_test_id("new-conversation").click()
+        for name in ("Bob", "Carol"):
+            alice_tab.get_by_test_id("pick-person").filter(has_text=name).locator(
+                "button[role=checkbox]"
+            ).click()
+        alice_tab.fill("input[name=title]", title)
+        alice_tab.get_by_role("button", name="Start").click()
+        expect(alice_tab.get_by_test_id("chat-title")).to_have_text(title, timeout=TIMEOUT_MS)
+        _send(alice_tab, "Kick-off tomorrow")
+        # Carol never saw this conversation before: it appears with the message.
+        expect(_row(carol_tab, title)).to_contain_text("Alice: Kick-off tomorrow", timeout=TIMEOUT_MS)
+
+
+def test_older_history_loads_on_demand(browser: Browser, backend: Backend) -> None:
+    with _api(backend, "erin") as erin, _api(backend, "dave") as dave:
+        dave_id = dave.get("/api/me").json()["id"]
+        erin_id = erin.get("/api/me").json()["id"]
+        group = erin.post(
+            "/api/conversations", json={"participantIds": [dave_id], "title": "Archive"}
+        ).json()["id"]
+        for i in range(45):
+            erin.post(f"/api/conversations/{group}/messages", json={"content": f"note {i:02d}"})
+    with signed_in(browser, backend, "dave") as (_, tab):
+        _open(tab, "Archive")
+        expect(tab.get_by_test_id("message")).to_have_count(30, timeout=TIMEOUT_MS)
+        tab.get_by_test_id("load-older").click()
+        expect(tab.get_by_test_id("message")).to_have_count(45, timeout=TIMEOUT_MS)
+        expect(tab.get_by_test_id("message-text").first).to_have_text("note 00")
+        expect(tab.get_by_test_id("load-older")).to_have_count(0)
+    assert erin_id != dave_id
+
+
+def test_a_very_long_message_is_capped_and_wrapped(browser: Browser, backend: Backend) -> None:
+    with _api(backend, "dave") as dave:
+        assert _direct_with(dave, _user_id(backend, "erin"))
+    with signed_in(browser, backend, "erin") as (_, tab):
+        _open(tab, "Dave")
+        tab.fill("#composer", "x" * 5000)  # the composer stops at the server's 4000 limit
+        assert len(tab.input_value("#composer")) == 4000
+        tab.press("#composer", "Enter")
+        last = tab.get_by_test_id("message-text").last
+        expect(last).to_have_text("x" * 4000, timeout=TIMEOUT_MS)
+        box = last.bounding_box()
+        assert box is not None and box["width"] < 1280  # wrapped, not overflowing the page
+
+
+def test_carol_switches_workspace_to_globex(browser: Browser, backend: Backend) -> None:
+    with signed_in(browser, backend, "carol") as (_, tab):
+        expect(tab.get_by_test_id("tenant-switcher")).to_contain_text("Acme")
+        tab.get_by_test_id("tenant-switcher").click()
+        tab.get_by_role("option", name="Globex").click()
+        expect(tab.get_by_test_id("tenant-switcher")).to_contain_text("Globex", timeout=TIMEOUT_MS)
+        expect(tab.get_by_test_id("live")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(tab.locator("[data-testid=person][data-name='Dave']")).to_be_visible()
+        expect(tab.locator("[data-testid=person][data-name='Bob']")).to_have_count(0)
+        expect(_row(tab, "Acme team")).to_have_count(0)

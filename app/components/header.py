@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.core.banner import has_connection_errors
 
 from app.components.notification_bell import notification_bell
 from app.state.live import LiveState
@@ -30,9 +31,20 @@ def _tenant_switcher() -> rx.Component:
 
 def _live_badge() -> rx.Component:
     return rx.cond(
-        LiveState.connected,
-        rx.badge("live", color_scheme="green", variant="soft", custom_attrs={"data-testid": "live"}),
-        rx.badge("connecting…", color_scheme="gray", variant="soft"),
+        has_connection_errors,
+        rx.badge(
+            "offline: reconnecting…",
+            color_scheme="red",
+            variant="soft",
+            custom_attrs={"data-testid": "connection-lost"},
+        ),
+        rx.cond(
+            LiveState.connected,
+            rx.badge(
+                "live", color_scheme="green", variant="soft", custom_attrs={"data-testid": "live"}
+            ),
+            rx.badge("connecting…", color_scheme="gray", variant="soft"),
+        ),
     )
 
 
@@ -77,7 +89,7 @@ def header() -> rx.Component:
         ),
         rx.spacer(),
         rx.hstack(
-            _on_wide_screens(_live_badge()),
+            _live_badge(),
             notification_bell(),
             rx.color_mode.button(variant="ghost", size="2"),
             _user_menu(),

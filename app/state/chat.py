@@ -61,14 +61,7 @@ class ChatState(rx.State):
 
     @rx.var
     def typing_label(self) -> str:
-        names = sorted(self.typists.get(str(self.active_id), {}))
-        if not names:
-            return ""
-        if len(names) == 1:
-            return f"{names[0]} is typing…"
-        if len(names) == 2:
-            return f"{names[0]} and {names[1]} are typing…"
-        return "Several people are typing…"
+        return typing_label(list(self.typists.get(str(self.active_id), {})))
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -260,6 +253,18 @@ class ChatState(rx.State):
         if not any(c.id == item.id for c in self.conversations):
             self.conversations = [item, *self.conversations]
         return ChatState.open_conversation(item.id)
+
+
+def typing_label(names: list[str]) -> str:
+    """"Bob is typing…", "Bob and Carol are typing…", "Several people are typing…"."""
+    names = sorted(names)
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} is typing…"
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]} are typing…"
+    return "Several people are typing…"
 
 
 def _with_unread(item: ConversationItem, count: int) -> ConversationItem:
