@@ -330,3 +330,36 @@ def test_carol_switches_workspace_to_globex(browser: Browser, backend: Backend) 
         expect(tab.locator("[data-testid=person][data-name='Dave']")).to_be_visible()
         expect(tab.locator("[data-testid=person][data-name='Bob']")).to_have_count(0)
         expect(_row(tab, "Acme team")).to_have_count(0)
+
+
+def test_shift_enter_makes_a_new_line_and_enter_sends(browser: Browser, backend: Backend) -> None:
+    with signed_in(browser, backend, "bob") as (_, tab):
+        _open(tab, "Acme team")
+        tab.click("#composer")
+        tab.keyboard.type("line one")
+        tab.keyboard.press("Shift+Enter")
+        tab.keyboard.type("line two")
+        assert tab.input_value("#composer") == "line one\nline two"
+        tab.keyboard.press("Enter")
+        expect(tab.get_by_test_id("message-text").last).to_have_text(
+            "line one\nline two", timeout=TIMEOUT_MS
+        )
+        expect(tab.locator("#composer")).to_have_value("")
+
+
+def test_marking_one_notification_read_updates_the_badge_in_every_tab(
+    browser: Browser, backend: Backend
+) -> None:
+    with signed_in(browser, backend, "erin") as (context, tab), _api(backend, "dave") as dave:
+        other_tab = open_chat_tab(context, backend)
+        erin_id = _user_id(backend, "erin")
+        dave.post("/api/notifications", json={"userId": erin_id, "title": "alpha"})
+        dave.post("/api/notifications", json={"userId": erin_id, "title": "beta"})
+        badge = other_tab.get_by_test_id("bell-badge")
+        expect(badge).to_be_visible(timeout=TIMEOUT_MS)
+        before = int(badge.inner_text())
+        tab.get_by_test_id("bell").click()
+        second = tab.get_by_test_id("notification").filter(has_text="beta")
+        expect(second).to_have_count(1)
+        second.get_by_test_id("notification-read").click()
+        expect(badge).to_have_text(str(before - 1), timeout=TIMEOUT_MS)
