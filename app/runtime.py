@@ -38,6 +38,7 @@ class Runtime:
             settings.redis_url,
             replay_buffer_size=settings.sse_replay_buffer_size,
             replay_max_age_seconds=settings.sse_replay_max_age_seconds,
+            redis_log_max_events=settings.redis_log_max_events,
         )
         self.manager = ConnectionManager(
             self.broker,

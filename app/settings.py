@@ -71,6 +71,8 @@ class Settings:
     sse_client_queue_size: int = 1000
     sse_replay_buffer_size: int = 1000
     sse_replay_max_age_seconds: float = 300.0
+    # With Redis: events kept per tenant for replay (a Stream capped with MAXLEN ~).
+    redis_log_max_events: int = 100_000
 
     # Authentication
     token_ttl_seconds: int = 12 * 3600
@@ -127,6 +129,7 @@ class Settings:
             sse_replay_max_age_seconds=_env_float(
                 "SSE_REPLAY_MAX_AGE_SECONDS", defaults.sse_replay_max_age_seconds
             ),
+            redis_log_max_events=_env_int("REDIS_LOG_MAX_EVENTS", defaults.redis_log_max_events),
             token_ttl_seconds=_env_int("TOKEN_TTL_SECONDS", defaults.token_ttl_seconds),
             rate_limit_enabled=_env_bool("RATE_LIMIT_ENABLED", defaults.rate_limit_enabled),
             login_max_failures=_env_int("LOGIN_MAX_FAILURES", defaults.login_max_failures),

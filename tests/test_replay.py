@@ -76,10 +76,12 @@ class SlowHistoryBroker(MemoryBroker):
         )
         self.yields = yields
 
-    async def history(self, channels: Iterable[str], after: EventId) -> list[Event] | None:
+    async def history(
+        self, channels: Iterable[str], after: EventId, tenant_id: int | None = None
+    ) -> list[Event] | None:
         for _ in range(self.yields):
             await asyncio.sleep(0)
-        return await super().history(channels, after)
+        return await super().history(channels, after, tenant_id)
 
 
 class ManagerFactory:

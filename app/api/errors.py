@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import DatabaseUnavailable
+from app.realtime.broker.base import BrokerUnavailable
 from app.domain.errors import (
     DomainError,
     Forbidden,
@@ -115,6 +116,14 @@ def install_error_handlers(api: FastAPI) -> None:
         logger.warning("database unavailable: %s", exc)
         return error_response(
             503, "database_unavailable", "The database is busy; retry shortly.", {"Retry-After": "1"}
+        )
+
+    @api.exception_handler(BrokerUnavailable)
+    async def _broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        logger.warning("broker unavailable: %s", exc)
+        return error_response(
+            503, "realtime_unavailable", "Live delivery is unavailable; retry shortly.",
+            {"Retry-After": "2"},
         )
 
     @api.exception_handler(RequestValidationError)

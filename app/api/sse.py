@@ -85,7 +85,11 @@ async def stream(
 async def diagnostics(principal: PrincipalDep, runtime: RuntimeDep) -> dict[str, Any]:
     """The whole process in dev mode; otherwise a tenant admin sees their tenant only."""
     if runtime.settings.dev_mode:
-        return {"scope": "process", **runtime.manager.diagnostics()}
+        return {
+            "scope": "process",
+            **runtime.manager.diagnostics(),
+            "broker": runtime.broker.stats(),
+        }
     if not principal.is_admin:
         raise ApiError(403, "forbidden", "Diagnostics are for tenant admins.")
     return {

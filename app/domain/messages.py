@@ -84,6 +84,7 @@ class Messages:
         retry_after = self._limiter.take(f"message:{principal.user_id}")
         if retry_after is not None:
             raise RateLimited("You are sending messages too fast.", retry_after)
+        self._service.ensure_accepting()
         async with self._in_order(conversation_id):
             sent = await self._db.run(lambda s: self._store(s, principal, conversation_id, content))
             await self._service.emit_chat_message(

@@ -96,6 +96,7 @@ class Notifications:
         if whole_tenant == (user_id is not None):
             raise InvalidInput("Give exactly one of userId or tenant: true.")
         draft = self.validate(draft)
+        self._service.ensure_accepting()
         tenant_id = actor.tenant_id
 
         def store(session: Session) -> list[tuple[int, NotificationNewPayload]]:

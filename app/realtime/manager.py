@@ -123,6 +123,7 @@ class ConnectionManager:
             and self._streams_by_user[user_id] >= self._max_streams_per_user
         ):
             raise TooManyStreams(user_id)
+        await self.broker.follow(tenant_id)
         client = Client(
             user_id=user_id,
             tenant_id=tenant_id,
@@ -190,7 +191,11 @@ class ConnectionManager:
         counters = self._counters[client.tenant_id]
         counters.reconnects += 1
         after = EventId.parse(last_event_id)
-        history = None if after is None else await self.broker.history(client.channels, after)
+        history = (
+            None
+            if after is None
+            else await self.broker.history(client.channels, after, client.tenant_id)
+        )
         if history is None:
             counters.resyncs += 1
             reason = "unknown_id" if after is None else "history_unavailable"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from app.realtime.broker.base import BrokerUnavailable
 from app.realtime.channels import tenant_channel, user_channel
 from app.realtime.events import (
     ChatMessagePayload,
@@ -32,6 +33,12 @@ def _users(user_ids: Iterable[int]) -> tuple[str, ...]:
 class RealtimeService:
     def __init__(self, manager: ConnectionManager) -> None:
         self._manager = manager
+
+    def ensure_accepting(self) -> None:
+        """Call before storing anything that will be announced: refuses (BrokerUnavailable,
+        a 503) while events could not go out, so nothing is left half-done."""
+        if not self._manager.broker.accepting:
+            raise BrokerUnavailable("realtime delivery is unavailable; try again shortly")
 
     async def _emit(
         self, event_type: EventType, payload: Payload, channels: tuple[str, ...], tenant_id: int

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from app.realtime.broker.base import Broker, EventListener
+from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener
 from app.realtime.broker.memory import MemoryBroker
 
 
-def create_broker(redis_url: str, *, replay_buffer_size: int, replay_max_age_seconds: float) -> Broker:
+def create_broker(
+    redis_url: str,
+    *,
+    replay_buffer_size: int,
+    replay_max_age_seconds: float,
+    redis_log_max_events: int = 100_000,
+) -> Broker:
+    """The in-memory broker by default; Redis when `redis_url` is set (imported lazily)."""
     if not redis_url:
         return MemoryBroker(
             replay_buffer_size=replay_buffer_size, replay_max_age_seconds=replay_max_age_seconds
         )
-    raise RuntimeError(
-        "REDIS_URL is set but this build has no Redis broker yet; unset REDIS_URL to use the "
-        "in-memory broker"
+    from app.realtime.broker.redis import RedisBroker
+
+    return RedisBroker(
+        redis_url,
+        log_max_events=redis_log_max_events,
+        replay_max_age_seconds=replay_max_age_seconds,
     )
 
 
-__all__ = ["Broker", "EventListener", "MemoryBroker", "create_broker"]
+__all__ = ["Broker", "BrokerUnavailable", "EventListener", "MemoryBroker", "create_broker"]

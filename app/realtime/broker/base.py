@@ -11,6 +11,10 @@ from app.realtime.ids import EventId
 EventListener = Callable[[Event], None]
 
 
+class BrokerUnavailable(Exception):
+    """The broker cannot take events now; callers refuse new work (503) instead."""
+
+
 class Broker(ABC):
     """Carries published events to the connection manager of every process.
 
@@ -36,9 +40,24 @@ class Broker(ABC):
     async def publish(self, event: Event) -> Event:
         """Give `event` its id, keep it for replay, deliver it to every listener."""
 
+    async def follow(self, tenant_id: int) -> None:  # noqa: B027 - optional hook
+        """A client of this tenant is about to register in this process."""
+
+    @property
+    def accepting(self) -> bool:
+        """False while publishing would fail: use cases check it before storing anything."""
+        return True
+
+    def stats(self) -> dict[str, object]:
+        return {}
+
     @abstractmethod
-    async def history(self, channels: Iterable[str], after: EventId) -> list[Event] | None:
+    async def history(
+        self, channels: Iterable[str], after: EventId, tenant_id: int | None = None
+    ) -> list[Event] | None:
         """Events on `channels` newer than `after`, oldest first, each once.
+
+        `tenant_id` is the consumer's tenant: a broker may keep one history per tenant.
 
         None when `after` cannot be resumed from without a gap: unknown, from another
         history (a restarted server), in the future, or older than what was kept.

@@ -55,7 +55,12 @@ class MemoryBroker(Broker):
             listener(event)
         return event
 
-    async def history(self, channels: Iterable[str], after: EventId) -> list[Event] | None:
+    def stats(self) -> dict[str, object]:
+        return {"broker": "memory", "retainedChannels": len(self._buffers)}
+
+    async def history(
+        self, channels: Iterable[str], after: EventId, tenant_id: int | None = None
+    ) -> list[Event] | None:
         if after.epoch != self.epoch or after.seq > self._seq:
             return None
         found: dict[EventId, Event] = {}
