@@ -136,9 +136,21 @@ def get_runtime() -> Runtime:
     return _runtime
 
 
+def configure_logging() -> None:
+    """Our warnings (Redis lost, database busy, ...) reach the server's log."""
+    app_logger = logging.getLogger("app")
+    if not app_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        app_logger.addHandler(handler)
+        app_logger.setLevel(logging.INFO)
+        app_logger.propagate = False
+
+
 @contextlib.asynccontextmanager
 async def lifespan() -> AsyncIterator[None]:
     """Registered as a Reflex lifespan task: start and stop the process's runtime."""
+    configure_logging()
     runtime = get_runtime()
     await runtime.start()
     try:

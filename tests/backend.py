@@ -53,12 +53,13 @@ class Backend:
     port: int
     workdir: Path
     extra_env: dict[str, str]
+    backend_only: bool = False
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = field(default=0)
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "backend.log"
+        return self.workdir / f"backend-{self.port}.log"
 
     def log_since_mark(self) -> str:
         with self.log_path.open("rb") as log:
@@ -90,9 +91,15 @@ class Backend:
         }
         reflex = Path(sys.executable).parent / "reflex"
         port = str(self.port)
+        if self.backend_only:
+            command = [str(reflex), "run", "--env", "prod", "--backend-only", "--backend-port", port]
+        else:
+            command = [
+                str(reflex), "run", "--env", "prod", "--frontend-port", port, "--backend-port", port
+            ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(reflex), "run", "--env", "prod", "--frontend-port", port, "--backend-port", port],
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -112,6 +119,12 @@ class Backend:
         self.stop()
         raise RuntimeError(f"backend did not start in time:\n{self.log_path.read_text()}")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no cleanup runs."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
     def stop(self) -> None:
         process = self.process
         if process is None or process.poll() is not None:
@@ -124,10 +137,16 @@ class Backend:
             process.wait(timeout=10)
 
 
-def start_backend(workdir: Path, extra_env: dict[str, str] | None = None) -> Backend:
+def start_backend(
+    workdir: Path, extra_env: dict[str, str] | None = None, *, backend_only: bool = False
+) -> Backend:
     port = free_port()
     backend = Backend(
-        url=f"http://127.0.0.1:{port}", port=port, workdir=workdir, extra_env=extra_env or {}
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        workdir=workdir,
+        extra_env=extra_env or {},
+        backend_only=backend_only,
     )
     backend.start()
     return backend

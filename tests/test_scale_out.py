@@ -1,0 +1,155 @@
+"""Several real backend processes on one Redis and one database, serving one tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.backend import Backend, open_stream, start_backend
+from tests.redis_server import RedisServer
+
+MESSAGES = 30
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Backend]]:
+    redis_server.flush()
+    workdir: Path = tmp_path_factory.mktemp("cluster")
+    env = {"REDIS_URL": redis_server.url}
+    backends: list[Backend] = []
+    try:
+        # One after the other: the first creates the schema and the demo data.
+        for _ in range(2):
+            backends.append(start_backend(workdir, env, backend_only=True))
+        yield backends
+    finally:
+        for backend in backends:
+            backend.stop()
+
+
+@pytest.fixture
+async def clients(cluster: list[Backend]) -> AsyncIterator[list[httpx.AsyncClient]]:
+    timeout = httpx.Timeout(10.0, read=30.0)
+    opened = [httpx.AsyncClient(base_url=b.url, timeout=timeout) for b in cluster]
+    try:
+        yield opened
+    finally:
+        for client in opened:
+            await client.aclose()
+
+
+async def _direct(http: httpx.AsyncClient, token: str, other: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    other_id = next(
+        p["id"]
+        for c in (await http.get("/api/conversations", headers=headers)).json()["items"]
+        for p in c["participants"]
+        if p["username"] == other and c["kind"] == "direct"
+    )
+    response = await http.post("/api/conversations", json={"participantIds": [other_id]}, headers=headers)
+    return response.json()["id"]
+
+
+async def test_every_consumer_gets_every_message_once_in_one_order_whichever_process(
+    cluster: list[Backend], clients: list[httpx.AsyncClient]
+) -> None:
+    alice = cluster[0].token("alice")
+    bob = cluster[1].token("bob")
+    conversation = await _direct(clients[0], alice, "bob")
+    filter_ = {"events": "chat:message"}
+    async with open_stream(clients[0], bob, params=filter_) as on_a, open_stream(
+        clients[1], bob, params=filter_
+    ) as on_b:
+        sends = [
+            clients[n % 2].post(
+                f"/api/conversations/{conversation}/messages",
+                json={"content": f"m{n}"},
+                headers={"Authorization": f"Bearer {alice}"},
+            )
+            for n in range(MESSAGES)
+        ]
+        answers = await asyncio.gather(*sends)
+        assert all(a.status_code == 201 for a in answers)
+        seen_a = [await on_a.next(10) for _ in range(MESSAGES)]
+        seen_b = [await on_b.next(10) for _ in range(MESSAGES)]
+    assert [e.id for e in seen_a] == [e.id for e in seen_b]
+    contents = [json.loads(e.data)["message"]["content"] for e in seen_a]
+    assert sorted(contents) == sorted(f"m{n}" for n in range(MESSAGES))
+    assert len(set(e.id for e in seen_a)) == MESSAGES
+
+
+async def test_a_consumer_moving_from_one_process_to_another_gets_exactly_what_it_missed(
+    cluster: list[Backend], clients: list[httpx.AsyncClient]
+) -> None:
+    alice = cluster[1].token("alice")
+    bob = cluster[0].token("bob")
+    conversation = await _direct(clients[0], alice, "bob")
+    auth = {"Authorization": f"Bearer {alice}"}
+    filter_ = {"events": "chat:message"}
+
+    async def send(process: int, content: str) -> None:
+        response = await clients[process].post(
+            f"/api/conversations/{conversation}/messages", json={"content": content}, headers=auth
+        )
+        assert response.status_code == 201
+
+    async with open_stream(clients[0], bob, params=filter_) as on_a:
+        await send(0, "seen")
+        seen = await on_a.next(10)
+    await send(0, "missed on A")
+    await send(1, "missed on B")
+    async with open_stream(
+        clients[1], bob, params=filter_, headers={"Last-Event-ID": seen.id}
+    ) as on_b:
+        replayed = [await on_b.next(10), await on_b.next(10)]
+        await send(0, "live")
+        live = await on_b.next(10)
+    titles = [json.loads(e.data)["message"]["content"] for e in [*replayed, live]]
+    assert titles == ["missed on A", "missed on B", "live"]
+
+
+async def test_redis_restarting_during_a_send_loop_loses_no_accepted_message(
+    cluster: list[Backend], clients: list[httpx.AsyncClient], redis_server: RedisServer
+) -> None:
+    alice = cluster[0].token("alice")
+    bob = cluster[1].token("bob")
+    conversation = await _direct(clients[0], alice, "bob")
+    auth = {"Authorization": f"Bearer {alice}"}
+    accepted: list[str] = []
+    async with open_stream(clients[1], bob, params={"events": "chat:message"}) as stream:
+        for n in range(40):
+            if n == 15:
+                redis_server.stop()
+            if n == 25:
+                redis_server.start()
+            response = await clients[n % 2].post(
+                f"/api/conversations/{conversation}/messages",
+                json={"content": f"loop {n}"},
+                headers=auth,
+            )
+            assert response.status_code in (201, 503), response.text
+            if response.status_code == 201:
+                accepted.append(f"loop {n}")
+        received: list[str] = []
+        while len(received) < len(accepted):
+            event = await stream.next(15)
+            received.append(json.loads(event.data)["message"]["content"])
+    for backend in cluster:
+        assert backend.process is not None and backend.process.poll() is None
+        assert httpx.get(f"{backend.url}/ping").status_code == 200
+    history = (
+        await clients[0].get(
+            f"/api/conversations/{conversation}/messages", params={"limit": 100}, headers=auth
+        )
+    ).json()["items"]
+    stored = {m["content"] for m in history}
+    assert set(accepted) <= stored
+    assert sorted(received) == sorted(accepted)
+    assert len(accepted) == 40  # buffered in the outbox, none refused
