@@ -17,6 +17,7 @@ from app.domain.conversations import Conversations
 from app.domain.messages import Messages
 from app.domain.notifications import Notifications
 from app.domain.presence import PresenceTracker
+from app.domain.presence_redis import RedisPresenceTracker
 from app.domain.seed import seed_demo_data
 from app.domain.typing import TypingTracker
 from app.realtime.broker import create_broker
@@ -77,7 +78,13 @@ class Runtime:
             ),
             self.typing,
         )
-        self.presence = PresenceTracker(self.manager, self.service, self.db, settings)
+        self.presence: PresenceTracker | RedisPresenceTracker
+        if settings.redis_url:
+            self.presence = RedisPresenceTracker(
+                self.manager, self.service, self.db, settings, settings.redis_url
+            )
+        else:
+            self.presence = PresenceTracker(self.manager, self.service, self.db, settings)
         self.presence.attach()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False

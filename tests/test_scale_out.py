@@ -153,3 +153,59 @@ async def test_redis_restarting_during_a_send_loop_loses_no_accepted_message(
     assert set(accepted) <= stored
     assert sorted(received) == sorted(accepted)
     assert len(accepted) == 40  # buffered in the outbox, none refused
+
+
+async def _wait_offline(http: httpx.AsyncClient, token: str, username: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with asyncio.timeout(20):
+        while True:
+            items = (await http.get("/api/presence", headers=headers)).json()["items"]
+            if next(i for i in items if i["userName"].lower() == username)["status"] == "offline":
+                return
+            await asyncio.sleep(0.2)
+
+
+async def _presence_of(stream, user_id: int, until: str) -> list[str]:  # type: ignore[no-untyped-def]
+    statuses: list[str] = []
+    while not statuses or statuses[-1] != until:
+        event = await stream.next(20, presence=True)
+        data = json.loads(event.data)
+        if data["userId"] == user_id:
+            statuses.append(data["status"])
+    return statuses
+
+
+async def test_a_user_with_clients_on_two_processes_is_one_online_user(
+    cluster: list[Backend], clients: list[httpx.AsyncClient]
+) -> None:
+    alice, bob = cluster[0].token("alice"), cluster[0].token("bob")
+    bob_id = (await clients[0].get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()["id"]
+    await _wait_offline(clients[0], alice, "bob")
+    watch = {"events": "presence:update"}
+    async with open_stream(clients[1], alice, params=watch) as alice_sees:
+        async with open_stream(clients[0], bob):
+            async with open_stream(clients[1], bob):
+                assert await _presence_of(alice_sees, bob_id, "online") == ["online"]
+            # One of his two clients left (on process B): he is still online.
+        # Both gone: offline after the grace period, announced once.
+        assert await _presence_of(alice_sees, bob_id, "offline") == ["offline"]
+
+
+async def test_a_killed_process_keeps_no_one_online_and_the_others_keep_serving(
+    cluster: list[Backend], clients: list[httpx.AsyncClient]
+) -> None:
+    alice, bob = cluster[1].token("alice"), cluster[0].token("bob")
+    bob_id = (await clients[1].get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()["id"]
+    await _wait_offline(clients[1], alice, "bob")
+    watch = {"events": "presence:update"}
+    async with open_stream(clients[1], alice, params=watch) as alice_sees:
+        try:
+            async with open_stream(clients[0], bob):
+                assert await _presence_of(alice_sees, bob_id, "online") == ["online"]
+                cluster[0].kill()  # SIGKILL: no cleanup, bob's stream just dies with it
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            pass
+        # Process B noticed the lease of the dead process running out.
+        assert await _presence_of(alice_sees, bob_id, "offline") == ["offline"]
+        assert (await clients[1].get("/ping")).status_code == 200
+    cluster[0].start()  # back for whatever runs next

@@ -67,7 +67,7 @@ class PresenceTracker:
         self._idle = settings.presence_idle_seconds
         self._clock = clock
         self._presence: dict[PresenceKey, _Presence] = {}
-        self._names: dict[int, str] = {}
+        self._announcer = PresenceAnnouncer(service, db)
         self._changes: asyncio.Queue[tuple[PresenceKey, Status, datetime | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -174,6 +174,57 @@ class PresenceTracker:
                 logger.exception("presence announcement failed")
 
     async def _announce(self, key: PresenceKey, status: Status, last_seen: datetime | None) -> None:
+        await self._announcer.announce(key, status, last_seen)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def snapshot(self, tenant_id: int) -> list[PresenceUpdatePayload]:
+        """Every member of the tenant with their status and when they were last seen."""
+
+        result = []
+        for user_id, name, stored_last_seen in await tenant_members(self._db, tenant_id):
+            entry = self._presence.get((tenant_id, user_id))
+            status = entry.status if entry is not None else Status.OFFLINE
+            last_seen = entry.last_seen if entry is not None and entry.last_seen else stored_last_seen
+            if status is not Status.OFFLINE:
+                last_seen = utcnow()
+            result.append(
+                PresenceUpdatePayload(
+                    user_id=user_id, user_name=name, status=status.value, last_seen=iso(last_seen)
+                )
+            )
+        return result
+
+    def status_of(self, tenant_id: int, user_id: int) -> Status:
+        entry = self._presence.get((tenant_id, user_id))
+        return entry.status if entry is not None else Status.OFFLINE
+
+
+async def tenant_members(db: Database, tenant_id: int) -> list[tuple[int, str, datetime | None]]:
+    """(user id, display name, last seen as stored) of every member of the tenant."""
+
+    def load(session: Session) -> list[tuple[int, str, datetime | None]]:
+        return list(
+            session.exec(
+                select(User.id, User.display_name, Membership.last_seen_at)
+                .join(Membership, col(Membership.user_id) == col(User.id))
+                .where(Membership.tenant_id == tenant_id)
+                .order_by(col(User.display_name))
+            ).all()
+        )  # type: ignore[arg-type]
+
+    return await db.run(load)
+
+
+class PresenceAnnouncer:
+    """Sends one presence:update, and records "last seen" when someone goes offline."""
+
+    def __init__(self, service: RealtimeService, db: Database) -> None:
+        self._service = service
+        self._db = db
+        self._names: dict[int, str] = {}
+
+    async def announce(self, key: PresenceKey, status: Status, last_seen: datetime | None) -> None:
         tenant_id, user_id = key
         name = self._names.get(user_id)
         if name is None or status is Status.OFFLINE:
@@ -197,36 +248,3 @@ class PresenceTracker:
                 user_id=user_id, user_name=name, status=status.value, last_seen=iso(last_seen)
             ),
         )
-
-    # -- reading ---------------------------------------------------------------------
-
-    async def snapshot(self, tenant_id: int) -> list[PresenceUpdatePayload]:
-        """Every member of the tenant with their status and when they were last seen."""
-
-        def members(session: Session) -> list[tuple[int, str, datetime | None]]:
-            return list(
-                session.exec(
-                    select(User.id, User.display_name, Membership.last_seen_at)
-                    .join(Membership, col(Membership.user_id) == col(User.id))
-                    .where(Membership.tenant_id == tenant_id)
-                    .order_by(col(User.display_name))
-                ).all()
-            )  # type: ignore[arg-type]
-
-        result = []
-        for user_id, name, stored_last_seen in await self._db.run(members):
-            entry = self._presence.get((tenant_id, user_id))
-            status = entry.status if entry is not None else Status.OFFLINE
-            last_seen = entry.last_seen if entry is not None and entry.last_seen else stored_last_seen
-            if status is not Status.OFFLINE:
-                last_seen = utcnow()
-            result.append(
-                PresenceUpdatePayload(
-                    user_id=user_id, user_name=name, status=status.value, last_seen=iso(last_seen)
-                )
-            )
-        return result
-
-    def status_of(self, tenant_id: int, user_id: int) -> Status:
-        entry = self._presence.get((tenant_id, user_id))
-        return entry.status if entry is not None else Status.OFFLINE
