@@ -11,6 +11,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
+
 from app.db import Database, create_schema, make_engine
 from app.domain.accounts import Accounts
 from app.domain.conversations import Conversations
@@ -24,8 +26,8 @@ from app.realtime.broker import create_broker
 from app.realtime.client import CloseReason
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
-from app.security.login_throttle import LoginThrottle
-from app.security.rate_limit import TokenBucketLimiter
+from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, SignInThrottle
+from app.security.rate_limit import RateLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class Runtime:
             replay_buffer_size=settings.sse_replay_buffer_size,
             replay_max_age_seconds=settings.sse_replay_max_age_seconds,
             redis_log_max_events=settings.redis_log_max_events,
+            heartbeat_seconds=settings.sse_heartbeat_seconds,
         )
         self.manager = ConnectionManager(
             self.broker,
@@ -48,11 +51,27 @@ class Runtime:
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         )
         self.service = RealtimeService(self.manager)
-        self.throttle = LoginThrottle(
-            max_failures=settings.login_max_failures,
-            max_failures_per_address=settings.login_max_failures_per_address,
-            window_seconds=settings.login_failure_window_seconds,
-            enabled=settings.rate_limit_enabled,
+        # With Redis, limits hold across every process; without, per process.
+        self._redis = (
+            aioredis.from_url(settings.redis_url, decode_responses=True)
+            if settings.redis_url
+            else None
+        )
+        self.throttle: SignInThrottle = (
+            RedisLoginThrottle(
+                self._redis,
+                max_failures=settings.login_max_failures,
+                max_failures_per_address=settings.login_max_failures_per_address,
+                window_seconds=settings.login_failure_window_seconds,
+                enabled=settings.rate_limit_enabled,
+            )
+            if self._redis is not None
+            else LoginThrottle(
+                max_failures=settings.login_max_failures,
+                max_failures_per_address=settings.login_max_failures_per_address,
+                window_seconds=settings.login_failure_window_seconds,
+                enabled=settings.rate_limit_enabled,
+            )
         )
         self.accounts = Accounts(self.db, settings, self.throttle, self.manager)
         self.notifications = Notifications(self.db, self.service, settings)
@@ -60,21 +79,15 @@ class Runtime:
         self.typing = TypingTracker(
             self.service,
             settings,
-            TokenBucketLimiter(
-                per_minute=settings.rate_limit_typing_per_minute,
-                burst=settings.rate_limit_typing_burst,
-                enabled=settings.rate_limit_enabled,
-            ),
+            self._limiter(settings.rate_limit_typing_per_minute, settings.rate_limit_typing_burst),
             recipients_of=self.conversations.recipients,
         )
         self.messages = Messages(
             self.db,
             self.service,
             settings,
-            TokenBucketLimiter(
-                per_minute=settings.rate_limit_messages_per_minute,
-                burst=settings.rate_limit_messages_burst,
-                enabled=settings.rate_limit_enabled,
+            self._limiter(
+                settings.rate_limit_messages_per_minute, settings.rate_limit_messages_burst
             ),
             self.typing,
         )
@@ -88,6 +101,14 @@ class Runtime:
         self.presence.attach()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+
+    def _limiter(self, per_minute: int, burst: int) -> RateLimiter:
+        enabled = self.settings.rate_limit_enabled
+        if self._redis is not None:
+            return RedisTokenBucketLimiter(
+                self._redis, per_minute=per_minute, burst=burst, enabled=enabled
+            )
+        return TokenBucketLimiter(per_minute=per_minute, burst=burst, enabled=enabled)
 
     async def start(self) -> None:
         if self._started:
@@ -112,6 +133,8 @@ class Runtime:
             await self.manager.stop()
             await self.presence.stop()
             self._started = False
+        if self._redis is not None:
+            await self._redis.aclose()
         self.db.engine.dispose()
 
     async def _end_stale_sessions(self) -> None:

@@ -22,7 +22,12 @@ def cluster(
 ) -> Iterator[list[Backend]]:
     redis_server.flush()
     workdir: Path = tmp_path_factory.mktemp("cluster")
-    env = {"REDIS_URL": redis_server.url}
+    # Typing limits low, to show that they hold across processes (nothing else here types).
+    env = {
+        "REDIS_URL": redis_server.url,
+        "RATE_LIMIT_TYPING_BURST": "3",
+        "RATE_LIMIT_TYPING_PER_MINUTE": "1",
+    }
     backends: list[Backend] = []
     try:
         # One after the other: the first creates the schema and the demo data.
@@ -153,6 +158,55 @@ async def test_redis_restarting_during_a_send_loop_loses_no_accepted_message(
     assert set(accepted) <= stored
     assert sorted(received) == sorted(accepted)
     assert len(accepted) == 40  # buffered in the outbox, none refused
+
+
+async def test_the_stream_limit_counts_streams_on_every_process(
+    cluster: list[Backend], clients: list[httpx.AsyncClient]
+) -> None:
+    erin = cluster[0].token("erin")
+    auth = {"Authorization": f"Bearer {erin}"}
+    async with open_stream(clients[0], erin), open_stream(clients[0], erin), open_stream(
+        clients[1], erin
+    ):
+        for http in clients:
+            refused = await http.get("/api/sse", headers=auth)
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "too_many_streams"
+    async with asyncio.timeout(10):  # released slots are free again on every process
+        while (await _status_of_new_stream(clients[1], auth)) != 200:
+            await asyncio.sleep(0.1)
+
+
+async def _status_of_new_stream(http: httpx.AsyncClient, auth: dict[str, str]) -> int:
+    async with http.stream("GET", "/api/sse", headers=auth) as response:
+        return response.status_code
+
+
+async def test_rate_limits_hold_across_processes(
+    cluster: list[Backend], clients: list[httpx.AsyncClient]
+) -> None:
+    carol = cluster[0].token("carol")
+    auth = {"Authorization": f"Bearer {carol}"}
+    team = next(
+        c["id"]
+        for c in (await clients[0].get("/api/conversations", headers=auth)).json()["items"]
+        if c["title"] == "Acme team"
+    )
+    answers = [
+        await clients[n % 2].post(
+            f"/api/conversations/{team}/typing", json={"isTyping": n % 2 == 0}, headers=auth
+        )
+        for n in range(4)
+    ]
+    assert [a.status_code for a in answers] == [204, 204, 204, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    failures = [
+        await clients[n % 2].post(
+            "/api/auth/token", json={"username": "mallory", "password": f"guess {n}"}
+        )
+        for n in range(4)
+    ]
+    assert [f.status_code for f in failures] == [401, 401, 401, 429]
 
 
 async def _wait_offline(http: httpx.AsyncClient, token: str, username: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -123,6 +124,15 @@ def install_error_handlers(api: FastAPI) -> None:
         logger.warning("broker unavailable: %s", exc)
         return error_response(
             503, "realtime_unavailable", "Live delivery is unavailable; retry shortly.",
+            {"Retry-After": "2"},
+        )
+
+    @api.exception_handler(RedisError)
+    async def _redis_unavailable(_: Request, exc: RedisError) -> JSONResponse:
+        # Sign-in refuses rather than lose its brute-force protection during an outage.
+        logger.warning("Redis unavailable: %s", exc)
+        return error_response(
+            503, "unavailable", "A backing service is unavailable; retry shortly.",
             {"Retry-After": "2"},
         )
 

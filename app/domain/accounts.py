@@ -16,7 +16,7 @@ from app.models import AuthToken, Tenant, User
 from app.models import Membership as MembershipRow
 from app.realtime.client import CloseReason
 from app.realtime.manager import ConnectionManager
-from app.security.login_throttle import LoginThrottle
+from app.security.login_throttle import SignInThrottle
 from app.security.passwords import verify_password
 from app.security.tokens import digests_match, new_token, token_digest
 from app.settings import Settings
@@ -50,7 +50,7 @@ class Accounts:
         self,
         db: Database,
         settings: Settings,
-        throttle: LoginThrottle,
+        throttle: SignInThrottle,
         manager: ConnectionManager,
     ) -> None:
         self._db = db
@@ -63,7 +63,7 @@ class Accounts:
     ) -> TokenGrant:
         username = username.strip().lower()
         keys = (f"user:{username}", f"ip:{address}")
-        retry_after = self._throttle.retry_after(keys)
+        retry_after = await self._throttle.retry_after(keys)
         if retry_after is not None:
             raise RateLimited("Too many failed sign-in attempts; try again later.", retry_after)
 
@@ -74,9 +74,9 @@ class Accounts:
         # Argon2 is deliberately slow: keep it off the event loop.
         valid = await anyio.to_thread.run_sync(verify_password, password, password_hash)
         if not valid or user is None:
-            self._throttle.record_failure(keys)
+            await self._throttle.record_failure(keys)
             raise NotAuthenticated(BAD_CREDENTIALS)
-        self._throttle.record_success(keys[0])
+        await self._throttle.record_success(keys[0])
         raw_token = new_token()
         principal = await self._db.run(lambda s: self._issue(s, user, raw_token, tenant_id))
         return TokenGrant(

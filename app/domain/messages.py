@@ -19,7 +19,7 @@ from app.domain.typing import TypingTracker
 from app.models import ConversationMember, Message, User
 from app.realtime.events import ChatMessageBody, ChatMessagePayload, ChatUnreadCountPayload
 from app.realtime.service import RealtimeService
-from app.security.rate_limit import TokenBucketLimiter
+from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
 
@@ -49,7 +49,7 @@ class Messages:
         db: Database,
         service: RealtimeService,
         settings: Settings,
-        limiter: TokenBucketLimiter,
+        limiter: RateLimiter,
         typing: TypingTracker,
     ) -> None:
         self._typing = typing
@@ -81,7 +81,7 @@ class Messages:
 
     async def send(self, principal: Principal, conversation_id: int, content: str) -> SentMessage:
         content = self.clean_content(content)
-        retry_after = self._limiter.take(f"message:{principal.user_id}")
+        retry_after = await self._limiter.take(f"message:{principal.user_id}")
         if retry_after is not None:
             raise RateLimited("You are sending messages too fast.", retry_after)
         self._service.ensure_accepting()

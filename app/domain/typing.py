@@ -12,7 +12,7 @@ from app.domain.errors import RateLimited
 from app.domain.principal import Principal
 from app.realtime.events import ChatTypingPayload
 from app.realtime.service import RealtimeService
-from app.security.rate_limit import TokenBucketLimiter
+from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
 TypingKey = tuple[int, int, int]  # tenant, conversation, user
@@ -36,7 +36,7 @@ class TypingTracker:
         self,
         service: RealtimeService,
         settings: Settings,
-        limiter: TokenBucketLimiter,
+        limiter: RateLimiter,
         recipients_of: RecipientsOf,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -59,7 +59,7 @@ class TypingTracker:
         is_typing: bool,
     ) -> bool:
         """Record what the typist said; True when an event went out."""
-        retry_after = self._limiter.take(f"typing:{principal.user_id}")
+        retry_after = await self._limiter.take(f"typing:{principal.user_id}")
         if retry_after is not None:
             raise RateLimited("Too many typing updates.", retry_after)
         # Also the access check: NotFound unless the caller takes part in the conversation.

@@ -74,6 +74,8 @@ class ConnectionManager:
         self._connect_listeners: list[ClientListener] = []
         self._disconnect_listeners: list[ClientListener] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._slots = broker.stream_slots()
+        self._releasing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class ConnectionManager:
             max_queue=self._queue_size,
             session_ref=session_ref,
         )
+        if kind is ClientKind.STREAM and not await self._slot_granted(client):
+            raise TooManyStreams(user_id)  # counted across every process
         self._register(client)
         try:
             backlog = await self._backlog_for(client, last_event_id)
@@ -176,6 +180,8 @@ class ConnectionManager:
             self._streams_by_user[client.user_id] -= 1
             if self._streams_by_user[client.user_id] <= 0:
                 del self._streams_by_user[client.user_id]
+            if self._slots is not None:
+                self._release_slot(client)
         counters = self._counters[client.tenant_id]
         counters.delivered += client.delivered
         if client.close_reason is CloseReason.SLOW_CONSUMER:
@@ -184,6 +190,30 @@ class ConnectionManager:
             counters.sessions_ended += 1
         for listener in self._disconnect_listeners:
             listener(client)
+
+    async def _slot_granted(self, client: Client) -> bool:
+        if self._slots is None:
+            return True
+        try:
+            return await self._slots.acquire(client.user_id, client.id, self._max_streams_per_user)
+        except Exception as exc:  # the shared count is down: the per-process limit holds
+            logger.warning("stream slots unavailable (%s): per-process limit only", exc)
+            return True
+
+    def _release_slot(self, client: Client) -> None:
+        slots = self._slots
+        assert slots is not None
+
+        async def release() -> None:
+            try:
+                await slots.release(client.user_id, client.id)
+            except Exception as exc:  # its lease runs out by itself
+                logger.warning("could not release a stream slot: %s", exc)
+
+        with contextlib.suppress(RuntimeError):  # no loop at interpreter exit
+            task = asyncio.get_running_loop().create_task(release())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
     async def _backlog_for(self, client: Client, last_event_id: str | None) -> list[Event]:
         if last_event_id is None:
@@ -261,7 +291,11 @@ class ConnectionManager:
             await asyncio.sleep(self._heartbeat_seconds)
             try:
                 self.heartbeat()
-            except Exception:  # a heartbeat must never die for one bad client
+                if self._slots is not None:
+                    await self._slots.renew(
+                        [(c.user_id, c.id) for c in self._clients.values() if c.kind is ClientKind.STREAM]
+                    )
+            except Exception:  # a heartbeat must never die for one bad client or a hiccup
                 logger.exception("heartbeat failed")
 
     # -- diagnostics -----------------------------------------------------------------

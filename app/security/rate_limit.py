@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimiter(Protocol):
+    async def take(self, key: str) -> int | None: ...
 
 
 class TokenBucketLimiter:
@@ -33,7 +43,7 @@ class TokenBucketLimiter:
         # key -> (tokens left, when they were counted); oldest-used first, for eviction.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: str) -> int | None:
+    async def take(self, key: str) -> int | None:
         if not self._enabled:
             return None
         now = self._clock()
@@ -48,3 +58,48 @@ class TokenBucketLimiter:
         if len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
         return None
+
+
+# KEYS: the bucket. ARGV: tokens per ms, burst, now (ms). Returns -1 when allowed, else the
+# whole seconds to wait.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
+local counted = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+tokens = math.min(burst, tokens + math.max(0, now - counted) * rate)
+local allowed = tokens >= 1
+if allowed then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+if allowed then return -1 end
+return math.max(1, math.ceil((1 - tokens) / rate / 1000))
+"""
+
+
+class RedisTokenBucketLimiter:
+    """The same buckets kept in Redis, so a limit holds across every process."""
+
+    def __init__(self, redis: Any, *, per_minute: int, burst: int, enabled: bool = True) -> None:
+        if per_minute <= 0 or burst <= 0:
+            raise ValueError("a rate limit needs a positive rate and burst")
+        self._redis = redis
+        self._rate_per_ms = per_minute / 60_000.0
+        self._burst = burst
+        self._enabled = enabled
+        self._script = redis.register_script(_TAKE)
+
+    async def take(self, key: str) -> int | None:
+        if not self._enabled:
+            return None
+        try:
+            wait = await self._script(
+                keys=[f"chat:rate:{{{key}}}"],
+                args=[repr(self._rate_per_ms), self._burst, int(time.time() * 1000)],
+            )
+        except (RedisError, OSError) as exc:
+            # Chat keeps working through a Redis outage; the limit resumes with Redis.
+            logger.warning("rate limit not checked, Redis unreachable: %s", exc)
+            return None
+        return None if int(wait) < 0 else int(wait)

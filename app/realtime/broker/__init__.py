@@ -12,6 +12,7 @@ def create_broker(
     replay_buffer_size: int,
     replay_max_age_seconds: float,
     redis_log_max_events: int = 100_000,
+    heartbeat_seconds: float = 30.0,
 ) -> Broker:
     """The in-memory broker by default; Redis when `redis_url` is set (imported lazily)."""
     if not redis_url:
@@ -24,6 +25,8 @@ def create_broker(
         redis_url,
         log_max_events=redis_log_max_events,
         replay_max_age_seconds=replay_max_age_seconds,
+        # Renewed every heartbeat: three missed renewals free the slot of a dead process.
+        slot_lease_seconds=max(3 * heartbeat_seconds, 1.0),
     )
 
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from app.realtime.events import Event
 from app.realtime.ids import EventId
 
 EventListener = Callable[[Event], None]
+
+
+class StreamSlots(Protocol):
+    async def acquire(self, user_id: int, client_id: str, limit: int) -> bool: ...
+    async def release(self, user_id: int, client_id: str) -> None: ...
+    async def renew(self, held: list[tuple[int, str]]) -> None: ...
 
 
 class BrokerUnavailable(Exception):
@@ -39,6 +46,10 @@ class Broker(ABC):
     @abstractmethod
     async def publish(self, event: Event) -> Event:
         """Give `event` its id, keep it for replay, deliver it to every listener."""
+
+    def stream_slots(self) -> StreamSlots | None:
+        """Where per-user stream limits are counted across processes; None: per process."""
+        return None
 
     async def follow(self, tenant_id: int) -> None:  # noqa: B027 - optional hook
         """A client of this tenant is about to register in this process."""

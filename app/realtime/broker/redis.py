@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,7 @@ from redis.exceptions import RedisError
 from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener
 from app.realtime.events import Event
 from app.realtime.ids import EventId
+from app.realtime.stream_slots import RedisStreamSlots
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class RedisBroker(Broker):
         replay_max_age_seconds: float,
         outbox_size: int = 10_000,
         reconnect_seconds: float = 0.5,
+        slot_lease_seconds: float = 90.0,
     ) -> None:
         self._url = url
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
@@ -122,6 +125,8 @@ class RedisBroker(Broker):
         self._subscribed = asyncio.Event()
         self.reconnects = 0
         self.gaps_filled = 0
+        self._slots: RedisStreamSlots | None = None
+        self._slot_lease_seconds = slot_lease_seconds
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -149,6 +154,13 @@ class RedisBroker(Broker):
 
     def detach(self, listener: EventListener) -> None:
         self._listeners.remove(listener)
+
+    def stream_slots(self) -> RedisStreamSlots:
+        if self._slots is None:
+            self._slots = RedisStreamSlots(
+                self._redis, process=uuid.uuid4().hex, lease_seconds=self._slot_lease_seconds
+            )
+        return self._slots
 
     @property
     def accepting(self) -> bool:
