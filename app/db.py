@@ -49,8 +49,16 @@ def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-
     cursor.close()
 
 
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+def create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables. Several workers start at once: when another one created a
+    table between our check and our CREATE, look again instead of failing."""
+    for attempt in range(attempts):
+        try:
+            SQLModel.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc.orig) or attempt == attempts - 1:
+                raise
 
 
 class Database:
