@@ -6,6 +6,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.asgi import RAW_SEND
 from app.realtime.encoding import encode_sse
 from app.realtime.manager import Connection, ConnectionManager
 
@@ -47,21 +48,24 @@ class EventStreamResponse(Response):
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
-                await self._stream(send)
+                raw_send = (scope.get("extensions") or {}).get(RAW_SEND)
+                await self._stream(send, raw_send or send)
                 group.cancel_scope.cancel()
         except OSError:
             pass  # the peer went away mid-write
         finally:
             self.manager.disconnect(client)
 
-    async def _stream(self, send: Send) -> None:
+    async def _stream(self, send: Send, send_body: Send) -> None:
+        """`send_body` may be the server's own send (see app/asgi.py): the start goes
+        through every middleware, the many body chunks need not."""
         client = self.connection.client
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         opening = encode_sse(retry_ms=self.retry_ms, comment="connected")
         backlog = b"".join(event.wire() for event in self.connection.backlog)
         self.connection.backlog = []
-        await send({"type": "http.response.body", "body": opening + backlog, "more_body": True})
+        await send_body({"type": "http.response.body", "body": opening + backlog, "more_body": True})
         while batch := await client.next_batch():
             body = b"".join(event.wire() for event in batch)
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send_body({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
