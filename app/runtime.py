@@ -151,6 +151,8 @@ class Runtime:
         ended = await self.accounts.ended_sessions(token_ids)
         if not ended:
             return 0
+        for token_id in ended:
+            self.accounts.forget_token(token_id)
         return self.manager.close_where(
             lambda c: c.session_ref in ended, CloseReason.SESSION_ENDED
         )

@@ -76,6 +76,9 @@ class Settings:
 
     # Authentication
     token_ttl_seconds: int = 12 * 3600
+    # How long a process trusts a token it checked (a revocation by another process takes
+    # effect within this; 0 checks the database on every request).
+    auth_cache_seconds: float = 2.0
     rate_limit_enabled: bool = True
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
@@ -131,6 +134,7 @@ class Settings:
             ),
             redis_log_max_events=_env_int("REDIS_LOG_MAX_EVENTS", defaults.redis_log_max_events),
             token_ttl_seconds=_env_int("TOKEN_TTL_SECONDS", defaults.token_ttl_seconds),
+            auth_cache_seconds=_env_float("AUTH_CACHE_SECONDS", defaults.auth_cache_seconds),
             rate_limit_enabled=_env_bool("RATE_LIMIT_ENABLED", defaults.rate_limit_enabled),
             login_max_failures=_env_int("LOGIN_MAX_FAILURES", defaults.login_max_failures),
             login_max_failures_per_address=_env_int(

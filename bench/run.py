@@ -114,6 +114,9 @@ def start_ours(workdir: Path, redis_url: str = "") -> Server:
         "SSE_CLIENT_QUEUE_SIZE": "1000",
         "PORT": str(port),
         "HOST": "127.0.0.1",
+        # Compile into the run's folder, not the project's .web (a dev server may use it).
+        "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
+        "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
     }
     log = workdir / "ours.log"
     process = subprocess.Popen(

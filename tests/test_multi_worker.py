@@ -30,6 +30,10 @@ def workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
         {
             "REDIS_URL": redis_server.url.replace("/0", "/2"),
             "REFLEX_REDIS_URL": redis_server.url.replace("/0", "/3"),
+            # Its own frontend build: a build bakes in its backend's address, and the shared
+            # test app serves the one in the project's .web.
+            "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
+            "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
         },
     )
     try:

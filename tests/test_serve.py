@@ -28,6 +28,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         **os.environ,
         **TEST_ENV,
         "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
+        # Its own compile output: the shared test app serves the built frontend from .web.
+        "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
+        "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
     }
