@@ -19,6 +19,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 
 def sign_in(page: Page, base: str, username: str) -> None:
     page.goto(f"{base}/login/")
+    expect(page.get_by_test_id("ready")).to_be_attached(timeout=30_000)
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", f"{username}-pass")
     page.click("button[type=submit]")

@@ -43,6 +43,8 @@ def signed_in(
     try:
         page = context.new_page()
         page.goto(f"{backend.url}/login/")
+        # A form submitted before the page is connected would be a plain page reload.
+        expect(page.get_by_test_id("ready")).to_be_attached(timeout=30_000)
         page.fill("input[name=username]", username)
         page.fill("input[name=password]", f"{username}-pass")
         page.click("button[type=submit]")

@@ -180,6 +180,7 @@ def test_wrong_password_shows_a_clear_error(browser: Browser, backend: Backend) 
     try:
         page = context.new_page()
         page.goto(f"{backend.url}/login/")
+        expect(page.get_by_test_id("ready")).to_be_attached(timeout=TIMEOUT_MS)
         page.fill("input[name=username]", "alice")
         page.fill("input[name=password]", "wrong")
         page.click("button[type=submit]")

@@ -64,6 +64,11 @@ def login() -> rx.Component:
             width="min(400px, 92vw)",
         ),
         rx.box(rx.color_mode.button(variant="ghost"), position="fixed", top="12px", right="12px"),
+        # Present once the page is connected to the backend and can act on the form.
+        rx.cond(
+            SessionState.is_hydrated,
+            rx.box(display="none", custom_attrs={"data-testid": "ready"}),
+        ),
         min_height="100vh",
         background="var(--gray-2)",
     )
