@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,54 +21,12 @@ from app.realtime.events import (
 )
 from app.realtime.manager import ConnectionManager, TooManyStreams
 from app.realtime.service import RealtimeService
+from tests.realtime_helpers import ManagerFactory, managers  # noqa: F401 - fixture
 
 WAIT = 1.0  # seconds any single wait for an event may take
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-class ManagerFactory:
-    """Builds started managers and stops them all at teardown."""
-
-    def __init__(self) -> None:
-        self._started: list[ConnectionManager] = []
-
-    async def __call__(
-        self,
-        *,
-        broker: MemoryBroker | None = None,
-        queue_size: int = 100,
-        max_streams_per_user: int = 10,
-    ) -> ConnectionManager:
-        if broker is None:
-            broker = new_broker()
-        manager = ConnectionManager(
-            broker,
-            queue_size=queue_size,
-            max_streams_per_user=max_streams_per_user,
-            heartbeat_seconds=0,
-        )
-        await manager.start()
-        self._started.append(manager)
-        return manager
-
-    async def stop_all(self) -> None:
-        for manager in reversed(self._started):
-            await manager.stop()
-
-
-def new_broker() -> MemoryBroker:
-    return MemoryBroker(replay_buffer_size=100, replay_max_age_seconds=300.0)
-
-
-@pytest.fixture
-async def managers() -> AsyncIterator[ManagerFactory]:
-    factory = ManagerFactory()
-    try:
-        yield factory
-    finally:
-        await factory.stop_all()
 
 
 @pytest.fixture
@@ -545,7 +502,7 @@ async def test_diagnostics_of_a_tenant_without_clients_is_all_zero(
 async def test_two_managers_on_one_broker_each_deliver_an_event_once_to_their_own_clients(
     managers: ManagerFactory,
 ) -> None:
-    broker = new_broker()
+    broker = MemoryBroker(replay_buffer_size=100, replay_max_age_seconds=300.0)
     process_a = await managers(broker=broker)
     process_b = await managers(broker=broker)
     on_a = await connect(process_a, 1)
@@ -563,7 +520,7 @@ async def test_two_managers_on_one_broker_each_deliver_an_event_once_to_their_ow
 
 
 async def test_stopping_one_manager_leaves_the_other_attached(managers: ManagerFactory) -> None:
-    broker = new_broker()
+    broker = MemoryBroker(replay_buffer_size=100, replay_max_age_seconds=300.0)
     process_a = ConnectionManager(
         broker, queue_size=10, max_streams_per_user=10, heartbeat_seconds=0
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -20,6 +20,7 @@ from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import Connection, ConnectionManager
 from app.realtime.replay import ReplayBuffer
+from tests.realtime_helpers import ManagerFactory, managers  # noqa: F401 - fixture
 
 USER = 1
 TENANT = 1
@@ -82,45 +83,6 @@ class SlowHistoryBroker(MemoryBroker):
         for _ in range(self.yields):
             await asyncio.sleep(0)
         return await super().history(channels, after, tenant_id)
-
-
-class ManagerFactory:
-    """Builds started managers and stops them all at teardown."""
-
-    def __init__(self) -> None:
-        self._started: list[ConnectionManager] = []
-
-    async def __call__(
-        self,
-        *,
-        broker: MemoryBroker | None = None,
-        buffer_size: int = 100,
-        max_age_seconds: float = 300.0,
-        queue_size: int = 100,
-    ) -> ConnectionManager:
-        if broker is None:
-            broker = MemoryBroker(
-                replay_buffer_size=buffer_size, replay_max_age_seconds=max_age_seconds
-            )
-        manager = ConnectionManager(
-            broker, queue_size=queue_size, max_streams_per_user=100, heartbeat_seconds=0
-        )
-        await manager.start()
-        self._started.append(manager)
-        return manager
-
-    async def stop_all(self) -> None:
-        for manager in reversed(self._started):
-            await manager.stop()
-
-
-@pytest.fixture
-async def managers() -> AsyncIterator[ManagerFactory]:
-    factory = ManagerFactory()
-    try:
-        yield factory
-    finally:
-        await factory.stop_all()
 
 
 def memory_broker(manager: ConnectionManager) -> MemoryBroker:
