@@ -26,6 +26,7 @@ from app.realtime.broker import create_broker
 from app.realtime.client import CloseReason
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
+from app.realtime.tasks import cancel_and_wait
 from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, SignInThrottle
 from app.security.rate_limit import RateLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from app.settings import Settings, get_settings
@@ -123,10 +124,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._end_stale_sessions(), name="session-sweep"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self._started:
             await self.typing.close()

@@ -27,6 +27,7 @@ from app.realtime.client import Client
 from app.realtime.events import PresenceUpdatePayload
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
+from app.realtime.tasks import cancel_and_wait
 from app.settings import Settings
 from app.timeutil import iso, utcnow
 
@@ -87,10 +88,7 @@ class PresenceTracker:
         for entry in self._presence.values():
             if entry.going_offline is not None:
                 entry.going_offline.cancel()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     # -- what changes presence -------------------------------------------------------

@@ -33,6 +33,7 @@ from app.realtime.client import Client
 from app.realtime.events import PresenceUpdatePayload
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
+from app.realtime.tasks import cancel_and_wait
 from app.settings import Settings
 from app.timeutil import iso, utcnow
 
@@ -104,7 +105,6 @@ class RedisPresenceTracker:
         self._refresh = max(0.2, min(settings.sse_heartbeat_seconds or 5.0, 5.0))
         self._lease_ms = int(self._refresh * 3000)
         self._local: Counter[PresenceKey] = Counter()
-        self._chose_away: set[PresenceKey] = set()
         self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
@@ -124,10 +124,7 @@ class RedisPresenceTracker:
     async def stop(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         # Give up our leases at once: a clean shutdown is not a crash.
         with contextlib.suppress(RedisError, OSError):
@@ -156,10 +153,6 @@ class RedisPresenceTracker:
 
     def choose(self, principal: Principal, status: Status) -> Status:
         key = (principal.tenant_id, principal.user_id)
-        if status is Status.AWAY:
-            self._chose_away.add(key)
-        else:
-            self._chose_away.discard(key)
         self._work.put_nowait(
             lambda: self._set_meta(key, "w", "1" if status is Status.AWAY else "0")
         )
@@ -198,8 +191,13 @@ class RedisPresenceTracker:
             pipe.hset(meta, f"l:{user_id}", _now_ms())
             await pipe.execute()
         delay = self._grace_ms / 1000 + 0.05
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(delay, lambda: self._work.put_nowait(lambda: self._settle(key)))
+        timer: asyncio.TimerHandle
+
+        def grace_over() -> None:
+            self._timers.discard(timer)
+            self._work.put_nowait(lambda: self._settle(key))
+
+        timer = asyncio.get_running_loop().call_later(delay, grace_over)
         self._timers.add(timer)
 
     async def _set_meta(self, key: PresenceKey, field: str, value: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from app.domain.errors import RateLimited
 from app.domain.principal import Principal
 from app.realtime.events import ChatTypingPayload
 from app.realtime.service import RealtimeService
+from app.realtime.tasks import cancel_and_wait
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
@@ -98,10 +98,7 @@ class TypingTracker:
             if typist.expiry is not None:
                 typist.expiry.cancel()
         self._typists.clear()
-        for task in list(self._stopping):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._stopping))
 
     def _schedule_expiry(self, key: TypingKey, typist: _Typist) -> None:
         if typist.expiry is not None:

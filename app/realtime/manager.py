@@ -22,6 +22,7 @@ from app.realtime.channels import channels_for
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType, PingPayload, ResyncPayload
 from app.realtime.ids import EventId
+from app.realtime.tasks import cancel_and_wait
 from app.realtime.visibility import may_see
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,8 @@ class ConnectionManager:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="sse-heartbeat")
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
-            self._heartbeat_task = None
+        await cancel_and_wait([self._heartbeat_task])
+        self._heartbeat_task = None
         for client in list(self._clients.values()):
             client.close(CloseReason.SHUTDOWN)
         self.broker.detach(self._dispatch)

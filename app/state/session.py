@@ -9,9 +9,9 @@ import reflex as rx
 from app import routes
 from app.domain.errors import DomainError
 from app.domain.principal import Principal
+from app.api.deps import SESSION_COOKIE
 from app.runtime import get_runtime
 
-SESSION_COOKIE = "chat_session"
 
 
 class SessionState(rx.State):

@@ -42,6 +42,7 @@ from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener
 from app.realtime.events import Event
 from app.realtime.ids import EventId
 from app.realtime.stream_slots import RedisStreamSlots
+from app.realtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +143,7 @@ class RedisBroker(Broker):
             await asyncio.wait_for(self._subscribed.wait(), 10)
 
     async def disconnect(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._redis.aclose()
 
