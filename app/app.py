@@ -9,11 +9,26 @@ from app.api import build_api
 from app.pages.chat import ON_LOAD, chat
 from app.pages.login import login
 from app.runtime import lifespan
+from app.security.origins import OriginPolicy, own_frontend_origins
+from app.settings import get_settings
 from app.state.session import SessionState
 
-app = rx.App(api_transformer=build_api())
+api = build_api()
+app = rx.App(api_transformer=api)
 app.register_lifespan_task(lifespan)
 app.add_page(chat, route=routes.CHAT, title="Chat", on_load=ON_LOAD)
 app.add_page(
     login, route=routes.LOGIN, title="Sign in · Chat", on_load=SessionState.skip_login_if_signed_in
 )
+
+# One origin policy for CORS, the Reflex websocket and the CSRF check of cookie requests:
+# the app's own pages plus CORS_ALLOWED_ORIGINS, instead of Reflex's default "*".
+_config = rx.config.get_config()
+origin_policy = OriginPolicy.build(
+    get_settings().cors_allowed_origins,
+    own_frontend_origins(_config.deploy_url, _config.frontend_port),
+)
+api.state.origin_policy = origin_policy
+_config.cors_allowed_origins = tuple(origin_policy.cors_list())  # read when the app is served
+if app.sio is not None:
+    app.sio.eio.cors_allowed_origins = origin_policy.for_socketio

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -22,12 +23,20 @@ class DatabaseUnavailable(Exception):
     """The database is locked or unreachable; callers answer 503."""
 
 
+# How long a statement waits for SQLite's lock before its caller gets a 503.
+BUSY_TIMEOUT_SECONDS = 5.0
+# Once a call has waited that long in vain, calls in the next BUSY_TIMEOUT_SECONDS wait only
+# this long: callers that queue up behind each other (a conversation's sends take turns)
+# must not each wait out the full timeout, or the tenth answers after fifty seconds.
+LOCKED_OUT_BUSY_TIMEOUT_SECONDS = 0.2
+
+
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         _ensure_sqlite_folder(database_url)
         engine = create_engine(
             database_url,
-            connect_args={"check_same_thread": False, "timeout": 5},
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS},
         )
         event.listen(engine, "connect", _tune_sqlite)
         return engine
@@ -44,7 +53,7 @@ def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while one writer commits; busy_timeout waits for the lock.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -72,6 +81,9 @@ class Database:
     def __init__(self, engine: Engine, threads: int = DB_THREADS) -> None:
         self.engine = engine
         self._threads = anyio.CapacityLimiter(threads)
+        self._sqlite = engine.dialect.name == "sqlite"
+        # Until then (time.monotonic()), the database has just proved locked or unreachable.
+        self._locked_out_until = 0.0
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -83,6 +95,19 @@ class Database:
     def _run_sync(self, work: Callable[[Session], T]) -> T:
         try:
             with self.session() as session:
+                if self._sqlite:
+                    self._set_busy_timeout(session)
                 return work(session)
         except OperationalError as exc:
+            self._locked_out_until = time.monotonic() + BUSY_TIMEOUT_SECONDS
             raise DatabaseUnavailable(str(exc.orig)) from exc
+
+    def _set_busy_timeout(self, session: Session) -> None:
+        """The full wait normally; a short one right after a call found the database locked.
+        Readers rarely wait at all (WAL), so only writers answer 503 sooner."""
+        locked_out = time.monotonic() < self._locked_out_until
+        seconds = LOCKED_OUT_BUSY_TIMEOUT_SECONDS if locked_out else BUSY_TIMEOUT_SECONDS
+        connection = session.connection()
+        if connection.info.get("busy_timeout") != seconds:  # a pooled connection keeps it
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+            connection.info["busy_timeout"] = seconds

@@ -16,17 +16,20 @@ import redis.asyncio as aioredis
 from app.db import Database, create_schema, make_engine
 from app.domain.accounts import Accounts
 from app.domain.conversations import Conversations
+from app.domain.members import Members
 from app.domain.messages import Messages
 from app.domain.notifications import Notifications
 from app.domain.presence import PresenceTracker
 from app.domain.presence_redis import RedisPresenceTracker
 from app.domain.seed import seed_demo_data
 from app.domain.typing import TypingTracker
+from app.metrics import Metrics
 from app.realtime.broker import create_broker
 from app.realtime.client import CloseReason
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
 from app.realtime.tasks import cancel_and_wait
+from app.realtime.writer import StreamWriter
 from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, SignInThrottle
 from app.security.rate_limit import RateLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from app.settings import Settings, get_settings
@@ -52,6 +55,8 @@ class Runtime:
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         )
         self.service = RealtimeService(self.manager)
+        self.metrics = Metrics(self.manager, self.broker)
+        self.writer = StreamWriter(write_timeout=settings.sse_write_timeout_seconds)
         # With Redis, limits hold across every process; without, per process.
         self._redis = (
             aioredis.from_url(settings.redis_url, decode_responses=True)
@@ -75,6 +80,7 @@ class Runtime:
             )
         )
         self.accounts = Accounts(self.db, settings, self.throttle, self.manager)
+        self.members = Members(self.db, self.accounts)
         self.notifications = Notifications(self.db, self.service, settings)
         self.conversations = Conversations(self.db, settings)
         self.typing = TypingTracker(
@@ -129,6 +135,7 @@ class Runtime:
         if self._started:
             await self.typing.close()
             await self.manager.stop()
+            await self.writer.close()
             await self.presence.stop()
             self._started = False
         if self._redis is not None:
@@ -136,7 +143,8 @@ class Runtime:
         self.db.engine.dispose()
 
     async def _end_stale_sessions(self) -> None:
-        """Once a heartbeat, close streams whose token was revoked elsewhere or expired."""
+        """Once a heartbeat, close streams whose token was revoked elsewhere or expired, or
+        whose user was removed from the stream's tenant (by any process)."""
         while True:
             await asyncio.sleep(self.settings.sse_heartbeat_seconds)
             try:
@@ -145,14 +153,24 @@ class Runtime:
                 logger.exception("session sweep failed")
 
     async def end_stale_sessions(self) -> int:
-        token_ids = {c.session_ref for c in self.manager.clients() if c.session_ref is not None}
+        clients = self.manager.clients()
+        token_ids = {c.session_ref for c in clients if c.session_ref is not None}
         ended = await self.accounts.ended_sessions(token_ids)
-        if not ended:
+        # Checked per client too: a stream opened with `?tenant=` is in another tenant than
+        # its token, and that membership can go while the token stays valid.
+        lost = await self.accounts.lost_memberships(
+            {(c.user_id, c.tenant_id) for c in clients if c.session_ref is not None}
+        )
+        if not ended and not lost:
             return 0
         for token_id in ended:
             self.accounts.forget_token(token_id)
+        for user_id, _ in lost:
+            self.accounts.forget_user(user_id)
         return self.manager.close_where(
-            lambda c: c.session_ref in ended, CloseReason.SESSION_ENDED
+            lambda c: c.session_ref is not None
+            and (c.session_ref in ended or (c.user_id, c.tenant_id) in lost),
+            CloseReason.SESSION_ENDED,
         )
 
 

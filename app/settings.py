@@ -50,6 +50,14 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"setting {name} must be true or false, got {raw!r}")
 
 
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list; empty items are ignored."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+
 def _default_database_url() -> str:
     # A hidden folder: Reflex's dev reloader ignores it (it would restart on every WAL write).
     return f"sqlite:///{PROJECT_ROOT / '.data' / 'chat.db'}"
@@ -69,6 +77,11 @@ class Settings:
     sse_retry_ms: int = 3000
     sse_max_streams_per_user: int = 10
     sse_client_queue_size: int = 1000
+    # A stream whose body write has not completed for this long is cut off like a slow
+    # consumer (0: never). The HTTP server and the kernel buffer tens of kilobytes to
+    # megabytes per stream, so a write stalls only once a peer that stopped reading (or
+    # vanished without a FIN) has let them fill.
+    sse_write_timeout_seconds: float = 60.0
     sse_replay_buffer_size: int = 1000
     sse_replay_max_age_seconds: float = 300.0
     # With Redis: events kept per tenant for replay (a Stream capped with MAXLEN ~).
@@ -83,6 +96,16 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window_seconds: float = 300.0
+    # "auto": the session cookie gets `Secure` when the request came over HTTPS (directly or
+    # per X-Forwarded-Proto); "true"/"false" force it.
+    session_cookie_secure: str = "auto"
+
+    # Browser origins besides the app's own that may call the API and open the stream with
+    # credentials (CORS), and whose cookie-authenticated requests are trusted. Empty: only
+    # the app's own frontend (closed by default). "*" opens it to every origin.
+    cors_allowed_origins: tuple[str, ...] = ()
+    # Bearer secret for GET /metrics. Empty: only loopback callers may read it.
+    metrics_token: str = ""
 
     # Chat
     message_max_chars: int = 4000
@@ -126,6 +149,9 @@ class Settings:
                 "SSE_MAX_STREAMS_PER_USER", defaults.sse_max_streams_per_user
             ),
             sse_client_queue_size=_env_int("SSE_CLIENT_QUEUE_SIZE", defaults.sse_client_queue_size),
+            sse_write_timeout_seconds=_env_float(
+                "SSE_WRITE_TIMEOUT_SECONDS", defaults.sse_write_timeout_seconds
+            ),
             sse_replay_buffer_size=_env_int(
                 "SSE_REPLAY_BUFFER_SIZE", defaults.sse_replay_buffer_size
             ),
@@ -143,6 +169,11 @@ class Settings:
             login_failure_window_seconds=_env_float(
                 "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
             ),
+            session_cookie_secure=_env_str(
+                "SESSION_COOKIE_SECURE", defaults.session_cookie_secure
+            ).lower(),
+            cors_allowed_origins=_env_list("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins),
+            metrics_token=_env_str("METRICS_TOKEN", defaults.metrics_token),
             max_body_bytes=_env_int("MAX_BODY_BYTES", defaults.max_body_bytes),
             message_max_chars=_env_int("MESSAGE_MAX_CHARS", defaults.message_max_chars),
             group_max_participants=_env_int(

@@ -120,7 +120,7 @@ def start_ours(workdir: Path, redis_url: str = "") -> Server:
     }
     log = workdir / "ours.log"
     process = subprocess.Popen(
-        _pinned([str(ROOT / "scripts" / "serve")]),
+        _pinned([os.environ.get("BENCH_SERVE_COMMAND", str(ROOT / "scripts" / "serve"))]),
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     _wait_ready(f"http://127.0.0.1:{port}/ping", process, log)

@@ -23,6 +23,13 @@ if [ "$(.tools/node_modules/.bin/bun --version 2>/dev/null || true)" != "$BUN_VE
   echo "==> installing bun $BUN_VERSION from the npm registry"
   npm install --prefix .tools --no-audit --no-fund --silent "bun@$BUN_VERSION"
 fi
+# The Node tests of assets/realtime-client.js take the `eventsource` package from their lock file.
+wanted="$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat tests/node/node_modules/.lock.sha256 2>/dev/null || true)" != "$wanted" ]; then
+  echo "==> installing the Node test packages (tests/node/package-lock.json)"
+  npm ci --prefix tests/node --no-audit --no-fund --silent
+  echo "$wanted" > tests/node/node_modules/.lock.sha256
+fi
 
 export PATH="$ROOT/.venv/bin:$ROOT/.tools/node_modules/.bin:$PATH"
 export REFLEX_BUN_PATH="$ROOT/.tools/node_modules/.bin/bun"

@@ -87,6 +87,10 @@ class Backend:
             "REFLEX_BUN_PATH": str(tools / "bun"),
             **TEST_ENV,
             "DATABASE_URL": f"sqlite:///{self.workdir / 'chat.db'}",
+            # Its own compile output: a production build bakes in its backend's address, and
+            # pytest sessions running side by side must not rebuild each other's frontend.
+            "REFLEX_WEB_WORKDIR": str(self.workdir / ".web"),
+            "REFLEX_STATES_WORKDIR": str(self.workdir / ".states"),
             **self.extra_env,
         }
         reflex = Path(sys.executable).parent / "reflex"

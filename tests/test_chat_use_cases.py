@@ -891,6 +891,32 @@ async def test_reconnecting_within_the_grace_announces_nothing(
     assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
 
 
+async def test_going_offline_is_announced_even_while_the_database_is_locked(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    """"Last seen" is recorded on a best-effort basis: a locked database must not swallow
+    the presence update itself."""
+    import sqlite3
+
+    runtime = await make_runtime(presence_grace_seconds=0.1)
+    acme = await PresenceWatch.open(runtime, seeded.alice)
+    tab = await connect_user(runtime, seeded.bob)
+    assert (await acme.next_of(seeded.bob))["status"] == "online"
+    path = runtime.settings.database_url.removeprefix("sqlite:///")
+    lock = sqlite3.connect(path, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        runtime.manager.disconnect(tab)
+        async with asyncio.timeout(20):  # the write waits out SQLite's busy timeout first
+            while not any(
+                e.data["userId"] == seeded.bob.user_id and e.data["status"] == "offline"
+                for e in await acme.client.next_batch()
+            ):
+                pass
+    finally:
+        lock.close()
+
+
 async def test_idle_past_the_idle_time_turns_away_and_a_touch_turns_online_again(
     make_runtime: MakeRuntime, seeded: Seeded
 ) -> None:

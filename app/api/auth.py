@@ -1,4 +1,4 @@
-"""POST /api/auth/token, POST /api/auth/logout, GET /api/me."""
+"""POST /api/auth/token, POST /api/auth/logout, the browser session cookie, GET /api/me."""
 
 from __future__ import annotations
 
@@ -7,9 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from app.api.deps import PrincipalDep, RuntimeDep, client_address
+from app.api.deps import (
+    SESSION_COOKIE,
+    PrincipalDep,
+    RuntimeDep,
+    bearer_token,
+    client_address,
+    require_trusted_origin,
+)
 from app.api.errors import ApiError
 from app.api.schemas import TokenRequest, TokenResponse, UserOut
+from app.api.session_cookie import clear_session_cookie, set_session_cookie
+from app.domain.errors import DomainError
+from app.metrics import sign_in_failure_reason
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -26,7 +36,9 @@ async def _read_token_request(request: Request) -> TokenRequest:
         raw = {key: form.get(key) for key in ("username", "password") if key in form}
         tenant = form.get("tenant")
         if isinstance(tenant, str) and tenant:
-            if not tenant.isdigit():
+            # isascii: str.isdigit() also admits "²", which int() refuses (a 500 once).
+            # At most 19 digits: longer can name no id, and int() refuses past 4300.
+            if not (tenant.isascii() and tenant.isdigit()) or len(tenant) > 19:
                 raise ApiError(422, "invalid_request", "tenant: must be a tenant id")
             raw["tenant"] = int(tenant)
     elif content_type in {"application/json", ""}:
@@ -54,14 +66,46 @@ def _invalid(exc: ValidationError) -> ApiError:
 @router.post("/auth/token", response_model=TokenResponse)
 async def issue_token(request: Request, runtime: RuntimeDep) -> TokenResponse:
     body = await _read_token_request(request)
-    grant = await runtime.accounts.sign_in(
-        body.username, body.password, client_address(request), tenant_id=body.tenant
-    )
+    try:
+        grant = await runtime.accounts.sign_in(
+            body.username, body.password, client_address(request), tenant_id=body.tenant
+        )
+    except DomainError as exc:
+        runtime.metrics.auth_failure(sign_in_failure_reason(exc))
+        raise
     return TokenResponse(
         access_token=grant.access_token,
         expires_in=grant.expires_in,
         user=UserOut.of(grant.principal),
     )
+
+
+@router.post("/auth/session", status_code=204)
+async def open_browser_session(
+    request: Request, principal: PrincipalDep, runtime: RuntimeDep
+) -> Response:
+    """Turn a bearer token into the browser's session cookie (HttpOnly: page scripts cannot
+    read it back). The app's sign-in page calls this once; /api/sse then accepts the cookie."""
+    require_trusted_origin(request, runtime)
+    token = bearer_token(request)
+    assert token is not None  # PrincipalDep checked it
+    response = Response(status_code=204)
+    set_session_cookie(response, request, token, principal.expires_at, runtime.settings)
+    return response
+
+
+@router.delete("/auth/session", status_code=204)
+async def close_browser_session(request: Request, runtime: RuntimeDep) -> Response:
+    """Sign the browser out: revoke the cookie's token (if still valid) and drop the cookie."""
+    require_trusted_origin(request, runtime)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        principal = await runtime.accounts.principal_for_token(token)
+        if principal is not None:
+            await runtime.accounts.sign_out(principal)
+    response = Response(status_code=204)
+    clear_session_cookie(response, request, runtime.settings)
+    return response
 
 
 @router.post("/auth/logout", status_code=204)

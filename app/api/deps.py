@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.errors import ApiError
+from app.api.session_cookie import SESSION_COOKIE
 from app.domain.principal import Principal
 from app.runtime import Runtime, get_runtime
-
-SESSION_COOKIE = "chat_session"
+from app.security.origins import OriginPolicy, request_origin
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
@@ -35,9 +35,11 @@ def _unauthenticated(message: str) -> ApiError:
 
 async def _principal_from(runtime: Runtime, token: str | None) -> Principal:
     if token is None:
+        runtime.metrics.auth_failure("missing_token")
         raise _unauthenticated("Sign in first: send 'Authorization: Bearer <token>'.")
     principal = await runtime.accounts.principal_for_token(token)
     if principal is None:
+        runtime.metrics.auth_failure("invalid_token")
         raise _unauthenticated("The token is unknown, expired or revoked.")
     return principal
 
@@ -50,12 +52,40 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
 async def stream_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """For /api/sse: the header, else `?access_token=` (EventSource sets no headers), else
     the session cookie."""
-    token = (
-        bearer_token(request)
-        or request.query_params.get("access_token")
-        or request.cookies.get(SESSION_COOKIE)
-    )
+    token = bearer_token(request) or request.query_params.get("access_token")
+    if token is None and SESSION_COOKIE in request.cookies:
+        # The browser attaches cookies by itself: only a page we trust may use them.
+        require_trusted_origin(request, runtime)
+        token = request.cookies[SESSION_COOKIE]
     return await _principal_from(runtime, token)
+
+
+def origin_policy(request: Request, runtime: Runtime) -> OriginPolicy:
+    """The policy app/app.py installed (it knows the frontend's origin), else the settings'."""
+    policy = getattr(request.app.state, "origin_policy", None)
+    if policy is None:
+        policy = OriginPolicy.build(runtime.settings.cors_allowed_origins, ())
+    return policy
+
+
+def require_trusted_origin(request: Request, runtime: Runtime) -> None:
+    """CSRF defence for every cookie-authenticated request: the page that sent it must be
+    ours or one the operator trusts. Programs send no Origin and are not affected."""
+    origin = request.headers.get("origin")
+    if origin is None and request.headers.get("sec-fetch-site") == "cross-site":
+        origin = "null"  # a cross-site request that hid its origin
+    own = request_origin(
+        request.url.scheme,
+        request.headers.get("host", ""),
+        request.headers.get("x-forwarded-proto"),
+    )
+    if not origin_policy(request, runtime).allows(origin, own):
+        runtime.metrics.auth_failure("untrusted_origin")
+        raise ApiError(
+            403,
+            "untrusted_origin",
+            "Cookie-authenticated requests are accepted only from this app's own pages.",
+        )
 
 
 async def active_principal(

@@ -120,3 +120,15 @@ class ReadUpdate(ApiModel):
 
 class PresenceChoice(ApiModel):
     status: Literal["online", "away"]
+
+
+class MemberOut(ApiModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    joined_at: str | None
+
+
+class MemberList(ApiModel):
+    items: list[MemberOut]

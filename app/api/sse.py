@@ -37,12 +37,13 @@ def parse_event_filter(raw: str | None) -> frozenset[str] | None:
 def parse_tenant(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    # isascii: str.isdigit() also admits "²", which int() refuses (a 500 once).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(400, "invalid_tenant", "tenant must be a tenant id (a positive integer).")
     return int(raw)
 
 
-@router.get("", response_class=EventStreamResponse)
+@router.get("", response_class=EventStreamResponse, status_code=200)
 async def stream(
     request: Request,
     principal: StreamPrincipalDep,
@@ -78,7 +79,13 @@ async def stream(
             f"At most {runtime.settings.sse_max_streams_per_user} open streams per user.",
             {"Retry-After": "5"},
         ) from None
-    return EventStreamResponse(connection, runtime.manager, runtime.settings.sse_retry_ms)
+    return EventStreamResponse(
+        connection,
+        runtime.manager,
+        runtime.writer,
+        runtime.settings.sse_retry_ms,
+        runtime.settings.sse_write_timeout_seconds,
+    )
 
 
 @router.get("/diagnostics")

@@ -174,6 +174,22 @@ class Accounts:
         for digest in [d for d, (p, _) in self._principals.items() if p.token_id == token_id]:
             del self._principals[digest]
 
+    def forget_user(self, user_id: int) -> None:
+        """Stop trusting every cached check of this user's tokens: their memberships changed,
+        and a cached principal would still let a token of another tenant pick the old one."""
+        for digest in [d for d, (p, _) in self._principals.items() if p.user_id == user_id]:
+            del self._principals[digest]
+
+    def end_membership_sessions(self, user_id: int, tenant_id: int) -> int:
+        """The user is no longer a member of the tenant (already committed): forget their
+        cached principals and close their streams and tabs in it, whatever token opened them
+        (a stream of another tenant's token can be in this tenant through `?tenant=`)."""
+        self.forget_user(user_id)
+        return self._manager.close_where(
+            lambda c: c.user_id == user_id and c.tenant_id == tenant_id,
+            CloseReason.SESSION_ENDED,
+        )
+
     def _resolve(self, session: Session, digest: str) -> Principal | None:
         row = session.exec(
             select(AuthToken, User)
@@ -217,7 +233,8 @@ class Accounts:
         )
 
     async def ended_sessions(self, token_ids: Iterable[int]) -> set[int]:
-        """Which of these tokens were revoked (by any process), expired, or lost their user."""
+        """Which of these tokens were revoked (by any process), expired, lost their user, or
+        lost the membership of the tenant they were issued for."""
         wanted = set(token_ids)
         if not wanted:
             return set()
@@ -226,6 +243,11 @@ class Accounts:
             rows = session.exec(
                 select(AuthToken.id)
                 .join(User, col(User.id) == col(AuthToken.user_id))
+                .join(
+                    MembershipRow,
+                    (col(MembershipRow.user_id) == col(AuthToken.user_id))
+                    & (col(MembershipRow.tenant_id) == col(AuthToken.tenant_id)),
+                )
                 .where(col(AuthToken.id).in_(wanted))
                 .where(col(AuthToken.revoked_at).is_(None))
                 .where(AuthToken.expires_at > utcnow())
@@ -234,3 +256,23 @@ class Accounts:
             return set(rows)  # type: ignore[arg-type]
 
         return wanted - await self._db.run(still_valid)
+
+    async def lost_memberships(
+        self, pairs: Iterable[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Which of these (user id, tenant id) memberships no longer exist (removed by any
+        process). A client's tenant is not always its token's: `?tenant=` picks another."""
+        wanted = set(pairs)
+        if not wanted:
+            return set()
+        user_ids = {user_id for user_id, _ in wanted}
+
+        def existing(session: Session) -> set[tuple[int, int]]:
+            rows = session.exec(
+                select(MembershipRow.user_id, MembershipRow.tenant_id).where(
+                    col(MembershipRow.user_id).in_(user_ids)
+                )
+            ).all()
+            return {(user_id, tenant_id) for user_id, tenant_id in rows}
+
+        return wanted - await self._db.run(existing)

@@ -20,7 +20,7 @@ from enum import StrEnum
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from app.db import Database
+from app.db import Database, DatabaseUnavailable
 from app.domain.principal import Principal
 from app.models import Membership, User
 from app.realtime.client import Client
@@ -224,25 +224,38 @@ class PresenceAnnouncer:
 
     async def announce(self, key: PresenceKey, status: Status, last_seen: datetime | None) -> None:
         tenant_id, user_id = key
+        if status is Status.OFFLINE:
+            await self._record_last_seen(tenant_id, user_id, last_seen)
         name = self._names.get(user_id)
-        if name is None or status is Status.OFFLINE:
+        if name is None:
 
-            def load_and_record(session: Session) -> str:
-                if status is Status.OFFLINE:
-                    session.exec(  # type: ignore[call-overload]
-                        update(Membership)
-                        .where(col(Membership.tenant_id) == tenant_id)
-                        .where(col(Membership.user_id) == user_id)
-                        .values(last_seen_at=last_seen)
-                    )
-                    session.commit()
+            def load_name(session: Session) -> str:
                 user = session.get(User, user_id)
                 return user.display_name if user is not None else f"user {user_id}"
 
-            name = self._names[user_id] = await self._db.run(load_and_record)
+            name = self._names[user_id] = await self._db.run(load_name)
         await self._service.emit_presence(
             tenant_id=tenant_id,
             payload=PresenceUpdatePayload(
                 user_id=user_id, user_name=name, status=status.value, last_seen=iso(last_seen)
             ),
         )
+
+    async def _record_last_seen(
+        self, tenant_id: int, user_id: int, last_seen: datetime | None
+    ) -> None:
+        """Best effort: with the database locked, the tenant still learns that someone left."""
+
+        def record(session: Session) -> None:
+            session.exec(  # type: ignore[call-overload]
+                update(Membership)
+                .where(col(Membership.tenant_id) == tenant_id)
+                .where(col(Membership.user_id) == user_id)
+                .values(last_seen_at=last_seen)
+            )
+            session.commit()
+
+        try:
+            await self._db.run(record)
+        except DatabaseUnavailable as exc:
+            logger.warning("last seen of user %s not recorded: %s", user_id, exc)

@@ -52,6 +52,8 @@ class Client:
         "_skip_upto",
         "_cancel_transport",
         "_on_close",
+        "_on_ready",
+        "_ready_signalled",
     )
 
     def __init__(
@@ -81,6 +83,10 @@ class Client:
         self._skip_upto: EventId | None = None
         self._cancel_transport: Callable[[], None] | None = None
         self._on_close: Callable[[Client], None] | None = None
+        # A push transport (the process's stream writer) instead of a reader awaiting
+        # next_batch(): told once when events wait, not once per event.
+        self._on_ready: Callable[[Client], None] | None = None
+        self._ready_signalled = False
 
     @property
     def closed(self) -> bool:
@@ -101,6 +107,9 @@ class Client:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        elif self._on_ready is not None and not self._ready_signalled:
+            self._ready_signalled = True
+            self._on_ready(self)
         return True
 
     def skip_through(self, last_replayed: EventId) -> None:
@@ -120,13 +129,28 @@ class Client:
                     self._waiter = None
             if self.close_reason is not None:
                 return []
-            batch = list(self._queue)
-            self._queue.clear()
-            if self._skip_upto is not None:
-                batch = self._without_replayed(batch)
-            if batch:  # all of it may have been replayed already: then wait for more
-                self.delivered += len(batch)
+            if batch := self.take_batch():  # all of it may have been replayed: wait for more
                 return batch
+
+    def take_batch(self) -> list[Event]:
+        """Every event queued so far, without waiting (a push transport's read)."""
+        self._ready_signalled = False
+        if not self._queue or self.close_reason is not None:
+            return []
+        batch = list(self._queue)
+        self._queue.clear()
+        if self._skip_upto is not None:
+            batch = self._without_replayed(batch)
+        self.delivered += len(batch)
+        return batch
+
+    def push_to(self, on_ready: Callable[[Client], None]) -> None:
+        """Deliver by push: `on_ready(client)` once whenever events start waiting; the
+        transport then takes them with take_batch()."""
+        self._on_ready = on_ready
+        if self._queue and not self._ready_signalled:
+            self._ready_signalled = True
+            on_ready(self)
 
     def _without_replayed(self, batch: list[Event]) -> list[Event]:
         skip_upto = self._skip_upto

@@ -9,15 +9,20 @@ import reflex as rx
 from app import routes
 from app.domain.errors import DomainError
 from app.domain.principal import Principal
-from app.api.deps import SESSION_COOKIE
+from app.metrics import sign_in_failure_reason
 from app.runtime import get_runtime
-
+from app.state.browser_session import (
+    drop_session_cookie,
+    session_token_from,
+    store_session_cookie,
+)
 
 
 class SessionState(rx.State):
-    # The bearer token, kept in a cookie so a reload stays signed in. /api/sse accepts the
-    # same cookie, so the page and an EventSource on it share one session.
-    auth_token: str = rx.Cookie("", name=SESSION_COOKIE, same_site="strict", path="/")
+    # The bearer token stays on the server (a backend var never reaches the page). A new tab
+    # finds it in the HttpOnly session cookie its websocket handshake carried; /api/sse
+    # accepts the same cookie, so the page and an EventSource on it share one session.
+    _auth_token: str = ""
     user_id: int = 0
     username: str = ""
     display_name: str = ""
@@ -42,9 +47,11 @@ class SessionState(rx.State):
 
     async def principal(self) -> Principal | None:
         """The caller behind this tab's token, checked again (it may have been revoked)."""
-        if not self.auth_token:
+        if not self._auth_token:
+            self._auth_token = session_token_from(self.router.headers.cookie) or ""
+        if not self._auth_token:
             return None
-        return await get_runtime().accounts.principal_for_token(self.auth_token)
+        return await get_runtime().accounts.principal_for_token(self._auth_token)
 
     def _remember(self, principal: Principal) -> None:
         self.user_id = principal.user_id
@@ -59,7 +66,7 @@ class SessionState(rx.State):
         ]
 
     def _forget(self) -> None:
-        self.auth_token = ""
+        self._auth_token = ""
         self.user_id = 0
         self.username = ""
         self.display_name = ""
@@ -85,13 +92,15 @@ class SessionState(rx.State):
                 username, password, self.router.session.client_ip or "unknown"
             )
         except DomainError as exc:
+            get_runtime().metrics.auth_failure(sign_in_failure_reason(exc))
             self.login_error = exc.message
             return
         finally:
             self.signing_in = False
         self.login_error = ""
-        self.auth_token = grant.access_token
+        self._auth_token = grant.access_token
         self._remember(grant.principal)
+        yield rx.call_script(store_session_cookie(grant.access_token))
         yield rx.redirect(routes.CHAT)
 
     @rx.event
@@ -100,7 +109,8 @@ class SessionState(rx.State):
         if principal is not None:
             await get_runtime().accounts.sign_out(principal)
         self._forget()
-        return rx.redirect(routes.LOGIN)
+        yield rx.call_script(drop_session_cookie())
+        yield rx.redirect(routes.LOGIN)
 
     @rx.event
     async def switch_tenant(self, tenant_id: str):  # type: ignore[no-untyped-def]
@@ -112,10 +122,11 @@ class SessionState(rx.State):
             grant = await get_runtime().accounts.switch_tenant(principal, int(tenant_id))
         except (DomainError, ValueError):
             return rx.toast.error("You are not a member of that workspace.")
-        self.auth_token = grant.access_token
+        self._auth_token = grant.access_token
         self._remember(grant.principal)
-        # A full reload: every live view belongs to the tenant that was left.
-        return rx.call_script("window.location.reload()")
+        # A full reload once the cookie holds the new token: every live view belongs to the
+        # tenant that was left.
+        return rx.call_script(store_session_cookie(grant.access_token, reload_after=True))
 
     @rx.event
     async def require_session(self):  # type: ignore[no-untyped-def]

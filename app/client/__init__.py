@@ -1,0 +1,24 @@
+"""A standalone async Python client for the chat's event stream (`GET /api/sse`).
+
+Depends on httpx and httpx-sse only, never on the rest of `app`: an integrator can copy this
+folder into their own project. See README.md, "Consuming the stream", and `python -m
+app.client tail --help`.
+"""
+
+from app.client.auth import sign_in, token_from_password
+from app.client.backoff import Backoff
+from app.client.client import RealtimeClient
+from app.client.errors import AuthenticationError, RealtimeError, StreamRejected
+from app.client.events import ClientEvent, ClientStatus
+
+__all__ = [
+    "AuthenticationError",
+    "Backoff",
+    "ClientEvent",
+    "ClientStatus",
+    "RealtimeClient",
+    "RealtimeError",
+    "StreamRejected",
+    "sign_in",
+    "token_from_password",
+]

@@ -1,0 +1,60 @@
+"""One readable line per event, for people watching `tail` (scripts want `--json`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from app.client.events import ClientEvent
+
+
+def _message(data: dict[str, Any]) -> str:
+    message = data.get("message") or {}
+    return f"#{data.get('conversationId')} {message.get('senderName')}: {message.get('content')}"
+
+
+def _typing(data: dict[str, Any]) -> str:
+    doing = "is typing" if data.get("isTyping") else "stopped typing"
+    return f"#{data.get('conversationId')} {data.get('userName')} {doing}"
+
+
+def _unread(data: dict[str, Any]) -> str:
+    return f"#{data.get('conversationId')} unread {data.get('count')} (total {data.get('total')})"
+
+
+def _notification(data: dict[str, Any]) -> str:
+    body = f": {data['body']}" if data.get("body") else ""
+    return f"[{data.get('type')}] {data.get('title')}{body} (unread {data.get('unreadCount')})"
+
+
+def _notification_read(data: dict[str, Any]) -> str:
+    which = "all" if data.get("all") else f"#{data.get('id')}"
+    return f"read {which} (unread {data.get('unreadCount')})"
+
+
+def _presence(data: dict[str, Any]) -> str:
+    return f"{data.get('userName')} is {data.get('status')}"
+
+
+def _resync(data: dict[str, Any]) -> str:
+    return f"history unavailable ({data.get('reason')}): refetch state over REST"
+
+
+_DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "chat:message": _message,
+    "chat:typing": _typing,
+    "chat:unread-count": _unread,
+    "notification:new": _notification,
+    "notification:read": _notification_read,
+    "presence:update": _presence,
+    "resync": _resync,
+}
+
+
+def describe(event: ClientEvent) -> str:
+    """The event's gist; types this client does not know yet show their JSON."""
+    describer = _DESCRIBERS.get(event.type)
+    if describer is None:
+        return json.dumps(event.data, ensure_ascii=False)
+    return describer(event.data)

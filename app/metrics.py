@@ -1,0 +1,97 @@
+"""Prometheus metrics of one process, for GET /metrics.
+
+The realtime figures are read from the connection manager at scrape time (it already counts
+them for the diagnostics endpoint), so nothing is counted twice and the hot path gains no
+work. Only what has no other home is counted here: authentication failures. Every figure is
+process-wide: no tenant id or count of one tenant appears, the endpoint may be scraped by a
+shared monitoring system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app.domain.errors import DomainError, Forbidden, RateLimited
+from app.realtime.broker.base import Broker
+from app.realtime.manager import ConnectionManager
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# diagnostics() key -> (metric name without the _total suffix, help)
+_COUNTERS: dict[str, tuple[str, str]] = {
+    "eventsPublished": ("chat_events_published", "Events published by this process."),
+    "eventsDelivered": ("chat_events_delivered", "Events handed to a client's transport."),
+    "eventsDropped": ("chat_events_dropped", "Events a client could not take (it was cut off)."),
+    "replays": ("chat_replays", "Reconnects resumed from the replay history."),
+    "replayedEvents": ("chat_events_replayed", "Events sent again to resuming clients."),
+    "resyncs": ("chat_resyncs", "Reconnects that could not resume and were told to resync."),
+    "reconnects": ("chat_reconnects", "Connections that came with a Last-Event-ID."),
+    "slowConsumersCut": ("chat_slow_consumers_cut", "Clients cut off for not reading."),
+    "sessionsEnded": ("chat_sessions_ended", "Clients closed because their session ended."),
+}
+
+
+class _RealtimeCollector(Collector):
+    def __init__(self, manager: ConnectionManager, broker: Broker) -> None:
+        self._manager = manager
+        self._broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._manager.diagnostics()
+        clients = GaugeMetricFamily(
+            "chat_connected_clients", "Connected clients by kind.", labels=["kind"]
+        )
+        for kind in ("stream", "tab"):
+            clients.add_metric([kind], figures["clientsByKind"].get(kind, 0))
+        yield clients
+        yield GaugeMetricFamily(
+            "chat_queued_events", "Events waiting in client queues.", value=figures["queuedEvents"]
+        )
+        for key, (name, help_text) in _COUNTERS.items():
+            yield CounterMetricFamily(name, help_text, value=figures[key])
+        yield from _broker_metrics(self._broker.stats())
+
+
+def _broker_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
+    info = GaugeMetricFamily("chat_broker_info", "The event broker in use.", labels=["broker"])
+    info.add_metric([str(stats.get("broker", "unknown"))], 1)
+    yield info
+    if "outbox" in stats:
+        yield GaugeMetricFamily(
+            "chat_broker_outbox_events",
+            "Events waiting for Redis to come back.",
+            value=stats["outbox"],
+        )
+
+
+class Metrics:
+    def __init__(self, manager: ConnectionManager, broker: Broker) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._auth_failures = Counter(
+            "chat_auth_failures",
+            "Refused authentication attempts by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_RealtimeCollector(manager, broker))
+
+    def auth_failure(self, reason: str) -> None:
+        """reason: invalid_credentials, throttled, invalid_token, untrusted_origin, ..."""
+        self._auth_failures.labels(reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def sign_in_failure_reason(exc: DomainError) -> str:
+    """The `reason` label of a refused sign-in."""
+    if isinstance(exc, RateLimited):
+        return "throttled"
+    if isinstance(exc, Forbidden):
+        return "forbidden_tenant"
+    return "invalid_credentials"

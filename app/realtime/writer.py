@@ -1,0 +1,166 @@
+"""One writer task per process that pushes queued events into every stream.
+
+The obvious design (a task per stream waiting on its queue) pays a future, a wake-up and a
+task step per stream per event: at thousands of streams that is most of the CPU. Here an
+event marks its clients ready, and one task drains every ready client in one pass, calling
+each stream's write. Server sends normally complete without suspending (the bytes are
+handed to the server's buffer), so the writer drives each write by hand and moves on; only
+a write that really has to wait (a peer that does not read) is finished in a task of its
+own, with a deadline, while the others go on. A stream whose write misses the deadline is
+cut off like any slow consumer: its consumer resumes with Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from app.realtime.client import Client, CloseReason
+from app.realtime.tasks import cancel_and_wait
+
+logger = logging.getLogger(__name__)
+
+Write = Callable[[bytes], Awaitable[None]]
+
+# Flushes between two turns of the event loop: a pass over thousands of streams must not
+# keep sign-ins and publishes waiting for all of it.
+_FLUSHES_PER_TURN = 256
+
+
+class StreamWriter:
+    def __init__(self, *, write_timeout: float | None, flush_delay: float = 0.0) -> None:
+        """`write_timeout`: seconds a write may wait for its peer (None: forever).
+        `flush_delay`: seconds to gather more events after a wake-up (0: flush at once)."""
+        self._write_timeout = write_timeout or None
+        self._flush_delay = flush_delay
+        self._writes: dict[Client, Write] = {}
+        self._ready: list[Client] = []
+        self._pending_writes: dict[Client, asyncio.Task[None]] = {}
+        self._wakeup: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def streams(self) -> int:
+        return len(self._writes)
+
+    def attach(self, client: Client, write: Write) -> None:
+        """From now on `client`'s events go out through `write`, from the writer's task."""
+        self._writes[client] = write
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="sse-stream-writer"
+            )
+        client.push_to(self._mark_ready)
+
+    def detach(self, client: Client) -> None:
+        self._writes.pop(client, None)
+        pending = self._pending_writes.pop(client, None)
+        if pending is not None:
+            pending.cancel()
+
+    async def close(self) -> None:
+        await cancel_and_wait([self._task, *self._pending_writes.values()])
+        self._task = None
+        self._pending_writes.clear()
+        self._writes.clear()
+
+    def _mark_ready(self, client: Client) -> None:
+        self._ready.append(client)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._ready:
+                self._wakeup = loop.create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+                if self._flush_delay > 0:
+                    await asyncio.sleep(self._flush_delay)
+            ready, self._ready = self._ready, []
+            for index, client in enumerate(ready, 1):
+                try:
+                    self._flush(client)
+                except Exception:  # one broken stream must not stop the others
+                    logger.exception("stream write failed")
+                    client.close(CloseReason.DISCONNECTED)
+                if index % _FLUSHES_PER_TURN == 0:
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)  # publishers and readers get a turn between passes
+
+    def _flush(self, client: Client) -> None:
+        if client in self._pending_writes:
+            return  # its write under way re-marks it when done
+        write = self._writes.get(client)
+        if write is None:
+            return  # detached meanwhile
+        batch = client.take_batch()
+        if not batch:
+            return
+        steps = write(b"".join(event.wire() for event in batch)).__await__()
+        try:
+            waiting_for = next(steps)
+        except StopIteration:
+            return  # handed to the server's buffer: the usual case
+        except OSError:
+            client.close(CloseReason.DISCONNECTED)  # the peer went away
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._finish_write(client, steps, waiting_for)
+        )
+        self._pending_writes[client] = task
+
+    async def _finish_write(
+        self, client: Client, steps: Generator[Any, None, None], waiting_for: Any
+    ) -> None:
+        """Drive a write that had to wait, as its own task, within the write timeout."""
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                while True:
+                    if waiting_for is None:
+                        await asyncio.sleep(0)  # a bare yield: give the loop one turn
+                    else:
+                        if getattr(waiting_for, "_asyncio_future_blocking", False):
+                            # An asyncio future yielded to us, not to a task: the flag a
+                            # task would have reset says "already awaited" otherwise.
+                            waiting_for._asyncio_future_blocking = False
+                        # Whatever it waits for; the write sees the outcome when resumed.
+                        with contextlib.suppress(Exception):
+                            await waiting_for
+                    try:
+                        waiting_for = next(steps)
+                    except StopIteration:
+                        break
+        except TimeoutError:
+            _abandon(steps, waiting_for)
+            client.close(CloseReason.SLOW_CONSUMER)
+            return
+        except OSError:
+            client.close(CloseReason.DISCONNECTED)
+            return
+        except asyncio.CancelledError:
+            _abandon(steps, waiting_for)
+            raise
+        finally:
+            if self._pending_writes.get(client) is asyncio.current_task():
+                del self._pending_writes[client]
+        if client.queued and client in self._writes:
+            self._mark_ready(client)
+
+
+def _abandon(steps: Generator[Any, None, None], waiting_for: Any) -> None:
+    cancel = getattr(waiting_for, "cancel", None)
+    if callable(cancel):
+        with contextlib.suppress(Exception):
+            cancel()
+    close = getattr(steps, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
