@@ -82,6 +82,10 @@ class Settings:
     # megabytes per stream, so a write stalls only once a peer that stopped reading (or
     # vanished without a FIN) has let them fill.
     sse_write_timeout_seconds: float = 60.0
+    # After the first event wakes the stream writer, it waits this long for more before
+    # writing: at high rates several events then share one write per stream (cheaper), at
+    # the cost of up to this much latency.
+    sse_flush_delay_ms: float = 10.0
     sse_replay_buffer_size: int = 1000
     sse_replay_max_age_seconds: float = 300.0
     # With Redis: events kept per tenant for replay (a Stream capped with MAXLEN ~).
@@ -152,6 +156,7 @@ class Settings:
             sse_write_timeout_seconds=_env_float(
                 "SSE_WRITE_TIMEOUT_SECONDS", defaults.sse_write_timeout_seconds
             ),
+            sse_flush_delay_ms=_env_float("SSE_FLUSH_DELAY_MS", defaults.sse_flush_delay_ms),
             sse_replay_buffer_size=_env_int(
                 "SSE_REPLAY_BUFFER_SIZE", defaults.sse_replay_buffer_size
             ),

@@ -1,7 +1,8 @@
 """Many real SSE streams on raw asyncio sockets, and a publisher at a steady rate.
 
-Raw sockets keep the load generator cheap: one read per arrival, one regular-expression
-scan per read for the publish timestamps (`"body":"ts:<epoch seconds>"`) in the payload.
+Raw sockets keep the load generator cheap: a protocol callback per arrival (no task per
+stream), one regular-expression scan per read for the publish timestamps
+(`"body":"ts:<epoch seconds>"`) in the payload. With uvloop when installed.
 """
 
 from __future__ import annotations
@@ -28,54 +29,70 @@ class Sink:
         return taken
 
 
+class SseProtocol(asyncio.Protocol):
+    """One stream, read by callbacks: no future, task or wake-up per arrival, so a single
+    core can read far more deliveries per second than the server under test can write."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.transport: asyncio.Transport | None = None
+        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, chunk: bytes) -> None:
+        now = time.time()
+        data = self._buffer + chunk
+        if not self.head.done():
+            head_end = data.find(b"\r\n\r\n")
+            if head_end < 0:
+                self._buffer = data
+                return
+            self.head.set_result(data[:head_end])
+            data = data[head_end + 4 :]
+        # An event ends at a blank line: LF LF (ours) or CRLF CRLF (sse-starlette).
+        end = max(data.rfind(b"\n\n") + 2, data.rfind(b"\r\n\r\n") + 4)
+        if end < 4:
+            self._buffer = data
+            return
+        complete, self._buffer = data[:end], data[end:]
+        if self.sink.recording:
+            latencies = self.sink.latencies
+            for match in TIMESTAMP.finditer(complete):
+                latencies.append(now - float(match.group(1) or match.group(2)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(ConnectionError("closed before the response"))
+        self.sink.closed_streams += 1
+
+
 @dataclass
 class Stream:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    task: asyncio.Task[None] | None = None
+    transport: asyncio.Transport
+    protocol: SseProtocol
 
 
-async def open_stream(host: str, port: int, path: str, headers: dict[str, str]) -> Stream:
-    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+async def open_stream(
+    host: str, port: int, path: str, headers: dict[str, str], sink: Sink
+) -> Stream:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(lambda: SseProtocol(sink), host, port)
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
+    transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await protocol.head
     if not head.startswith(b"HTTP/1.1 200"):
-        writer.close()
+        transport.close()
         raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
-    return Stream(reader, writer)
-
-
-async def consume(stream: Stream, sink: Sink) -> None:
-    leftover = b""
-    try:
-        while True:
-            chunk = await stream.reader.read(1 << 16)
-            if not chunk:
-                break
-            now = time.time()
-            data = leftover + chunk
-            # An event ends at a blank line: LF LF (ours) or CRLF CRLF (sse-starlette).
-            end = max(data.rfind(b"\n\n") + 2, data.rfind(b"\r\n\r\n") + 4)
-            if end < 4:
-                leftover = data
-                continue
-            complete, leftover = data[:end], data[end:]
-            if sink.recording:
-                for match in TIMESTAMP.finditer(complete):
-                    sent = match.group(1) or match.group(2)
-                    sink.latencies.append(now - float(sent))
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        sink.closed_streams += 1
+    return Stream(transport, protocol)
 
 
 async def open_many(
     count: int,
-    opener: Callable[[], Awaitable[Stream]],
+    opener: Callable[[Sink], Awaitable[Stream]],
     sink: Sink,
     *,
     batch: int = 250,
@@ -84,10 +101,7 @@ async def open_many(
     streams: list[Stream] = []
     while len(streams) < count:
         size = min(batch, count - len(streams))
-        opened = await asyncio.gather(*(opener() for _ in range(size)))
-        for stream in opened:
-            stream.task = asyncio.create_task(consume(stream, sink))
-        streams.extend(opened)
+        streams.extend(await asyncio.gather(*(opener(sink) for _ in range(size))))
         if progress is not None:
             progress(size)
     return streams
@@ -95,11 +109,8 @@ async def open_many(
 
 async def close_all(streams: list[Stream]) -> None:
     for stream in streams:
-        stream.writer.close()
-    for stream in streams:
-        if stream.task is not None:
-            stream.task.cancel()
-    await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
+        stream.transport.close()
+    await asyncio.sleep(0)  # let the transports run their connection_lost
 
 
 async def publish_at(

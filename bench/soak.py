@@ -271,7 +271,7 @@ class Soak:
         notes = [
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs shared with other work, "
             f"Python {sys.version.split()[0]}",
-            f"server: scripts/serve (granian, {args.workers} worker(s), "
+            f"server: scripts/serve (uvicorn, {args.workers} worker(s), "
             f"{'Redis broker' if settings['REDIS_URL'] else 'in-memory broker'}), fresh SQLite db; "
             + ", ".join(f"{k}={v}" for k, v in settings.items() if k not in {"DATABASE_URL", "REDIS_URL"}),
             f"{len(consumers)} consumers round-robin over {summary.identities}; four group "
@@ -305,7 +305,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=8, help="chat messages per second")
     parser.add_argument("--max-gap", type=float, default=2.0, help="longest pause before a consumer reconnects (s)")
     parser.add_argument("--replay-buffer", type=int, default=1000, help="SSE_REPLAY_BUFFER_SIZE for the server")
-    parser.add_argument("--workers", type=int, default=1, help="granian workers (more than one needs --redis-url)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (more than one needs --redis-url)")
     parser.add_argument("--redis-url", default="", help="Redis for the server; 'local' starts a private redis-server")
     parser.add_argument("--seed", type=int, default=7, help="random seed (who drops, who sends where)")
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for soak.md, soak.json, soak.png")

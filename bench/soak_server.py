@@ -52,7 +52,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> Started:
         "RATE_LIMIT_ENABLED": "false",
         "RATE_LIMIT_MESSAGES_PER_MINUTE": "1000000",
         "RATE_LIMIT_MESSAGES_BURST": "1000000",
-        "GRANIAN_WORKERS": str(args.workers),
+        "WORKERS": str(args.workers),
     }
     if redis_url and args.workers > 1:
         # Reflex keeps page state in Redis with several workers (README, "Scale out").

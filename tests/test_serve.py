@@ -1,7 +1,8 @@
-"""The production start (scripts/serve: granian, app.asgi:create) serves the same stream.
+"""The production start (scripts/serve: uvicorn, app.asgi:create) serves the same stream.
 
-It sends event bodies through the server's own `send` (app/asgi.py); this shows that path
-delivers exactly what the ordinary one does.
+There `GET /api/sse` skips the middleware stack (app/asgi.py, app/api/sse_direct.py); this
+shows that path answers, authenticates, refuses, shares CORS and stops exactly as the
+ordinary route does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pytest
 
 from tests.backend import ROOT, TEST_ENV, free_port, open_stream
 
+PARTNER = "https://partner.example"
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -33,6 +36,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "CORS_ALLOWED_ORIGINS": PARTNER,
     }
     with (workdir / "serve.log").open("wb") as log:
         process = subprocess.Popen(
@@ -52,8 +56,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
+        # Open streams must not hold the shutdown up (--timeout-graceful-shutdown).
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        process.wait(timeout=15)
 
 
 def _token(url: str, username: str) -> str:
@@ -89,3 +94,59 @@ async def test_the_production_start_streams_events_and_replays(served: str) -> N
     assert [json.loads(e.data)["title"] for e in (first, second)] == ["one", "two"]
     assert [json.loads(e.data)["title"] for e in replayed] == ["two", "three"]
     assert replayed[0].id == second.id
+
+
+async def test_the_direct_stream_refuses_as_the_route_does(served: str) -> None:
+    bob = _token(served, "bob")
+    async with httpx.AsyncClient(base_url=served, timeout=10) as http:
+        cases = [
+            ({}, {}, 401, "not_authenticated"),
+            ({"Authorization": "Bearer nope"}, {}, 401, "not_authenticated"),
+            ({"Authorization": f"Bearer {bob}"}, {"events": "no:such"}, 400, "unknown_event_type"),
+            ({"Authorization": f"Bearer {bob}"}, {"tenant": "2"}, 403, "forbidden_tenant"),
+            ({"Authorization": f"Bearer {bob}"}, {"lastEventId": "1" * 201}, 422, "invalid_request"),
+            (
+                {"Cookie": f"chat_session={bob}", "Origin": "http://evil.example"},
+                {},
+                403,
+                "untrusted_origin",
+            ),
+        ]
+        for headers, params, status, code in cases:
+            response = await http.get("/api/sse", headers=headers, params=params)
+            assert response.status_code == status, (headers, params, response.text)
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()["error"]["code"] == code
+
+
+async def test_the_direct_stream_shares_the_origin_policy(served: str) -> None:
+    bob = _token(served, "bob")
+    async with httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http:
+        auth = {"Authorization": f"Bearer {bob}"}
+        async with open_stream(http, None, headers={**auth, "Origin": PARTNER}) as stream:
+            assert stream.response.headers["access-control-allow-origin"] == PARTNER
+            assert stream.response.headers["access-control-allow-credentials"] == "true"
+        async with open_stream(http, None, headers={**auth, "Origin": "http://evil.example"}) as stream:
+            assert stream.response.status_code == 200  # a program may send any Origin ...
+            assert "access-control-allow-origin" not in stream.response.headers  # ... a page may not read
+        preflight = await http.options(
+            "/api/sse",
+            headers={"Origin": PARTNER, "Access-Control-Request-Method": "GET",
+                     "Access-Control-Request-Headers": "authorization"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == PARTNER
+
+
+async def test_the_stream_limit_holds_on_the_direct_path(served: str) -> None:
+    carol = _token(served, "carol")
+    async with httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http:
+        async with (
+            open_stream(http, carol) as one,
+            open_stream(http, carol) as two,
+            open_stream(http, carol) as three,
+        ):
+            assert {s.response.status_code for s in (one, two, three)} == {200}
+            refused = await http.get("/api/sse", headers={"Authorization": f"Bearer {carol}"})
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "5"

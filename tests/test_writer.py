@@ -21,6 +21,7 @@ class Peer:
     def __init__(self) -> None:
         self.received = bytearray()
         self.writes = 0
+        self.called = asyncio.Event()  # a write has started (it may be waiting)
         self._open = asyncio.Event()
         self._open.set()
 
@@ -31,6 +32,7 @@ class Peer:
         self._open.set()
 
     async def write(self, body: bytes) -> None:
+        self.called.set()
         if not self._open.is_set():
             await self._open.wait()
         self.received += body
@@ -140,7 +142,8 @@ async def test_detaching_drops_a_pending_write_and_later_events(writer: StreamWr
     writer.attach(client, peer.write)
     peer.stall()
     client.offer(event(1))
-    await asyncio.sleep(0.05)  # the write is under way, waiting for the peer
+    async with asyncio.timeout(TIMEOUT):
+        await peer.called.wait()  # the write is under way, waiting for the peer
     writer.detach(client)
     peer.resume()
     client.offer(event(2))

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query, Request
 from app.api.deps import PrincipalDep, RuntimeDep, StreamPrincipalDep
 from app.api.errors import ApiError
 from app.api.sse_response import EventStreamResponse
+from app.domain.principal import Principal
 from app.realtime.client import ClientKind
 from app.realtime.events import FILTERABLE_TYPES
 from app.realtime.manager import TooManyStreams
+from app.runtime import Runtime
 
 router = APIRouter(prefix="/api/sse", tags=["stream"])
 
@@ -43,6 +45,9 @@ def parse_tenant(raw: str | None) -> int | None:
     return int(raw)
 
 
+LAST_EVENT_ID_MAX_CHARS = 200
+
+
 @router.get("", response_class=EventStreamResponse, status_code=200)
 async def stream(
     request: Request,
@@ -50,10 +55,29 @@ async def stream(
     runtime: RuntimeDep,
     events: str | None = None,
     tenant: str | None = None,
-    last_event_id: Annotated[str | None, Query(alias="lastEventId", max_length=200)] = None,
+    last_event_id: Annotated[
+        str | None, Query(alias="lastEventId", max_length=LAST_EVENT_ID_MAX_CHARS)
+    ] = None,
 ) -> EventStreamResponse:
-    types = parse_event_filter(events)
-    tenant_id = parse_tenant(tenant)
+    """The parameters are declared for the documentation; open_event_stream reads them."""
+    return await open_event_stream(request, principal, runtime)
+
+
+async def open_event_stream(
+    request: Request, principal: Principal, runtime: Runtime
+) -> EventStreamResponse:
+    """Check the query, register the client, and answer with its stream. Shared by the
+    route above and by the production entry's direct path (app/asgi.py)."""
+    query = request.query_params
+    types = parse_event_filter(query.get("events"))
+    tenant_id = parse_tenant(query.get("tenant"))
+    last_event_id = query.get("lastEventId")
+    if last_event_id is not None and len(last_event_id) > LAST_EVENT_ID_MAX_CHARS:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"lastEventId: String should have at most {LAST_EVENT_ID_MAX_CHARS} characters",
+        )
     if tenant_id is not None:
         in_tenant = principal.in_tenant(tenant_id)
         if in_tenant is None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.asgi import RAW_SEND
+from app.api.chunk_writer import direct_chunk_writer
 from app.realtime.client import Client, CloseReason
 from app.realtime.encoding import encode_sse
 from app.realtime.manager import Connection, ConnectionManager
@@ -65,30 +66,25 @@ class EventStreamResponse(Response):
         client = self.connection.client
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            # The server's own send when app/asgi.py offers it: the start went through every
-            # middleware, the many body chunks need not.
-            send_body: Send = (scope.get("extensions") or {}).get(RAW_SEND) or send
-            if await self._send_opening(send_body) and not client.closed:
-                await self._push_until_closed(client, receive, send, send_body)
+            if await self._send_opening(send) and not client.closed:
+                await self._push_until_closed(client, receive, send)
         except OSError:
             pass  # the peer went away mid-write
         finally:
             self.writer.detach(client)
             self.manager.disconnect(client)
 
-    async def _send_opening(self, send_body: Send) -> bool:
+    async def _send_opening(self, send: Send) -> bool:
         opening = encode_sse(retry_ms=self.retry_ms, comment="connected")
         backlog = b"".join(event.wire() for event in self.connection.backlog)
         self.connection.backlog = []
         with anyio.move_on_after(self.write_timeout):
-            await send_body({"type": "http.response.body", "body": opening + backlog, "more_body": True})
+            await send({"type": "http.response.body", "body": opening + backlog, "more_body": True})
             return True
         self.connection.client.close(CloseReason.SLOW_CONSUMER)
         return False
 
-    async def _push_until_closed(
-        self, client: Client, receive: Receive, send: Send, send_body: Send
-    ) -> None:
+    async def _push_until_closed(self, client: Client, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
         ended_by_server = False
@@ -100,11 +96,11 @@ class EventStreamResponse(Response):
             if asyncio.current_task() is not task:
                 task.cancel()
 
-        def write(body: bytes):  # type: ignore[no-untyped-def]
-            return send_body({"type": "http.response.body", "body": body, "more_body": True})
+        def asgi_write(body: bytes) -> Awaitable[None]:
+            return send({"type": "http.response.body", "body": body, "more_body": True})
 
         client.bind_transport(end_stream)
-        self.writer.attach(client, write)
+        self.writer.attach(client, direct_chunk_writer(send) or asgi_write)
         try:
             while (await receive())["type"] != "http.disconnect":
                 pass

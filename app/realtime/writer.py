@@ -23,7 +23,8 @@ from app.realtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
-Write = Callable[[bytes], Awaitable[None]]
+# Returns None when the bytes are already handed over, else an awaitable to finish the write.
+Write = Callable[[bytes], Awaitable[None] | None]
 
 # Flushes between two turns of the event loop: a pass over thousands of streams must not
 # keep sign-ins and publishes waiting for all of it.
@@ -104,11 +105,15 @@ class StreamWriter:
         batch = client.take_batch()
         if not batch:
             return
-        steps = write(b"".join(event.wire() for event in batch)).__await__()
+        body = batch[0].wire() if len(batch) == 1 else b"".join(e.wire() for e in batch)
         try:
+            pending = write(body)
+            if pending is None:
+                return  # handed to the server's buffer: the usual case
+            steps = pending.__await__()
             waiting_for = next(steps)
         except StopIteration:
-            return  # handed to the server's buffer: the usual case
+            return  # an ASGI send that completed without waiting
         except OSError:
             client.close(CloseReason.DISCONNECTED)  # the peer went away
             return
