@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from app.domain.errors import DomainError, Forbidden, RateLimited
 from app.realtime.broker.base import Broker
 from app.realtime.manager import ConnectionManager
+from app.realtime.writer import StreamWriter
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -37,9 +38,10 @@ _COUNTERS: dict[str, tuple[str, str]] = {
 
 
 class _RealtimeCollector(Collector):
-    def __init__(self, manager: ConnectionManager, broker: Broker) -> None:
+    def __init__(self, manager: ConnectionManager, broker: Broker, writer: StreamWriter) -> None:
         self._manager = manager
         self._broker = broker
+        self._writer = writer
 
     def collect(self) -> Iterator[Metric]:
         figures = self._manager.diagnostics()
@@ -51,6 +53,11 @@ class _RealtimeCollector(Collector):
         yield clients
         yield GaugeMetricFamily(
             "chat_queued_events", "Events waiting in client queues.", value=figures["queuedEvents"]
+        )
+        yield GaugeMetricFamily(
+            "chat_stalled_writes",
+            "Streams whose last write waits for a peer that is not reading.",
+            value=self._writer.stalled_writes(),
         )
         for key, (name, help_text) in _COUNTERS.items():
             yield CounterMetricFamily(name, help_text, value=figures[key])
@@ -70,7 +77,7 @@ def _broker_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
 
 
 class Metrics:
-    def __init__(self, manager: ConnectionManager, broker: Broker) -> None:
+    def __init__(self, manager: ConnectionManager, broker: Broker, writer: StreamWriter) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._auth_failures = Counter(
             "chat_auth_failures",
@@ -78,7 +85,7 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        self.registry.register(_RealtimeCollector(manager, broker))
+        self.registry.register(_RealtimeCollector(manager, broker, writer))
 
     def auth_failure(self, reason: str) -> None:
         """reason: invalid_credentials, throttled, invalid_token, untrusted_origin, ..."""

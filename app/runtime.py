@@ -55,11 +55,11 @@ class Runtime:
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         )
         self.service = RealtimeService(self.manager)
-        self.metrics = Metrics(self.manager, self.broker)
         self.writer = StreamWriter(
             write_timeout=settings.sse_write_timeout_seconds,
             flush_delay=settings.sse_flush_delay_ms / 1000,
         )
+        self.metrics = Metrics(self.manager, self.broker, self.writer)
         # With Redis, limits hold across every process; without, per process.
         self._redis = (
             aioredis.from_url(settings.redis_url, decode_responses=True)

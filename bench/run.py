@@ -204,6 +204,7 @@ class Step:
 @dataclass
 class Held:
     server: str
+    scenario: str
     streams: int
     connect_seconds: float
     bytes_per_stream: float
@@ -235,7 +236,7 @@ async def run_rates(
     )
     connect_seconds = time.perf_counter() - started
     await asyncio.sleep(2)  # let the server settle before measuring memory
-    held = Held(server.name, streams_count, connect_seconds, (server.rss() - before) / streams_count, server.rss() / 2**20)
+    held = Held(server.name, scenario, streams_count, connect_seconds, (server.rss() - before) / streams_count, server.rss() / 2**20)
     progress.remove_task(task)
     steps: list[Step] = []
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -316,7 +317,7 @@ class Report:
     command: str
     steps: list[Step] = field(default_factory=list)
     held: list[Held] = field(default_factory=list)
-    publish_cost: dict[str, float] = field(default_factory=dict)
+    publish_cost: dict[str, list[float]] = field(default_factory=dict)  # one per repeat
     notes: list[str] = field(default_factory=list)
 
 
@@ -358,13 +359,20 @@ async def main(args: argparse.Namespace) -> Report:
                         steps, held = await run_rates(server, scenario, count, rates, seconds, progress)
                         report.steps.extend(steps)
                         report.held.append(held)
-                    if not args.quick:
-                        _, held = await run_rates(server, "idle", args.idle, [], seconds, progress)
-                        report.held.append(held)
-                        report.publish_cost[f"{server.name} 0"] = await publish_cost(server, 0, 50, progress)
-                        report.publish_cost[f"{server.name} 5000"] = await publish_cost(server, 5000, 50, progress)
                 finally:
                     server.stop()
+                if not args.quick:
+                    # A fresh process: memory freed by the scenarios above would otherwise be
+                    # reused by these streams and flatter the figure per stream.
+                    server = starter(_fresh(work, starter.__name__ + "-idle", repeat))
+                    try:
+                        _, held = await run_rates(server, "idle", args.idle, [], seconds, progress)
+                        report.held.append(held)
+                        for unrelated in (0, 5000):
+                            cost = await publish_cost(server, unrelated, 50, progress)
+                            report.publish_cost.setdefault(f"{server.name} {unrelated}", []).append(cost)
+                    finally:
+                        server.stop()
             if not args.quick and args.redis:
                 redis = start_redis(work)
                 if redis is None:
@@ -407,6 +415,19 @@ def _median_steps(steps: list[Step]) -> list[Step]:
     return merged
 
 
+def _median_held(held: list[Held]) -> list[Held]:
+    grouped: dict[tuple[str, str, int], list[Held]] = {}
+    for h in held:
+        grouped.setdefault((h.server, h.scenario, h.streams), []).append(h)
+    return [
+        Held(server, scenario, streams, *(
+            statistics.median(getattr(h, name) for h in group)
+            for name in ("connect_seconds", "bytes_per_stream", "rss_mb")
+        ))
+        for (server, scenario, streams), group in grouped.items()
+    ]
+
+
 def render(report: Report) -> str:
     steps = _median_steps(report.steps)
     lines = [
@@ -441,17 +462,24 @@ def render(report: Report) -> str:
         ratio = s.deliveries_per_s / ref.deliveries_per_s if ref.deliveries_per_s else float("nan")
         p99 = s.p99_ms / ref.p99_ms if ref.p99_ms else float("nan")
         lines.append(f"| {s.streams} | {rate:g} | {ratio:.2f} | {p99:.2f} |")
-    lines += ["", "## Streams held", "", "| server | streams | time to connect all (s) | server memory per stream (kB) | RSS MB |", "|---|---|---|---|---|"]
-    for h in report.held:
-        lines.append(f"| {h.server} | {h.streams} | {h.connect_seconds:.1f} | {h.bytes_per_stream / 1024:.1f} | {h.rss_mb:.0f} |")
+    lines += [
+        "", "## Streams held", "",
+        "Memory per stream: the server's RSS growth while connecting them, divided by their number;",
+        "`idle` runs on a fresh process (no memory left over from earlier scenarios to reuse).",
+        "",
+        "| server | scenario | streams | time to connect all (s) | server memory per stream (kB) | RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for h in _median_held(report.held):
+        lines.append(f"| {h.server} | {h.scenario} | {h.streams} | {h.connect_seconds:.1f} | {h.bytes_per_stream / 1024:.1f} | {h.rss_mb:.0f} |")
     if report.publish_cost:
         lines += ["", "## Publishing cost and unrelated subscribers", "",
                   "Median time of one publish while 0 or 5,000 streams of *other* consumers are open",
                   "(ours: a notification to a user who has no stream; the reference has only one channel,",
                   "so its 5,000 streams are all subscribers).", "", "| server | unrelated streams | median publish ms |", "|---|---|---|"]
-        for key, value in report.publish_cost.items():
+        for key, values in report.publish_cost.items():
             name, count = key.rsplit(" ", 1)
-            lines.append(f"| {name} | {count} | {value:.2f} |")
+            lines.append(f"| {name} | {count} | {statistics.median(values):.2f} |")
     lines += ["", "![deliveries and p99 latency](benchmark.png)", ""]
     return "\n".join(lines)
 
@@ -488,13 +516,13 @@ def print_table(report: Report) -> None:
                       f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}", f"{s.max_ms:.1f}", f"{s.cpu_percent:.0f}", f"{s.rss_mb:.0f}")
     console.print(table)
     held = Table(title="held streams")
-    for column in ("server", "streams", "connect s", "kB/stream", "RSS MB"):
+    for column in ("server", "scenario", "streams", "connect s", "kB/stream", "RSS MB"):
         held.add_column(column)
-    for h in report.held:
-        held.add_row(h.server, str(h.streams), f"{h.connect_seconds:.1f}", f"{h.bytes_per_stream / 1024:.1f}", f"{h.rss_mb:.0f}")
+    for h in _median_held(report.held):
+        held.add_row(h.server, h.scenario, str(h.streams), f"{h.connect_seconds:.1f}", f"{h.bytes_per_stream / 1024:.1f}", f"{h.rss_mb:.0f}")
     console.print(held)
-    for key, value in report.publish_cost.items():
-        console.print(f"publish cost {key}: {value:.2f} ms")
+    for key, values in report.publish_cost.items():
+        console.print(f"publish cost {key}: {statistics.median(values):.2f} ms")
 
 
 def cli() -> None:

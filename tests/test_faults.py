@@ -270,10 +270,10 @@ async def test_vanished_consumer_is_detected_by_its_stalled_writes_and_cleaned_u
                     assert before["clientsByUser"].get(bob_id) == 1
 
                     hole.vanish()
-                    # Until the buffers are full and events wait in its queue: its writer
-                    # has stalled. Then stop, well short of filling the queue.
+                    # Until the buffers are full and its write waits for the peer: the
+                    # writer has stalled. Then stop, well short of filling the queue.
                     sent_into_the_void = 0
-                    while (await _diagnostics(http, people))["queuedEvents"] < 2:
+                    while (await _diagnostics(http, people))["stalledWrites"] < 1:
                         assert sent_into_the_void < 200, "the writer never stalled"
                         await _notify(http, people, f"into the void {sent_into_the_void}")
                         sent_into_the_void += 1

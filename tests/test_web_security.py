@@ -256,6 +256,7 @@ async def test_metrics_expose_streams_events_and_auth_failures(
         "chat_events_replayed_total",
         "chat_slow_consumers_cut_total",
         "chat_resyncs_total",
+        "chat_stalled_writes",
     ):
         _sample(text, name)
     assert "tenant" not in text  # process-wide figures only

@@ -119,6 +119,7 @@ async def diagnostics(principal: PrincipalDep, runtime: RuntimeDep) -> dict[str,
         return {
             "scope": "process",
             **runtime.manager.diagnostics(),
+            "stalledWrites": runtime.writer.stalled_writes(),
             "broker": runtime.broker.stats(),
         }
     if not principal.is_admin:
@@ -127,4 +128,5 @@ async def diagnostics(principal: PrincipalDep, runtime: RuntimeDep) -> dict[str,
         "scope": "tenant",
         "tenantId": principal.tenant_id,
         **runtime.manager.diagnostics(principal.tenant_id),
+        "stalledWrites": runtime.writer.stalled_writes(principal.tenant_id),
     }

@@ -47,6 +47,10 @@ class StreamWriter:
     def streams(self) -> int:
         return len(self._writes)
 
+    def stalled_writes(self, tenant_id: int | None = None) -> int:
+        """Streams whose last write is waiting for its peer (of one tenant, or all)."""
+        return sum(1 for c in self._pending_writes if tenant_id is None or c.tenant_id == tenant_id)
+
     def attach(self, client: Client, write: Write) -> None:
         """From now on `client`'s events go out through `write`, from the writer's task."""
         self._writes[client] = write
