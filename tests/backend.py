@@ -156,6 +156,22 @@ def start_backend(
     return backend
 
 
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def cached_token(backend: Backend, username: str) -> str:
+    """One token per user and backend: signing in hashes a password, which is slow. Tests
+    that revoke a token sign in for their own."""
+    key = (backend.url, username)
+    if key not in _TOKENS:
+        _TOKENS[key] = backend.token(username)
+    return _TOKENS[key]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 class Stream:
     """One open `/api/sse` consumer: read the next event with a timeout, never a sleep."""
 

@@ -22,6 +22,8 @@ import pytest
 from httpx_sse import ServerSentEvent
 
 from tests.backend import TEST_ENV, Backend, Stream, open_stream
+from tests.backend import bearer as _auth
+from tests.backend import cached_token as _token
 
 T = TypeVar("T")
 
@@ -35,22 +37,6 @@ MESSAGE_MAX_CHARS = 4000  # Settings.message_max_chars (not overridden in TEST_E
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-_TOKENS: dict[tuple[str, str], str] = {}
-
-
-def _token(backend: Backend, username: str) -> str:
-    """One token per user for this module: signing in hashes a password, which is slow, and
-    nothing here revokes a token."""
-    key = (backend.url, username)
-    if key not in _TOKENS:
-        _TOKENS[key] = backend.token(username)
-    return _TOKENS[key]
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _tag() -> str:

@@ -34,6 +34,8 @@ from app.client import (
 )
 from app.client.events import SeenEvents
 from tests.backend import ROOT, Backend, open_stream, start_backend
+from tests.backend import bearer as _auth
+from tests.backend import cached_token as _token
 from tests.tcp_proxy import TcpProxy
 
 T = TypeVar("T")
@@ -65,22 +67,6 @@ class Recorder(Generic[T]):
                     await self._changed.wait()
         except TimeoutError:
             raise AssertionError(f"not seen in {timeout} s; got {self.items!r}") from None
-
-
-_TOKENS: dict[tuple[str, str], str] = {}
-
-
-def _token(backend: Backend, username: str) -> str:
-    """One token per user and backend: signing in hashes a password, which is slow. Tests
-    that revoke a token sign in for their own."""
-    key = (backend.url, username)
-    if key not in _TOKENS:
-        _TOKENS[key] = backend.token(username)
-    return _TOKENS[key]
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _tag() -> str:
