@@ -15,6 +15,10 @@ from collections.abc import AsyncIterator, Iterator  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from dataclasses import replace  # noqa: E402
+
+from app.runtime import Runtime  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from tests.backend import Backend, start_backend  # noqa: E402
 
 
@@ -42,6 +46,23 @@ async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
     timeout = httpx.Timeout(10.0, read=30.0)
     async with httpx.AsyncClient(base_url=backend.url, timeout=timeout) as client:
         yield client
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    """A started in-process runtime on a fresh, seeded SQLite file (no heartbeat: the tests
+    drive sweeps themselves)."""
+    settings = replace(
+        Settings(),
+        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
+        sse_heartbeat_seconds=0,
+    )
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
 
 
 @pytest.fixture(scope="module")

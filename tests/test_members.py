@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +22,6 @@ from app.models import Membership, Role
 from app.domain.principal import Principal
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.runtime import Runtime
-from app.settings import Settings
 from tests.backend import Backend, Stream, open_stream, start_backend
 
 ACME, GLOBEX = 1, 2
@@ -282,21 +279,6 @@ def _assert_no_errors_since_start(backend: Backend) -> None:
 
 
 # -- in one process: tab clients, the sweep, a demoted admin -------------------------------
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = replace(
-        Settings(),
-        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
-        sse_heartbeat_seconds=0,  # sweeps are driven by the test
-    )
-    runtime = Runtime(settings)
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def _sign_in(

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlmodel import Session
 
 from app.models import AuthToken
 from app.realtime.client import ClientKind, CloseReason
 from app.runtime import Runtime
-from app.settings import Settings
 from app.timeutil import utcnow
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = replace(
-        Settings(),
-        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
-        sse_heartbeat_seconds=0,  # sweeps are driven by the test
-    )
-    runtime = Runtime(settings)
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def _stream_for(runtime: Runtime, username: str):  # type: ignore[no-untyped-def]

@@ -68,18 +68,22 @@ def origin_policy(request: Request, runtime: Runtime) -> OriginPolicy:
     return policy
 
 
+def own_origin(request: Request) -> str:
+    """The origin of the app's own pages, as seen by this request (behind a TLS proxy too)."""
+    return request_origin(
+        request.url.scheme,
+        request.headers.get("host", ""),
+        request.headers.get("x-forwarded-proto"),
+    )
+
+
 def require_trusted_origin(request: Request, runtime: Runtime) -> None:
     """CSRF defence for every cookie-authenticated request: the page that sent it must be
     ours or one the operator trusts. Programs send no Origin and are not affected."""
     origin = request.headers.get("origin")
     if origin is None and request.headers.get("sec-fetch-site") == "cross-site":
         origin = "null"  # a cross-site request that hid its origin
-    own = request_origin(
-        request.url.scheme,
-        request.headers.get("host", ""),
-        request.headers.get("x-forwarded-proto"),
-    )
-    if not origin_policy(request, runtime).allows(origin, own):
+    if not origin_policy(request, runtime).allows(origin, own_origin(request)):
         runtime.metrics.auth_failure("untrusted_origin")
         raise ApiError(
             403,

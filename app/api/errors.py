@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.db import DatabaseUnavailable
 from app.realtime.broker.base import BrokerUnavailable
 from app.domain.errors import (
+    Conflict,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -84,6 +85,8 @@ def _from_domain(exc: DomainError) -> ApiError:
         return ApiError(404, exc.code, exc.message)
     if isinstance(exc, InvalidInput):
         return ApiError(422, exc.code, exc.message)
+    if isinstance(exc, Conflict):
+        return ApiError(409, exc.code, exc.message)
     if isinstance(exc, RateLimited):
         return ApiError(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
     return ApiError(400, exc.code, exc.message)

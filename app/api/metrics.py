@@ -7,14 +7,14 @@ same host or a sidecar), so a public deployment does not publish its traffic fig
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import RuntimeDep, client_address
+from app.api.deps import RuntimeDep, bearer_token, client_address
 from app.api.errors import ApiError
 from app.metrics import CONTENT_TYPE
+from app.security.tokens import digests_match
 
 router = APIRouter(tags=["operations"])
 
@@ -30,10 +30,8 @@ def _is_loopback(address: str) -> bool:
 async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     secret = runtime.settings.metrics_token
     if secret:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), secret.encode()
-        ):
+        given = bearer_token(request)
+        if given is None or not digests_match(given, secret):
             raise ApiError(
                 401, "not_authenticated", "Send 'Authorization: Bearer <METRICS_TOKEN>'.",
                 {"WWW-Authenticate": "Bearer"},

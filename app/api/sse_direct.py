@@ -13,10 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.api.deps import origin_policy, stream_principal
+from app.api.deps import origin_policy, own_origin, stream_principal
 from app.api.sse import open_event_stream
 from app.runtime import Runtime, get_runtime
-from app.security.origins import request_origin
 
 
 async def serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,10 +46,7 @@ def _allow_origin(request: Request, runtime: Runtime, response: Response) -> Non
     origin = request.headers.get("origin")
     if origin is None:
         return
-    own = request_origin(
-        request.url.scheme, request.headers.get("host", ""), request.headers.get("x-forwarded-proto")
-    )
-    if origin.lower() == own or not origin_policy(request, runtime).allows(origin):
+    if origin.lower() == own_origin(request) or not origin_policy(request, runtime).allows(origin):
         return
     response.headers["access-control-allow-origin"] = origin
     response.headers["access-control-allow-credentials"] = "true"

@@ -29,6 +29,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class Conflict(DomainError):
+    """Well formed, but the change would leave things in a state they must not reach."""
+
+    code = "conflict"
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
 

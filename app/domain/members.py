@@ -21,19 +21,12 @@ from sqlmodel import Session, col, select
 
 from app.db import Database
 from app.domain.accounts import Accounts
-from app.domain.errors import DomainError, Forbidden, NotFound
+from app.domain.errors import Conflict, Forbidden, NotFound
 from app.domain.principal import Principal
 from app.models import AuthToken, Membership, Role, User
 from app.timeutil import iso, utcnow
 
 NOT_A_MEMBER = "No such member in this tenant."
-
-
-class MembershipConflict(DomainError):
-    """The change would leave the tenant in a state it must not reach (e.g. without an
-    admin): the request is well formed but conflicts with the current state."""
-
-    code = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +63,13 @@ class Members:
 
         NotFound for anyone who is not a member of that tenant, users of other tenants
         included, so the answer never tells whether an id exists. Removing yourself is a
-        MembershipConflict: another admin does it, which also means a tenant can never lose
+        Conflict: another admin does it, which also means a tenant can never lose
         its last admin this way.
         """
         if not actor.is_admin:
             raise Forbidden("Only a tenant admin can remove members.")
         if user_id == actor.user_id:
-            raise MembershipConflict(
+            raise Conflict(
                 "You cannot remove yourself; another admin of this tenant can."
             )
         tenant_id = actor.tenant_id

@@ -245,12 +245,6 @@ class ConnectionManager:
     def clients(self) -> list[Client]:
         return list(self._clients.values())
 
-    def is_user_connected(self, user_id: int, tenant_id: int | None = None) -> bool:
-        return any(
-            c.user_id == user_id and (tenant_id is None or c.tenant_id == tenant_id)
-            for c in self._clients.values()
-        )
-
     # -- events ----------------------------------------------------------------------
 
     async def publish(self, event: Event) -> Event:

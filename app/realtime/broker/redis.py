@@ -164,10 +164,6 @@ class RedisBroker(Broker):
     def accepting(self) -> bool:
         return len(self._outbox) < self._outbox_size
 
-    @property
-    def outbox_length(self) -> int:
-        return len(self._outbox)
-
     # -- publishing ------------------------------------------------------------------
 
     async def publish(self, event: Event) -> Event:
