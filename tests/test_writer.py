@@ -154,3 +154,35 @@ async def test_detaching_drops_a_pending_write_and_later_events(writer: StreamWr
     await other.wait_for(1)  # the writer has run a pass since
     assert peer.events() == []
     assert writer.streams == 1
+
+
+async def test_an_event_after_an_idle_spell_is_written_without_the_flush_delay() -> None:
+    # A delay far longer than the wait below: the event can only arrive if it is not applied.
+    writer = StreamWriter(write_timeout=None, flush_delay=30.0)
+    try:
+        peer = Peer()
+        client = make_client(1)
+        writer.attach(client, peer.write)
+        client.offer(event(1))
+        await peer.wait_for(1)
+        assert peer.writes == 1
+    finally:
+        await writer.close()
+
+
+async def test_events_right_after_a_write_are_gathered_for_the_flush_delay() -> None:
+    writer = StreamWriter(write_timeout=None, flush_delay=0.2)
+    try:
+        peer = Peer()
+        client = make_client(1)
+        writer.attach(client, peer.write)
+        client.offer(event(0))
+        await peer.wait_for(1)  # written at once: the writer was idle
+        for n in range(1, 4):  # a stream of events, well inside the delay
+            client.offer(event(n))
+            await asyncio.sleep(0)
+        await peer.wait_for(4)
+        assert peer.events() == [f'{{"ts":"{n}"}}' for n in range(4)]
+        assert peer.writes == 2  # the three that followed went out together
+    finally:
+        await writer.close()

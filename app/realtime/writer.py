@@ -30,17 +30,25 @@ Write = Callable[[bytes], Awaitable[None] | None]
 # keep sign-ins and publishes waiting for all of it.
 _FLUSHES_PER_TURN = 256
 
+# Coalescing pays only when events come in a stream. A writer that has been idle for this
+# many flush delays is serving a trickle (one event now and then, as a big notification to
+# thousands of streams usually is): it writes at once, since waiting would gather nothing
+# and only add the delay to every delivery.
+_IDLE_FLUSH_DELAYS = 5
+
 
 class StreamWriter:
     def __init__(self, *, write_timeout: float | None, flush_delay: float = 0.0) -> None:
         """`write_timeout`: seconds a write may wait for its peer (None: forever).
-        `flush_delay`: seconds to gather more events after a wake-up (0: flush at once)."""
+        `flush_delay`: seconds to gather more events after a wake-up that follows recent
+        writes (0: always flush at once)."""
         self._write_timeout = write_timeout or None
         self._flush_delay = flush_delay
         self._writes: dict[Client, Write] = {}
         self._ready: list[Client] = []
         self._pending_writes: dict[Client, asyncio.Task[None]] = {}
         self._wakeup: asyncio.Future[None] | None = None
+        self._last_pass_end = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -87,7 +95,7 @@ class StreamWriter:
                     await self._wakeup
                 finally:
                     self._wakeup = None
-                if self._flush_delay > 0:
+                if self._flush_delay > 0 and not self._idle_long(loop.time()):
                     await asyncio.sleep(self._flush_delay)
             ready, self._ready = self._ready, []
             for index, client in enumerate(ready, 1):
@@ -98,7 +106,11 @@ class StreamWriter:
                     client.close(CloseReason.DISCONNECTED)
                 if index % _FLUSHES_PER_TURN == 0:
                     await asyncio.sleep(0)
+            self._last_pass_end = loop.time()
             await asyncio.sleep(0)  # publishers and readers get a turn between passes
+
+    def _idle_long(self, now: float) -> bool:
+        return now - self._last_pass_end >= self._flush_delay * _IDLE_FLUSH_DELAYS
 
     def _flush(self, client: Client) -> None:
         if client in self._pending_writes:
