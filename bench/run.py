@@ -1,8 +1,12 @@
-"""The benchmark: our backend against the reference peer, same load generator, same payload.
+"""The benchmark: our backend against the reference peers, same load generator, same payload.
 
     ./bench/run                      # every scenario, once
     ./bench/run --quick              # a short smoke run
     ./bench/run --repeat 3           # medians of three runs
+    ./bench/run --only N=5000        # one scenario (N=1000, N=5000, idle, redis)
+
+Peers: sse-starlette + broadcaster on uvicorn (the Python reference), and better-sse on
+Node (bench/node, when `node` is installed).
 
 The server runs pinned to CPU 0, this process (load generator and publisher) to CPU 1.
 Writes docs/benchmark.md (tables, command, ratios) and docs/benchmark.png.
@@ -34,6 +38,7 @@ from bench.loadgen import Sink, Stream, close_all, open_many, open_stream, publi
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+NODE_PEER = ROOT / "bench" / "node"
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 console = Console()
 
@@ -170,15 +175,40 @@ def start_reference(workdir: Path) -> Server:
     base = f"http://127.0.0.1:{port}"
 
     async def publish(client: httpx.AsyncClient, seq: int) -> None:
-        # The same payload our server sends for a notification.
-        payload = {
-            "id": seq, "type": "bench", "title": f"bench {seq}", "body": f"ts:{time.time()!r}",
-            "link": None, "createdAt": "2026-01-01T00:00:00.000Z", "unreadCount": seq,
-        }
-        response = await client.post(f"{base}/publish", content=json.dumps(payload, separators=(",", ":")))
+        response = await client.post(f"{base}/publish", content=_peer_payload(seq))
         response.raise_for_status()
 
     return Server(name="reference", port=port, process=process, stream_path="/sse", publish=publish)
+
+
+def start_node_peer(workdir: Path) -> Server | None:
+    """better-sse on node:http (bench/node/server.mjs), or None without node or its package."""
+    node = shutil.which("node")
+    if node is None or not (NODE_PEER / "node_modules" / "better-sse").is_dir():
+        return None
+    port = free_port()
+    log = workdir / "better-sse.log"
+    process = subprocess.Popen(
+        _pinned([node, str(NODE_PEER / "server.mjs"), str(port)]), cwd=ROOT,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    _wait_ready(f"http://127.0.0.1:{port}/publish", process, log)
+    base = f"http://127.0.0.1:{port}"
+
+    async def publish(client: httpx.AsyncClient, seq: int) -> None:
+        response = await client.post(f"{base}/publish", content=_peer_payload(seq))
+        response.raise_for_status()
+
+    return Server(name="better-sse", port=port, process=process, stream_path="/sse", publish=publish)
+
+
+def _peer_payload(seq: int) -> str:
+    """The same payload our server sends for a notification, for the peers to broadcast."""
+    payload = {
+        "id": seq, "type": "bench", "title": f"bench {seq}", "body": f"ts:{time.time()!r}",
+        "link": None, "createdAt": "2026-01-01T00:00:00.000Z", "unreadCount": seq,
+    }
+    return json.dumps(payload, separators=(",", ":"))
 
 
 # -- measurements ----------------------------------------------------------------------
@@ -346,14 +376,20 @@ async def main(args: argparse.Namespace) -> Report:
     ]
     if args.quick:
         plan = [("N=1000", 1000, [10, 40])]
+    wanted = set(args.only or ["N=1000", "N=5000", "idle", "redis"])
+    plan = [entry for entry in plan if entry[0] in wanted]
+    if shutil.which("node") is None:
+        report.notes.append("node not installed: the better-sse peer was skipped")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=True,
     ) as progress:
         for repeat in range(args.repeat):
-            for starter in (start_ours, start_reference):
+            for starter in (start_ours, start_reference, start_node_peer):
                 server = starter(_fresh(work, starter.__name__, repeat))
+                if server is None:
+                    continue
                 try:
                     for scenario, count, rates in plan:
                         steps, held = await run_rates(server, scenario, count, rates, seconds, progress)
@@ -361,10 +397,11 @@ async def main(args: argparse.Namespace) -> Report:
                         report.held.append(held)
                 finally:
                     server.stop()
-                if not args.quick:
+                if not args.quick and "idle" in wanted:
                     # A fresh process: memory freed by the scenarios above would otherwise be
                     # reused by these streams and flatter the figure per stream.
                     server = starter(_fresh(work, starter.__name__ + "-idle", repeat))
+                    assert server is not None
                     try:
                         _, held = await run_rates(server, "idle", args.idle, [], seconds, progress)
                         report.held.append(held)
@@ -373,7 +410,7 @@ async def main(args: argparse.Namespace) -> Report:
                             report.publish_cost.setdefault(f"{server.name} {unrelated}", []).append(cost)
                     finally:
                         server.stop()
-            if not args.quick and args.redis:
+            if not args.quick and args.redis and "redis" in wanted:
                 redis = start_redis(work)
                 if redis is None:
                     report.notes.append("redis-server not installed: Redis scenario skipped")
@@ -389,6 +426,13 @@ async def main(args: argparse.Namespace) -> Report:
                         server.stop()
                         process.terminate()
     return report
+
+
+def _node_version() -> str:
+    node = shutil.which("node")
+    if node is None:
+        return "not installed"
+    return subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
 
 
 def _fresh(work: Path, name: str, repeat: int) -> Path:
@@ -431,10 +475,11 @@ def _median_held(held: list[Held]) -> list[Held]:
 def render(report: Report) -> str:
     steps = _median_steps(report.steps)
     lines = [
-        "# Benchmark: our fan-out against the reference peer",
+        "# Benchmark: our fan-out against the reference peers",
         "",
         f"Command: `{report.command}` (medians over the repeats of that run).",
         "Reference: sse-starlette + encode/broadcaster (memory) on uvicorn, `bench/reference_server.py`.",
+        "better-sse: better-sse 0.16.1 channel on node:http (Node " + _node_version() + "), `bench/node/server.mjs`.",
         "Ours: `scripts/serve` (uvicorn + uvloop + httptools, one worker, `SSE_FLUSH_DELAY_MS` 10);",
         "each event is an admin notification through",
         "`POST /api/notifications` (authenticated, stored in SQLite, then published).",
@@ -450,18 +495,23 @@ def render(report: Report) -> str:
             f"| {s.server} | {s.streams} | {s.rate:g} | {s.target_deliveries:,.0f} | {s.deliveries_per_s:,.0f} "
             f"| {s.delivered_share:.1%} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.max_ms:.1f} | {s.cpu_percent:.0f} | {s.rss_mb:.0f} |"
         )
-    lines += ["", "## Ratios (ours / reference, same scenario and rate)", "",
-              "| streams | events/s | deliveries/s ratio | p99 ratio (lower is better) |", "|---|---|---|---|"]
+    lines += ["", "## Ratios (ours / peer, same scenario and rate)", "",
+              "Deliveries/s: higher is better; p99: lower is better.", "",
+              "| streams | events/s | deliveries/s vs reference | p99 vs reference | deliveries/s vs better-sse | p99 vs better-sse |",
+              "|---|---|---|---|---|---|"]
     by_key = {(s.server, s.scenario, s.rate): s for s in steps}
     for (server, scenario, rate), s in by_key.items():
         if server != "ours":
             continue
-        ref = by_key.get(("reference", scenario, rate))
-        if ref is None:
-            continue
-        ratio = s.deliveries_per_s / ref.deliveries_per_s if ref.deliveries_per_s else float("nan")
-        p99 = s.p99_ms / ref.p99_ms if ref.p99_ms else float("nan")
-        lines.append(f"| {s.streams} | {rate:g} | {ratio:.2f} | {p99:.2f} |")
+        cells = []
+        for peer in ("reference", "better-sse"):
+            other = by_key.get((peer, scenario, rate))
+            if other is None:
+                cells += ["-", "-"]
+                continue
+            cells.append(f"{s.deliveries_per_s / other.deliveries_per_s:.2f}" if other.deliveries_per_s else "-")
+            cells.append(f"{s.p99_ms / other.p99_ms:.2f}" if other.p99_ms else "-")
+        lines.append(f"| {s.streams} | {rate:g} | " + " | ".join(cells) + " |")
     lines += [
         "", "## Streams held", "",
         "Memory per stream: the server's RSS growth while connecting them, divided by their number;",
@@ -475,8 +525,8 @@ def render(report: Report) -> str:
     if report.publish_cost:
         lines += ["", "## Publishing cost and unrelated subscribers", "",
                   "Median time of one publish while 0 or 5,000 streams of *other* consumers are open",
-                  "(ours: a notification to a user who has no stream; the reference has only one channel,",
-                  "so its 5,000 streams are all subscribers).", "", "| server | unrelated streams | median publish ms |", "|---|---|---|"]
+                  "(ours: a notification to a user who has no stream; the peers have only one channel,",
+                  "so their 5,000 streams are all subscribers).", "", "| server | unrelated streams | median publish ms |", "|---|---|---|"]
         for key, values in report.publish_cost.items():
             name, count = key.rsplit(" ", 1)
             lines.append(f"| {name} | {count} | {statistics.median(values):.2f} |")
@@ -532,6 +582,8 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each rate step")
     parser.add_argument("--idle", type=int, default=10_000, help="idle streams to hold")
     parser.add_argument("--no-redis", dest="redis", action="store_false", help="skip the Redis scenario")
+    parser.add_argument("--only", action="append", choices=["N=1000", "N=5000", "idle", "redis"],
+                        help="run only this scenario (repeatable)")
     parser.add_argument("--out", type=Path, default=DOCS, help="where the report and plot go")
     args = parser.parse_args()
     try:  # the load generator must outrun the server it measures
