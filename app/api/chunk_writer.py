@@ -32,7 +32,8 @@ def direct_chunk_writer(send: Send) -> ChunkWrite | None:
     def write(body: bytes) -> Awaitable[None] | None:
         if cycle.disconnected or transport.is_closing():
             raise ConnectionResetError("the peer went away")
-        transport.write(_framed(body))
+        last_body, frame = _last_framed
+        transport.write(frame if body is last_body else _framed(body))
         # Past the transport's high-water mark: the writer waits for it in a side task.
         return flow.drain() if flow.write_paused else None
 
@@ -43,12 +44,9 @@ _last_framed: tuple[bytes, bytes] = (b"", b"0\r\n\r\n")
 
 
 def _framed(body: bytes) -> bytes:
-    """`body` as one chunk. A pass of the writer sends the same bytes object (one event's
-    encoding) to every stream in turn: it is framed once, not once per stream."""
+    """`body` as one chunk, remembered: a pass of the writer sends the same bytes object
+    (one event's encoding) to every stream in turn, so it is framed once, not per stream."""
     global _last_framed
-    last_body, last_frame = _last_framed
-    if body is last_body:
-        return last_frame
     frame = b"%x\r\n%b\r\n" % (len(body), body)
     _last_framed = (body, frame)
     return frame

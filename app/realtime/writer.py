@@ -98,40 +98,53 @@ class StreamWriter:
                 if self._flush_delay > 0 and not self._idle_long(loop.time()):
                     await asyncio.sleep(self._flush_delay)
             ready, self._ready = self._ready, []
-            for index, client in enumerate(ready, 1):
-                try:
-                    self._flush(client)
-                except Exception:  # one broken stream must not stop the others
-                    logger.exception("stream write failed")
-                    client.close(CloseReason.DISCONNECTED)
-                if index % _FLUSHES_PER_TURN == 0:
+            for start in range(0, len(ready), _FLUSHES_PER_TURN):
+                if start:
                     await asyncio.sleep(0)
+                self._flush(ready[start : start + _FLUSHES_PER_TURN])
             self._last_pass_end = loop.time()
             await asyncio.sleep(0)  # publishers and readers get a turn between passes
 
     def _idle_long(self, now: float) -> bool:
         return now - self._last_pass_end >= self._flush_delay * _IDLE_FLUSH_DELAYS
 
-    def _flush(self, client: Client) -> None:
-        if client in self._pending_writes:
-            return  # its write under way re-marks it when done
-        write = self._writes.get(client)
-        if write is None:
-            return  # detached meanwhile
-        batch = client.take_batch()
-        if not batch:
-            return
-        body = batch[0].wire() if len(batch) == 1 else b"".join(e.wire() for e in batch)
+    def _flush(self, clients: list[Client]) -> None:
+        """Write each client's queued events. The hot loop of the fan-out: one pass of it
+        per event over every stream that receives it, so it keeps to local names."""
+        pending_writes, writes = self._pending_writes, self._writes
+        for client in clients:
+            write = writes.get(client)
+            if write is None or client in pending_writes:
+                continue  # detached meanwhile, or its write under way re-marks it when done
+            batch = client.take_batch()
+            if not batch:
+                continue
+            body = batch[0].wire() if len(batch) == 1 else b"".join(e.wire() for e in batch)
+            try:
+                outcome = write(body)
+            except OSError:
+                client.close(CloseReason.DISCONNECTED)  # the peer went away
+                continue
+            except Exception:  # one broken stream must not stop the others
+                logger.exception("stream write failed")
+                client.close(CloseReason.DISCONNECTED)
+                continue
+            if outcome is not None:  # None: handed to the server's buffer, the usual case
+                self._drive(client, outcome)
+
+    def _drive(self, client: Client, outcome: Awaitable[None]) -> None:
+        """Run a write's awaitable until it first waits; finish it in a task of its own."""
+        steps = outcome.__await__()
         try:
-            pending = write(body)
-            if pending is None:
-                return  # handed to the server's buffer: the usual case
-            steps = pending.__await__()
             waiting_for = next(steps)
         except StopIteration:
             return  # an ASGI send that completed without waiting
         except OSError:
-            client.close(CloseReason.DISCONNECTED)  # the peer went away
+            client.close(CloseReason.DISCONNECTED)
+            return
+        except Exception:
+            logger.exception("stream write failed")
+            client.close(CloseReason.DISCONNECTED)
             return
         task = asyncio.get_running_loop().create_task(
             self._finish_write(client, steps, waiting_for)
