@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from app.domain.errors import DomainError, Forbidden, RateLimited
+from app.gc_pauses import GcPauses
 from app.realtime.broker.base import Broker
 from app.realtime.manager import ConnectionManager
 from app.realtime.writer import StreamWriter
@@ -86,6 +87,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_RealtimeCollector(manager, broker, writer))
+        self._gc_pauses = GcPauses(self.registry)
 
     def auth_failure(self, reason: str) -> None:
         """reason: invalid_credentials, throttled, invalid_token, untrusted_origin, ..."""
@@ -93,6 +95,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """Stop measuring (the collector's callback would outlive this runtime)."""
+        self._gc_pauses.close()
 
 
 def sign_in_failure_reason(exc: DomainError) -> str:

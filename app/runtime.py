@@ -23,6 +23,7 @@ from app.domain.presence import PresenceTracker
 from app.domain.presence_redis import RedisPresenceTracker
 from app.domain.seed import seed_demo_data
 from app.domain.typing import TypingTracker
+from app.gc_pauses import freeze_startup_heap
 from app.metrics import Metrics
 from app.realtime.broker import create_broker
 from app.realtime.client import CloseReason
@@ -143,6 +144,7 @@ class Runtime:
             self._started = False
         if self._redis is not None:
             await self._redis.aclose()
+        self.metrics.close()
         self.db.engine.dispose()
 
     async def _end_stale_sessions(self) -> None:
@@ -204,6 +206,7 @@ async def lifespan() -> AsyncIterator[None]:
     configure_logging()
     runtime = get_runtime()
     await runtime.start()
+    freeze_startup_heap()  # see app/gc_pauses.py: shorter full collections with many streams
     try:
         yield
     finally:

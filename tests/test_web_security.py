@@ -259,6 +259,9 @@ async def test_metrics_expose_streams_events_and_auth_failures(
         "chat_stalled_writes",
     ):
         _sample(text, name)
+    # The start-up heap is frozen (app/gc_pauses.py) and collection pauses are measured.
+    assert _sample(text, "chat_gc_frozen_objects") > 10_000
+    assert _sample(text, "chat_gc_pause_seconds_count", '{generation="0"}') >= 1
     assert "tenant" not in text  # process-wide figures only
 
 

@@ -4,6 +4,7 @@ with a deadline, nothing lost, repeated or reordered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -156,26 +157,28 @@ async def test_detaching_drops_a_pending_write_and_later_events(writer: StreamWr
     assert writer.streams == 1
 
 
-async def test_an_event_after_an_idle_spell_is_written_without_the_flush_delay() -> None:
-    # A delay far longer than the wait below: the event can only arrive if it is not applied.
-    writer = StreamWriter(write_timeout=None, flush_delay=30.0)
+@contextlib.asynccontextmanager
+async def one_stream(flush_delay: float) -> AsyncIterator[tuple[Client, Peer]]:
+    """A writer with `flush_delay` and one attached stream."""
+    writer = StreamWriter(write_timeout=None, flush_delay=flush_delay)
+    peer, client = Peer(), make_client(1)
+    writer.attach(client, peer.write)
     try:
-        peer = Peer()
-        client = make_client(1)
-        writer.attach(client, peer.write)
-        client.offer(event(1))
-        await peer.wait_for(1)
-        assert peer.writes == 1
+        yield client, peer
     finally:
         await writer.close()
 
 
+async def test_an_event_after_an_idle_spell_is_written_without_the_flush_delay() -> None:
+    # A delay far longer than the wait below: the event can only arrive if it is not applied.
+    async with one_stream(flush_delay=30.0) as (client, peer):
+        client.offer(event(1))
+        await peer.wait_for(1)
+        assert peer.writes == 1
+
+
 async def test_events_right_after_a_write_are_gathered_for_the_flush_delay() -> None:
-    writer = StreamWriter(write_timeout=None, flush_delay=0.2)
-    try:
-        peer = Peer()
-        client = make_client(1)
-        writer.attach(client, peer.write)
+    async with one_stream(flush_delay=0.2) as (client, peer):
         client.offer(event(0))
         await peer.wait_for(1)  # written at once: the writer was idle
         for n in range(1, 4):  # a stream of events, well inside the delay
@@ -184,5 +187,3 @@ async def test_events_right_after_a_write_are_gathered_for_the_flush_delay() -> 
         await peer.wait_for(4)
         assert peer.events() == [f'{{"ts":"{n}"}}' for n in range(4)]
         assert peer.writes == 2  # the three that followed went out together
-    finally:
-        await writer.close()
