@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 
+from app.settings import get_settings
 from tests.backend import Backend, open_stream
 
 
@@ -104,6 +106,35 @@ async def test_chunked_oversized_body_is_refused_with_413(
         "/api/notifications", content=chunks(), headers={**alice, "Content-Type": "application/json"}
     )
     assert _error(response, 413)["code"] == "payload_too_large"
+
+
+async def test_a_declared_oversized_body_still_being_sent_gets_its_413_not_a_reset(
+    backend: Backend, alice: dict[str, str]
+) -> None:
+    # The client is still sending when the server decides: the server must read what the
+    # client sends (up to a bound) before answering, or closing on unread bytes resets the
+    # connection and the 413 can be lost.
+    body = b"x" * (get_settings().max_body_bytes + 256 * 1024)
+    host, port = backend.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = (
+            f"POST /api/notifications HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: {alice['Authorization']}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode())
+        for start in range(0, len(body), 16 * 1024):
+            writer.write(body[start : start + 16 * 1024])
+            await writer.drain()
+            await asyncio.sleep(0.002)  # a client on a slower link
+        async with asyncio.timeout(10):
+            answer = await reader.read(65536)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b'"code":"payload_too_large"' in rest
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -44,6 +46,9 @@ _FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 # After refusing a streamed body, read (and drop) this much more of it, so an ordinary
 # client that is still sending gets to read the 413 instead of a reset connection.
 _DRAIN_LIMIT_BYTES = 1024 * 1024
+# ...and wait for it at most this long: a client that declares a body and sends nothing
+# gets its 413 all the same.
+_DRAIN_SECONDS = 5.0
 
 
 class ApiError(Exception):
@@ -186,6 +191,12 @@ class BodySizeLimit:
             except ValueError:
                 too_large = True
             if too_large:
+                # Refused on its declared length, but read (and dropped) as a streamed one
+                # is: answering while the client still sends closes on unread bytes, a
+                # reset that can reach the client before our 413 does.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_SECONDS):
+                        await _drain(receive, {"more_body": True})
                 await self._refuse(scope, receive, send)
                 return
         received = 0
