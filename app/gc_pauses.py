@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import gc
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_GENERATIONS = 3
 
 
 def freeze_startup_heap() -> int:
@@ -34,21 +36,37 @@ def freeze_startup_heap() -> int:
 
 
 class GcPauses(Collector):
-    """Collection pauses by generation (a histogram) and the frozen object count."""
+    """Collection pauses by generation (a histogram) and the frozen object count.
+
+    The collector's callback keeps its counts in plain lists and touches no
+    prometheus_client object: a collection can start in any thread at any allocation,
+    also while that thread holds one of prometheus_client's locks (a scrape copying its
+    children, say), and those locks are not reentrant. The figures become metrics only
+    when /metrics is read.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._pauses = Histogram(
-            "chat_gc_pause_seconds",
-            "Garbage collections by generation and how long each paused the process.",
-            ["generation"],
-            buckets=_PAUSE_BUCKETS,
-            registry=registry,
-        )
+        # Per generation: a count per bucket (the last one past the largest bound) and a sum.
+        self._counts = [[0] * (len(_PAUSE_BUCKETS) + 1) for _ in range(_GENERATIONS)]
+        self._sums = [0.0] * _GENERATIONS
         self._started = 0.0
         registry.register(self)
         gc.callbacks.append(self._on_collection)
 
     def collect(self) -> Iterator[Metric]:
+        pauses = HistogramMetricFamily(
+            "chat_gc_pause_seconds",
+            "Garbage collections by generation and how long each paused the process.",
+            labels=["generation"],
+        )
+        bounds = [*(repr(bound) for bound in _PAUSE_BUCKETS), "+Inf"]
+        for generation in range(_GENERATIONS):
+            cumulative, buckets = 0, []
+            for bound, count in zip(bounds, self._counts[generation], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            pauses.add_metric([str(generation)], buckets, self._sums[generation])
+        yield pauses
         yield GaugeMetricFamily(
             "chat_gc_frozen_objects",
             "Objects frozen after start-up, which no collection walks.",
@@ -62,6 +80,8 @@ class GcPauses(Collector):
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
-        else:
-            elapsed = time.perf_counter() - self._started
-            self._pauses.labels(str(info["generation"])).observe(elapsed)
+            return
+        elapsed = time.perf_counter() - self._started
+        generation = info["generation"]
+        self._sums[generation] += elapsed
+        self._counts[generation][bisect_left(_PAUSE_BUCKETS, elapsed)] += 1
