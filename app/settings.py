@@ -38,16 +38,31 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
 
 
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
+    if value in _TRUE_WORDS:
         return True
-    if value in {"0", "false", "no", "off"}:
+    if value in _FALSE_WORDS:
         return False
     raise ValueError(f"setting {name} must be true or false, got {raw!r}")
+
+
+def _env_bool_or_auto(name: str) -> bool | None:
+    """True or false when the setting says so; None ("auto", or unset) leaves it to each
+    request."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    return None
 
 
 def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -82,9 +97,10 @@ class Settings:
     # megabytes per stream, so a write stalls only once a peer that stopped reading (or
     # vanished without a FIN) has let them fill.
     sse_write_timeout_seconds: float = 60.0
-    # After the first event wakes the stream writer, it waits this long for more before
-    # writing: at high rates several events then share one write per stream (cheaper), at
-    # the cost of up to this much latency.
+    # When events follow each other (the stream writer wrote less than 5 delays ago), it
+    # waits this long for more before writing: at high rates several events then share one
+    # write per stream (cheaper), at the cost of up to this much latency. An event after a
+    # quiet spell is written at once.
     sse_flush_delay_ms: float = 10.0
     sse_replay_buffer_size: int = 1000
     sse_replay_max_age_seconds: float = 300.0
@@ -100,9 +116,9 @@ class Settings:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window_seconds: float = 300.0
-    # "auto": the session cookie gets `Secure` when the request came over HTTPS (directly or
-    # per X-Forwarded-Proto); "true"/"false" force it.
-    session_cookie_secure: str = "auto"
+    # None ("auto"): the session cookie gets `Secure` when the request came over HTTPS
+    # (directly or per X-Forwarded-Proto); True/False force it.
+    session_cookie_secure: bool | None = None
 
     # Browser origins besides the app's own that may call the API and open the stream with
     # credentials (CORS), and whose cookie-authenticated requests are trusted. Empty: only
@@ -174,9 +190,7 @@ class Settings:
             login_failure_window_seconds=_env_float(
                 "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
             ),
-            session_cookie_secure=_env_str(
-                "SESSION_COOKIE_SECURE", defaults.session_cookie_secure
-            ).lower(),
+            session_cookie_secure=_env_bool_or_auto("SESSION_COOKIE_SECURE"),
             cors_allowed_origins=_env_list("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins),
             metrics_token=_env_str("METRICS_TOKEN", defaults.metrics_token),
             max_body_bytes=_env_int("MAX_BODY_BYTES", defaults.max_body_bytes),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-TIMESTAMP = re.compile(rb'"body":"ts:([0-9.]+)"|ts:([0-9.]+)')
+TIMESTAMP = re.compile(rb"ts:([0-9.]+)")
 
 
 @dataclass
@@ -61,7 +61,7 @@ class SseProtocol(asyncio.Protocol):
         if self.sink.recording:
             latencies = self.sink.latencies
             for match in TIMESTAMP.finditer(complete):
-                latencies.append(now - float(match.group(1) or match.group(2)))
+                latencies.append(now - float(match.group(1)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.head.done():

@@ -161,24 +161,11 @@ def start_ours(workdir: Path, redis_url: str = "") -> Server:
 
 
 def start_reference(workdir: Path) -> Server:
-    port = free_port()
-    log = workdir / "reference.log"
     command = [
         sys.executable, "-m", "uvicorn", "bench.reference_server:app",
-        "--host", "127.0.0.1", "--port", str(port), "--backlog", "16384", "--log-level", "warning",
+        "--host", "127.0.0.1", "--port", "{port}", "--backlog", "16384", "--log-level", "warning",
     ]
-    process = subprocess.Popen(
-        _pinned(command), cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    _wait_ready(f"http://127.0.0.1:{port}/publish", process, log)
-    base = f"http://127.0.0.1:{port}"
-
-    async def publish(client: httpx.AsyncClient, seq: int) -> None:
-        response = await client.post(f"{base}/publish", content=_peer_payload(seq))
-        response.raise_for_status()
-
-    return Server(name="reference", port=port, process=process, stream_path="/sse", publish=publish)
+    return _start_peer("reference", command, workdir)
 
 
 def start_node_peer(workdir: Path) -> Server | None:
@@ -186,10 +173,16 @@ def start_node_peer(workdir: Path) -> Server | None:
     node = shutil.which("node")
     if node is None or not (NODE_PEER / "node_modules" / "better-sse").is_dir():
         return None
+    return _start_peer("better-sse", [node, str(NODE_PEER / "server.mjs"), "{port}"], workdir)
+
+
+def _start_peer(name: str, command: list[str], workdir: Path) -> Server:
+    """A peer serving GET /sse and POST /publish (which broadcasts the body as it is);
+    `{port}` in `command` becomes its port."""
     port = free_port()
-    log = workdir / "better-sse.log"
+    log = workdir / f"{name}.log"
     process = subprocess.Popen(
-        _pinned([node, str(NODE_PEER / "server.mjs"), str(port)]), cwd=ROOT,
+        _pinned([part.replace("{port}", str(port)) for part in command]), cwd=ROOT,
         stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     _wait_ready(f"http://127.0.0.1:{port}/publish", process, log)
@@ -199,7 +192,7 @@ def start_node_peer(workdir: Path) -> Server | None:
         response = await client.post(f"{base}/publish", content=_peer_payload(seq))
         response.raise_for_status()
 
-    return Server(name="better-sse", port=port, process=process, stream_path="/sse", publish=publish)
+    return Server(name=name, port=port, process=process, stream_path="/sse", publish=publish)
 
 
 def _peer_payload(seq: int) -> str:

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 
+from app.realtime.ids import EventId
 from bench.soak_sse import SseConnection, SseEvent, SseParser, StreamRefused, open_sse
 
 
@@ -39,13 +40,6 @@ class DropMode(Enum):
     ABRUPT = "abrupt"  # RST, like a crashed tab or a dead network
 
 
-def _order_key(event_id: str) -> tuple[int, int] | None:
-    epoch, sep, seq = event_id.partition("-")
-    if not sep or not epoch.isdigit() or not seq.isdigit():
-        return None
-    return int(epoch), int(seq)
-
-
 class Consumer:
     def __init__(
         self, index: int, identity: Identity, host: str, port: int, *, max_gap: float, seed: int
@@ -59,7 +53,7 @@ class Consumer:
         self.first_request_at: float | None = None
         self.started_at: float | None = None
         self.last_id: str | None = None
-        self._last_order: tuple[int, int] | None = None
+        self._last_order: EventId | None = None
         self._seen: set[str] = set()
         self.message_ids: Counter[int] = Counter()
         self.types: Counter[str] = Counter()
@@ -169,7 +163,7 @@ class Consumer:
             self.duplicates += 1
         else:
             self._seen.add(event.id)
-        order = _order_key(event.id)
+        order = EventId.parse(event.id)
         if order is not None:
             if self._last_order is not None and order < self._last_order:
                 self.out_of_order += 1

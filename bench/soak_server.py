@@ -50,8 +50,6 @@ def start_server(args: argparse.Namespace, workdir: Path) -> Started:
         "SSE_REPLAY_BUFFER_SIZE": str(args.replay_buffer),
         "SSE_REPLAY_MAX_AGE_SECONDS": f"{replay_max_age(args.seconds):g}",
         "RATE_LIMIT_ENABLED": "false",
-        "RATE_LIMIT_MESSAGES_PER_MINUTE": "1000000",
-        "RATE_LIMIT_MESSAGES_BURST": "1000000",
         "WORKERS": str(args.workers),
     }
     if redis_url and args.workers > 1:

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 SERVER_CPU, READER_CPU = 0, 1
 CHUNK = b"1c0\r\n" + b"x" * 448 + b"\r\n"  # about one notification event, chunk-framed
@@ -50,7 +51,7 @@ async def _write(count: int, passes: int) -> list[float]:
     port = server.sockets[0].getsockname()[1]
     reader = subprocess.Popen(
         [sys.executable, "-m", "bench.write_floor", "--read", str(port), str(count)],
-        preexec_fn=lambda: os.sched_setaffinity(0, {READER_CPU}),
+        preexec_fn=_pin_to(READER_CPU),
     )
     try:
         async with asyncio.timeout(120):
@@ -70,6 +71,16 @@ async def _write(count: int, passes: int) -> list[float]:
         server.close()
 
 
+def _pin_to(cpu: int) -> Callable[[], None]:
+    """Pins the calling process to `cpu` when the machine has two CPUs or more."""
+
+    def pin() -> None:
+        if (os.cpu_count() or 1) >= 2:
+            os.sched_setaffinity(0, {cpu})
+
+    return pin
+
+
 def main() -> None:
     import uvloop
 
@@ -78,8 +89,7 @@ def main() -> None:
         return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     passes = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    if (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {SERVER_CPU})
+    _pin_to(SERVER_CPU)()
     durations = uvloop.run(_write(count, passes))
     per_write = [d / count * 1e6 for d in durations]
     print(

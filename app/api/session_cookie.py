@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.security.origins import request_origin
 from app.settings import Settings
 from app.timeutil import utcnow
 
@@ -18,12 +19,10 @@ SESSION_COOKIE = "chat_session"
 
 
 def cookie_is_secure(request: Request, settings: Settings) -> bool:
-    if settings.session_cookie_secure in {"true", "1", "yes", "on"}:
-        return True
-    if settings.session_cookie_secure in {"false", "0", "no", "off"}:
-        return False
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return request.url.scheme == "https" or forwarded == "https"
+    if settings.session_cookie_secure is not None:
+        return settings.session_cookie_secure
+    forwarded = request_origin("http", "", request.headers.get("x-forwarded-proto"))
+    return request.url.scheme == "https" or forwarded.startswith("https:")
 
 
 def set_session_cookie(

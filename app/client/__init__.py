@@ -5,11 +5,11 @@ folder into their own project. See README.md, "Consuming the stream", and `pytho
 app.client tail --help`.
 """
 
-from app.client.auth import sign_in, token_from_password
-from app.client.backoff import Backoff
-from app.client.client import RealtimeClient
-from app.client.errors import AuthenticationError, RealtimeError, StreamRejected
-from app.client.events import ClientEvent, ClientStatus
+from .auth import sign_in, token_from_password
+from .backoff import Backoff
+from .client import RealtimeClient
+from .errors import AuthenticationError, RealtimeError, StreamRejected
+from .events import ClientEvent, ClientStatus
 
 __all__ = [
     "AuthenticationError",

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.client.errors import AuthenticationError, RealtimeError
+from .errors import AuthenticationError, RealtimeError
 
 
 def error_detail(response: httpx.Response) -> tuple[str, str]:

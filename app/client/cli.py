@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TextIO
 
-from app.client.auth import token_from_password
-from app.client.client import RealtimeClient
-from app.client.errors import RealtimeError
-from app.client.events import RESYNC, ClientEvent, ClientStatus
-from app.client.format import describe
+from .auth import token_from_password
+from .client import RealtimeClient
+from .errors import RealtimeError
+from .events import RESYNC, ClientEvent, ClientStatus
+from .format import describe
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

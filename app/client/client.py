@@ -30,10 +30,10 @@ from typing import Any, Self
 import httpx
 from httpx_sse import EventSource, SSEError, aconnect_sse
 
-from app.client.auth import error_detail
-from app.client.backoff import Backoff
-from app.client.errors import AuthenticationError, RealtimeError, StreamRejected
-from app.client.events import (
+from .auth import error_detail
+from .backoff import Backoff
+from .errors import AuthenticationError, RealtimeError, StreamRejected
+from .events import (
     CONTROL_TYPES,
     PING,
     RESYNC,
@@ -41,7 +41,7 @@ from app.client.events import (
     ClientStatus,
     SeenEvents,
 )
-from app.client.handlers import ALL, Handler, HandlerRegistry, Unsubscribe
+from .handlers import ALL, Handler, HandlerRegistry, Unsubscribe
 
 logger = logging.getLogger("app.client")
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from app.client.events import ClientEvent
+from .events import ClientEvent
 
 
 def _message(data: dict[str, Any]) -> str:

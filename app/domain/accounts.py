@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -171,13 +171,15 @@ class Accounts:
 
     def forget_token(self, token_id: int) -> None:
         """Stop trusting a cached check of this token (it was revoked or ended)."""
-        for digest in [d for d, (p, _) in self._principals.items() if p.token_id == token_id]:
-            del self._principals[digest]
+        self._forget_where(lambda principal: principal.token_id == token_id)
 
     def forget_user(self, user_id: int) -> None:
         """Stop trusting every cached check of this user's tokens: their memberships changed,
         and a cached principal would still let a token of another tenant pick the old one."""
-        for digest in [d for d, (p, _) in self._principals.items() if p.user_id == user_id]:
+        self._forget_where(lambda principal: principal.user_id == user_id)
+
+    def _forget_where(self, matches: Callable[[Principal], bool]) -> None:
+        for digest in [d for d, (p, _) in self._principals.items() if matches(p)]:
             del self._principals[digest]
 
     def end_membership_sessions(self, user_id: int, tenant_id: int) -> int:
