@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +154,23 @@ def start_backend(
     )
     backend.start()
     return backend
+
+
+@contextmanager
+def running_backend(
+    workdir: Path, extra_env: dict[str, str] | None = None, *, backend_only: bool = False
+) -> Iterator[Backend]:
+    """`start_backend`, stopped again however the block ends."""
+    backend = start_backend(workdir, extra_env, backend_only=backend_only)
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+def error_lines(log: str) -> list[str]:
+    """The lines of a server log that report an error or a traceback."""
+    return [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
 
 
 _TOKENS: dict[tuple[str, str], str] = {}

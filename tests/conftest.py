@@ -19,16 +19,13 @@ from dataclasses import replace  # noqa: E402
 
 from app.runtime import Runtime  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from tests.backend import Backend, start_backend  # noqa: E402
+from tests.backend import Backend, error_lines, running_backend  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def backend_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    backend = start_backend(tmp_path_factory.mktemp("backend"))
-    try:
+    with running_backend(tmp_path_factory.mktemp("backend")) as backend:
         yield backend
-    finally:
-        backend.stop()
 
 
 @pytest.fixture
@@ -37,8 +34,7 @@ def backend(backend_process: Backend) -> Iterator[Backend]:
     backend_process.mark_log()
     yield backend_process
     log = backend_process.log_since_mark()
-    bad = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert not bad, "the backend logged errors during this test:\n" + log
+    assert not error_lines(log), "the backend logged errors during this test:\n" + log
 
 
 @pytest.fixture

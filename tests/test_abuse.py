@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from app.settings import Settings
-from tests.backend import TEST_ENV, Backend, Stream, open_stream, start_backend
+from tests.backend import TEST_ENV, Backend, Stream, open_stream, running_backend
 
 DEFAULTS = Settings()
 MAX_STREAMS = int(TEST_ENV["SSE_MAX_STREAMS_PER_USER"])
@@ -35,11 +35,8 @@ ABUSE_ENV = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    backend = start_backend(tmp_path_factory.mktemp("abuse"), ABUSE_ENV, backend_only=True)
-    try:
+    with running_backend(tmp_path_factory.mktemp("abuse"), ABUSE_ENV, backend_only=True) as backend:
         yield backend
-    finally:
-        backend.stop()
 
 
 @pytest.fixture
@@ -78,6 +75,13 @@ async def _direct_conversation(http: httpx.AsyncClient, me: Person, other: Perso
     )
     assert response.status_code in (200, 201), response.text
     return response.json()["id"]
+
+
+async def _post_at_once(
+    http: httpx.AsyncClient, path: str, sender: Person, bodies: list[dict[str, object]]
+) -> list[httpx.Response]:
+    """One POST of `path` per body, all in flight together, as a flooding client sends."""
+    return await asyncio.gather(*(http.post(path, headers=sender.auth, json=b) for b in bodies))
 
 
 def _rate_limited(response: httpx.Response, code: str = "rate_limited") -> None:
@@ -198,9 +202,7 @@ async def test_typing_flood_is_throttled_to_one_announcement_and_then_refused(
     flood = 30
     params = {"events": "chat:typing,chat:message"}
     async with open_stream(http, alice.token, params=params) as watcher:
-        answers = await asyncio.gather(
-            *(http.post(typing, headers=bob.auth, json={"isTyping": True}) for _ in range(flood))
-        )
+        answers = await _post_at_once(http, typing, bob, [{"isTyping": True}] * flood)
         # A message ends the typing: its stop follows the message, and marks the end.
         sent = await http.post(
             f"/api/conversations/{conversation}/messages", headers=bob.auth, json={"content": "hi"}
@@ -234,12 +236,8 @@ async def test_message_flood_gets_429_with_retry_after_and_stores_and_streams_on
     flood = 40
     params = {"events": "chat:message,notification:new"}
     async with open_stream(http, bob.token, params=params) as consumer:
-        answers = await asyncio.gather(
-            *(
-                http.post(messages, headers=alice.auth, json={"content": f"flood {n}"})
-                for n in range(flood)
-            )
-        )
+        bodies: list[dict[str, object]] = [{"content": f"flood {n}"} for n in range(flood)]
+        answers = await _post_at_once(http, messages, alice, bodies)
         # Notifications are not rate limited: one sent last marks the end of the stream.
         marker = await http.post(
             "/api/notifications", headers=alice.auth, json={"userId": bob.id, "title": "end"}

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.backend import ROOT, Backend, start_backend
+from tests.backend import ROOT, Backend, running_backend
 from tests.test_client_js_node import (
     NODE_DIR,
     DroppingProxy,
@@ -133,12 +133,12 @@ def test_resync_after_a_cross_origin_backend_restarts(
 ) -> None:
     """The page comes from the shared app; the stream from a backend of this test's own,
     which allows that origin, is killed and started again."""
-    server = start_backend(tmp_path, {"CORS_ALLOWED_ORIGINS": backend.url}, backend_only=True)
-    try:
-        with page_client(browser, backend.url) as driver:
-            reconnect_after_restart(driver, server)
-    finally:
-        server.stop()
+    cross_origin = {"CORS_ALLOWED_ORIGINS": backend.url}
+    with (
+        running_backend(tmp_path, cross_origin, backend_only=True) as server,
+        page_client(browser, backend.url) as driver,
+    ):
+        reconnect_after_restart(driver, server)
 
 
 def test_network_drop_replays_what_was_missed_exactly_once(

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend import ROOT, Backend, free_port, start_backend
+from tests.backend import ROOT, Backend, free_port, running_backend
 from tests.browser import _fail_under_ci_else_skip
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -581,11 +581,8 @@ def node() -> Iterator[NodeDriver]:
 @pytest.fixture
 def private_backend(tmp_path: Path) -> Iterator[Backend]:
     """A backend of this test's own, to kill and restart."""
-    server = start_backend(tmp_path, backend_only=True)
-    try:
+    with running_backend(tmp_path, backend_only=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_subscribe_and_unsubscribe_on_one_stream(node: NodeDriver, backend: Backend) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -33,7 +35,7 @@ from app.client import (
     token_from_password,
 )
 from app.client.events import SeenEvents
-from tests.backend import ROOT, Backend, open_stream, start_backend
+from tests.backend import ROOT, Backend, open_stream, running_backend
 from tests.backend import bearer as _auth
 from tests.backend import cached_token as _token
 from tests.tcp_proxy import TcpProxy
@@ -89,6 +91,14 @@ async def _new_group(http: httpx.AsyncClient, creator: str, member_ids: list[int
     return int(response.json()["id"])
 
 
+async def _alice_bob_and_their_group(
+    backend: Backend, http: httpx.AsyncClient
+) -> tuple[str, str, int]:
+    """Alice's and bob's tokens, and a new group of alice's with bob in it."""
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
+    return alice, bob, await _new_group(http, alice, [await _user_id(http, bob)])
+
+
 async def _send(http: httpx.AsyncClient, token: str, conversation_id: int, content: str) -> None:
     response = await http.post(
         f"/api/conversations/{conversation_id}/messages",
@@ -132,6 +142,22 @@ def _header(head: str, name: str) -> str | None:
     return None
 
 
+@asynccontextmanager
+async def _connected(
+    client: RealtimeClient, event_type: str
+) -> AsyncIterator[tuple[Recorder[ClientEvent], Recorder[ClientStatus]]]:
+    """The client started and connected, recording its `event_type` events and its
+    statuses (kept after the block, for the assertions); closed on the way out."""
+    received: Recorder[ClientEvent] = Recorder()
+    statuses: Recorder[ClientStatus] = Recorder()
+    async with client:
+        client.subscribe(event_type, received)
+        client.on_status(statuses)
+        client.start()
+        await client.wait_connected(timeout=10)
+        yield received, statuses
+
+
 @pytest.fixture
 async def proxy(backend: Backend) -> AsyncIterator[TcpProxy]:
     """A TCP proxy in front of the shared backend that can cut the connection."""
@@ -144,6 +170,39 @@ async def proxy(backend: Backend) -> AsyncIterator[TcpProxy]:
 
 
 # -- pure parts: no server needed ----------------------------------------------------------
+
+
+def test_the_kit_knows_the_servers_event_types() -> None:
+    # The kit keeps its own copy to stay standalone: this is what keeps the copy honest.
+    from app.client.events import CONTROL_TYPES as KIT_CONTROL_TYPES
+    from app.client.events import EventType as KitEventType
+    from app.realtime.events import CONTROL_TYPES, EventType
+
+    assert {t.value for t in KitEventType} == {t.value for t in EventType}
+    assert KIT_CONTROL_TYPES == CONTROL_TYPES
+
+
+def test_the_kit_works_copied_into_another_project_under_another_name(tmp_path: Path) -> None:
+    # The kit promises: copy the folder, depend on httpx and httpx-sse only. A copy under
+    # another name, run where the repository is not importable, must import and start.
+    shutil.copytree(ROOT / "app" / "client", tmp_path / "chatclient")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = (
+        "import sys, chatclient; "
+        "assert 'app' not in sys.modules, 'the copy imported the repository'; "
+        "print(chatclient.RealtimeClient.__name__)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "RealtimeClient"
+    cli = subprocess.run(
+        [sys.executable, "-m", "chatclient", "tail", "--help"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "--url" in cli.stdout
 
 
 def test_seen_events_drop_an_overlapping_replay_but_not_a_new_epoch_or_idless_events() -> None:
@@ -174,8 +233,7 @@ def test_backoff_grows_to_its_cap_and_never_undercuts_the_server() -> None:
 async def test_unsubscribed_handler_gets_nothing_while_another_keeps_receiving(
     backend: Backend, http: httpx.AsyncClient
 ) -> None:
-    alice, bob = _token(backend, "alice"), _token(backend, "bob")
-    conversation = await _new_group(http, alice, [await _user_id(http, bob)])
+    alice, bob, conversation = await _alice_bob_and_their_group(backend, http)
     tag = _tag()
     first: Recorder[ClientEvent] = Recorder()
     second: Recorder[ClientEvent] = Recorder()
@@ -263,17 +321,10 @@ async def test_types_filter_goes_to_the_server_as_events_query(
 async def test_network_drop_resumes_with_last_event_id_and_delivers_each_event_once(
     backend: Backend, http: httpx.AsyncClient, proxy: TcpProxy
 ) -> None:
-    alice, bob = _token(backend, "alice"), _token(backend, "bob")
-    conversation = await _new_group(http, alice, [await _user_id(http, bob)])
+    alice, bob, conversation = await _alice_bob_and_their_group(backend, http)
     tag = _tag()
-    received: Recorder[ClientEvent] = Recorder()
-    statuses: Recorder[ClientStatus] = Recorder()
     client = RealtimeClient(proxy.url, token=bob, types=["chat:message"], backoff=QUICK)
-    async with client:
-        client.subscribe("chat:message", received)
-        client.on_status(statuses)
-        client.start()
-        await client.wait_connected(timeout=10)
+    async with _connected(client, "chat:message") as (received, statuses):
         await _send(http, alice, conversation, f"{tag} before")
         await received.wait_for(lambda events: len(events) >= 1)
         resume_from = client.last_event_id
@@ -303,17 +354,10 @@ async def test_a_replay_overlapping_what_was_delivered_reaches_handlers_once(
 ) -> None:
     """The proxy makes the reconnect resume from an older id than the client sent, so the
     real server replays an event the client already delivered: it must be dropped."""
-    alice, bob = _token(backend, "alice"), _token(backend, "bob")
-    conversation = await _new_group(http, alice, [await _user_id(http, bob)])
+    alice, bob, conversation = await _alice_bob_and_their_group(backend, http)
     tag = _tag()
-    received: Recorder[ClientEvent] = Recorder()
-    statuses: Recorder[ClientStatus] = Recorder()
     client = RealtimeClient(proxy.url, token=bob, types=["chat:message"], backoff=QUICK)
-    async with client:
-        client.subscribe("chat:message", received)
-        client.on_status(statuses)
-        client.start()
-        await client.wait_connected(timeout=10)
+    async with _connected(client, "chat:message") as (received, statuses):
         await _send(http, alice, conversation, f"{tag} one")
         await _send(http, alice, conversation, f"{tag} two")
         await received.wait_for(lambda events: len(events) >= 2)
@@ -331,26 +375,19 @@ async def test_a_replay_overlapping_what_was_delivered_reaches_handlers_once(
 
 
 async def test_backend_restart_reconnects_and_reports_resync(tmp_path: Path) -> None:
-    backend = start_backend(tmp_path, backend_only=True)
-    try:
+    with running_backend(tmp_path, backend_only=True) as backend:
         async with httpx.AsyncClient(base_url=backend.url, timeout=10) as http:
             alice = await sign_in(backend.url, "alice", "alice-pass")
             bob_id = await _user_id(http, await sign_in(backend.url, "bob", "bob-pass"))
-            received: Recorder[ClientEvent] = Recorder()
             resyncs: Recorder[ClientEvent] = Recorder()
-            statuses: Recorder[ClientStatus] = Recorder()
             client = RealtimeClient(
                 backend.url,
                 get_token=token_from_password(backend.url, "bob", "bob-pass"),
                 types=["notification:new"],
                 backoff=QUICK,
             )
-            async with client:
-                client.subscribe("notification:new", received)
-                client.on_resync(resyncs)
-                client.on_status(statuses)
-                client.start()
-                await client.wait_connected(timeout=10)
+            client.on_resync(resyncs)
+            async with _connected(client, "notification:new") as (received, statuses):
                 await _notify(http, alice, bob_id, "before restart")
                 await received.wait_for(lambda events: len(events) >= 1)
                 backend.kill()
@@ -361,8 +398,6 @@ async def test_backend_restart_reconnects_and_reports_resync(tmp_path: Path) -> 
                 await client.wait_connected(timeout=10)
                 await _notify(http, alice, bob_id, "after restart")
                 await received.wait_for(lambda events: len(events) >= 2)
-    finally:
-        backend.stop()
     assert _titles(received.items) == ["before restart", "after restart"]
     assert resyncs.items[0].id is None
     assert resyncs.items[0].data["reason"] == "history_unavailable"
@@ -417,17 +452,11 @@ async def test_logout_of_the_old_token_gets_a_fresh_one_and_the_stream_continues
         issued.append(token)
         return token
 
-    received: Recorder[ClientEvent] = Recorder()
-    statuses: Recorder[ClientStatus] = Recorder()
     admin = _token(backend, "dave")  # another session of dave's, to post with
     client = RealtimeClient(
         backend.url, token=dave, get_token=get_token, types=["notification:new"], backoff=QUICK
     )
-    async with client:
-        client.subscribe("notification:new", received)
-        client.on_status(statuses)
-        client.start()
-        await client.wait_connected(timeout=10)
+    async with _connected(client, "notification:new") as (received, statuses):
         await _notify(http, admin, dave_id, "before logout")
         await received.wait_for(lambda events: len(events) >= 1)
         response = await http.post("/api/auth/logout", headers=_auth(dave))
@@ -515,8 +544,7 @@ async def _stop(process: asyncio.subprocess.Process) -> int:
 async def test_tail_prints_each_message_as_it_arrives(
     backend: Backend, http: httpx.AsyncClient, as_json: bool
 ) -> None:
-    alice, bob = _token(backend, "alice"), _token(backend, "bob")
-    conversation = await _new_group(http, alice, [await _user_id(http, bob)])
+    alice, bob, conversation = await _alice_bob_and_their_group(backend, http)
     tag = _tag()
     options = ["--json"] if as_json else []
     process = await _run_cli(

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend import TEST_ENV, Backend, Stream, open_stream, start_backend
+from tests.backend import TEST_ENV, Backend, Stream, open_stream, running_backend
 from tests.tcp_blackhole import TcpBlackhole, open_small_window
 
 HEARTBEAT_SECONDS = float(TEST_ENV["SSE_HEARTBEAT_SECONDS"])
@@ -37,11 +37,9 @@ FAULT_ENV = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    backend = start_backend(tmp_path_factory.mktemp("faults"), FAULT_ENV, backend_only=True)
-    try:
+    workdir = tmp_path_factory.mktemp("faults")
+    with running_backend(workdir, FAULT_ENV, backend_only=True) as backend:
         yield backend
-    finally:
-        backend.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from app.models import Membership, Role
 from app.domain.principal import Principal
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.runtime import Runtime
-from tests.backend import Backend, Stream, open_stream, start_backend
+from tests.backend import Backend, Stream, error_lines, open_stream, running_backend, start_backend
 
 ACME, GLOBEX = 1, 2
 NONEXISTENT_USER_ID = 987_654_321
@@ -35,11 +35,8 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    backend = start_backend(tmp_path_factory.mktemp("members"), backend_only=True)
-    try:
+    with running_backend(tmp_path_factory.mktemp("members"), backend_only=True) as backend:
         yield backend
-    finally:
-        backend.stop()
 
 
 @pytest.fixture
@@ -58,8 +55,7 @@ async def http(server: Backend) -> AsyncIterator[httpx.AsyncClient]:
 
 def _assert_no_errors(backend: Backend) -> None:
     log = backend.log_since_mark()
-    bad = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert not bad, "the backend logged errors:\n" + log
+    assert not error_lines(log), "the backend logged errors:\n" + log
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -274,8 +270,7 @@ async def test_removing_a_users_only_membership_signs_them_out_everywhere(
 
 def _assert_no_errors_since_start(backend: Backend) -> None:
     log = backend.log_path.read_text(errors="replace")
-    bad = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert not bad, "the second backend logged errors:\n" + log
+    assert not error_lines(log), "the second backend logged errors:\n" + log
 
 
 # -- in one process: tab clients, the sweep, a demoted admin -------------------------------

@@ -63,6 +63,15 @@ def event(n: int) -> Event:
     return Event(type=EventType.PING, data={"ts": str(n)})
 
 
+def stalled_stream(writer: StreamWriter) -> tuple[Client, Peer]:
+    """One attached stream whose peer has stopped taking bytes, with an event on its way."""
+    peer, client = Peer(), make_client(1)
+    writer.attach(client, peer.write)
+    peer.stall()
+    client.offer(event(1))
+    return client, peer
+
+
 @pytest.fixture
 async def writer() -> AsyncIterator[StreamWriter]:
     writer = StreamWriter(write_timeout=0.3)
@@ -111,11 +120,7 @@ async def test_a_stalled_peer_does_not_hold_back_the_others_and_catches_up_in_or
 async def test_a_write_stalled_past_the_deadline_cuts_the_stream_as_a_slow_consumer(
     writer: StreamWriter,
 ) -> None:
-    peer = Peer()
-    client = make_client(1)
-    writer.attach(client, peer.write)
-    peer.stall()
-    client.offer(event(1))
+    client, _ = stalled_stream(writer)
     async with asyncio.timeout(TIMEOUT):
         while not client.closed:
             await asyncio.sleep(0.01)
@@ -138,11 +143,7 @@ async def test_a_write_that_fails_closes_only_that_stream(writer: StreamWriter) 
 
 
 async def test_detaching_drops_a_pending_write_and_later_events(writer: StreamWriter) -> None:
-    peer = Peer()
-    client = make_client(1)
-    writer.attach(client, peer.write)
-    peer.stall()
-    client.offer(event(1))
+    client, peer = stalled_stream(writer)
     async with asyncio.timeout(TIMEOUT):
         await peer.called.wait()  # the write is under way, waiting for the peer
     writer.detach(client)

@@ -24,7 +24,7 @@ from typing import TextIO
 from .auth import token_from_password
 from .client import RealtimeClient
 from .errors import RealtimeError
-from .events import RESYNC, ClientEvent, ClientStatus
+from .events import ClientEvent, ClientStatus, EventType
 from .format import describe
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -125,7 +125,7 @@ async def _print_events(client: RealtimeClient, args: argparse.Namespace, out: T
 
 
 def _about(event: ClientEvent, conversation_id: int) -> bool:
-    return event.type == RESYNC or event.conversation_id == conversation_id
+    return event.type == EventType.RESYNC or event.conversation_id == conversation_id
 
 
 def _human_line(event: ClientEvent) -> str:

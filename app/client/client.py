@@ -35,8 +35,7 @@ from .backoff import Backoff
 from .errors import AuthenticationError, RealtimeError, StreamRejected
 from .events import (
     CONTROL_TYPES,
-    PING,
-    RESYNC,
+    EventType,
     ClientEvent,
     ClientStatus,
     SeenEvents,
@@ -46,10 +45,6 @@ from .handlers import ALL, Handler, HandlerRegistry, Unsubscribe
 logger = logging.getLogger("app.client")
 
 TokenSource = Callable[[], Awaitable[str] | str]
-
-CHAT_MESSAGE = "chat:message"
-CHAT_TYPING = "chat:typing"
-CHAT_UNREAD_COUNT = "chat:unread-count"
 
 # Statuses worth retrying: the server is busy, overloaded or restarting.
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -240,7 +235,7 @@ class RealtimeClient:
 
     def on_resync(self, handler: Handler[ClientEvent]) -> Unsubscribe:
         """The server could not resume from our last id: refetch your state over REST."""
-        return self._handlers.add(RESYNC, handler)
+        return self._handlers.add(EventType.RESYNC, handler)
 
     def on_status(self, handler: Handler[ClientStatus]) -> Unsubscribe:
         """Every connection change: connecting, connected, disconnected (with the reason and
@@ -259,9 +254,9 @@ class RealtimeClient:
         wanted = [
             (event_type, handler)
             for event_type, handler in (
-                (CHAT_MESSAGE, on_message),
-                (CHAT_TYPING, on_typing),
-                (CHAT_UNREAD_COUNT, on_unread),
+                (EventType.CHAT_MESSAGE, on_message),
+                (EventType.CHAT_TYPING, on_typing),
+                (EventType.CHAT_UNREAD_COUNT, on_unread),
             )
             if handler is not None
         ]
@@ -280,7 +275,7 @@ class RealtimeClient:
 
     def _check_type_arrives(self, event_type: str) -> None:
         """A handler for a type the stream filter excludes would silently never fire."""
-        if event_type == PING and not self.pings:
+        if event_type == EventType.PING and not self.pings:
             raise ValueError("pings are not delivered: create the client with pings=True")
         if (
             self.types is not None
@@ -412,7 +407,7 @@ class RealtimeClient:
             if sse.event == "message" and not sse.data:
                 continue  # the opening `retry:` block
             event = ClientEvent(type=sse.event, id=event_id, data=_payload(sse.data))
-            if event.type == PING:
+            if event.type == EventType.PING:
                 self.last_heartbeat = time.time()
                 if not self.pings:
                     continue

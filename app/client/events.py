@@ -6,12 +6,25 @@ import json
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
-PING = "ping"
-RESYNC = "resync"
+class EventType(StrEnum):
+    """The server's event types (app/realtime/events.py; the kit keeps its own copy to stay
+    standalone, and tests/test_client_python.py checks that the two agree)."""
+
+    CHAT_MESSAGE = "chat:message"
+    CHAT_TYPING = "chat:typing"
+    CHAT_UNREAD_COUNT = "chat:unread-count"
+    NOTIFICATION_NEW = "notification:new"
+    NOTIFICATION_READ = "notification:read"
+    PRESENCE_UPDATE = "presence:update"
+    PING = "ping"
+    RESYNC = "resync"
+
+
 # Events that carry no id and are never filtered by `?events=` on the server.
-CONTROL_TYPES = frozenset({PING, RESYNC})
+CONTROL_TYPES = frozenset({EventType.PING, EventType.RESYNC})
 
 _EVENT_ID = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .events import ClientEvent
+from .events import ClientEvent, EventType
 
 
 def _message(data: dict[str, Any]) -> str:
@@ -42,13 +42,13 @@ def _resync(data: dict[str, Any]) -> str:
 
 
 _DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "chat:message": _message,
-    "chat:typing": _typing,
-    "chat:unread-count": _unread,
-    "notification:new": _notification,
-    "notification:read": _notification_read,
-    "presence:update": _presence,
-    "resync": _resync,
+    EventType.CHAT_MESSAGE: _message,
+    EventType.CHAT_TYPING: _typing,
+    EventType.CHAT_UNREAD_COUNT: _unread,
+    EventType.NOTIFICATION_NEW: _notification,
+    EventType.NOTIFICATION_READ: _notification_read,
+    EventType.PRESENCE_UPDATE: _presence,
+    EventType.RESYNC: _resync,
 }
 
 
