@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.components.bidi import conversation_name, joined, names, user_text
 from app.components.composer import composer
 from app.components.typing_indicator import typing_indicator
 from app.state.chat import ChatState
 from app.state.items import MessageItem
+from app.state.session import SessionState
 
 
 def _message(message: rx.Var[MessageItem]) -> rx.Component:
     bubble = rx.box(
         rx.cond(
             ~message.mine,
-            rx.text(message.sender_name, size="1", weight="bold", color_scheme="indigo"),
+            user_text(message.sender_name, size="1", weight="bold", color_scheme="indigo"),
         ),
         # Text, never markup: Reflex escapes it, and pre-wrap keeps the sender's line breaks.
-        rx.text(
+        user_text(
             message.content,
             size="2",
             white_space="pre-wrap",
@@ -63,8 +65,23 @@ def chat_window() -> rx.Component:
                     title="Back to conversations",
                 ),
                 rx.vstack(
-                    rx.heading(ChatState.active_name, size="4", custom_attrs={"data-testid": "chat-title"}),
-                    rx.text(ChatState.active_members, size="1", color_scheme="gray"),
+                    rx.heading(
+                        joined(
+                            conversation_name(
+                                ChatState.active_name,
+                                ChatState.active_members,
+                                SessionState.display_name,
+                            )
+                        ),
+                        size="4",
+                        custom_attrs={"data-testid": "chat-title"},
+                    ),
+                    rx.text(
+                        joined(names(ChatState.active_members)),
+                        size="1",
+                        color_scheme="gray",
+                        custom_attrs={"data-testid": "chat-members"},
+                    ),
                     spacing="0",
                 ),
                 padding="12px 16px",

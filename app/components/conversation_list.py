@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.components.bidi import conversation_name, initial, joined, preview_parts, user_text
 from app.components.new_conversation import new_conversation_dialog
 from app.state.chat import ChatState
 from app.state.items import ConversationItem
+from app.state.session import SessionState
+
+
+def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
+    """"Sender: message", each of the two isolated."""
+    parts = preview_parts(item.last_message, item.member_names)
+    return rx.fragment(
+        rx.cond(parts[0] != "", rx.fragment(user_text(parts[0], as_="span"), ": ")),
+        user_text(parts[1], as_="span"),
+    )
 
 
 def _row(item: rx.Var[ConversationItem]) -> rx.Component:
     active = ChatState.active_id == item.id
     return rx.box(
         rx.hstack(
-            rx.avatar(fallback=item.name[:1], size="3", radius="full", color_scheme="indigo"),
+            rx.avatar(fallback=initial(item.name), size="3", radius="full", color_scheme="indigo"),
             rx.vstack(
                 rx.hstack(
-                    rx.text(item.name, weight="medium", trim="both", class_name="truncate"),
+                    rx.text(
+                        joined(
+                            conversation_name(
+                                item.name, item.member_names, SessionState.display_name
+                            )
+                        ),
+                        weight="medium",
+                        trim="both",
+                        class_name="truncate",
+                    ),
                     rx.spacer(),
                     rx.moment(item.last_message_at, format="HH:mm", font_size="12px", color="var(--gray-10)"),
                     width="100%",
@@ -24,7 +44,7 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
                 ),
                 rx.hstack(
                     rx.text(
-                        item.last_message,
+                        _preview(item),
                         size="2",
                         color_scheme="gray",
                         class_name="truncate",

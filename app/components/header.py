@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 from reflex_components_core.core.banner import has_connection_errors
 
+from app.components.bidi import initial, user_text
 from app.components.notification_bell import notification_bell
 from app.state.live import LiveState
 from app.state.presence import PresenceState
@@ -19,13 +20,16 @@ def _tenant_switcher() -> rx.Component:
             rx.select.content(
                 rx.foreach(
                     SessionState.memberships,
-                    lambda m: rx.select.item(m["tenantName"], value=m["tenantId"].to_string()),
+                    lambda m: rx.select.item(
+                        user_text(m["tenantName"].to(str), as_="span"),
+                        value=m["tenantId"].to_string(),
+                    ),
                 )
             ),
             value=SessionState.tenant_id.to_string(),
             on_change=SessionState.switch_tenant,
         ),
-        rx.text(SessionState.tenant_name, weight="medium", color_scheme="gray"),
+        user_text(SessionState.tenant_name, weight="medium", color_scheme="gray"),
     )
 
 
@@ -56,8 +60,8 @@ def _user_menu() -> rx.Component:
     return rx.menu.root(
         rx.menu.trigger(
             rx.button(
-                rx.avatar(fallback=SessionState.initials, size="1", radius="full"),
-                rx.text(SessionState.display_name, display=["none", "none", "inline"]),
+                rx.avatar(fallback=initial(SessionState.display_name), size="1", radius="full"),
+                user_text(SessionState.display_name, display=["none", "none", "inline"]),
                 variant="ghost",
                 custom_attrs={"data-testid": "user-menu"},
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.components.bidi import user_text
 from app.components.presence_dot import presence_dot
 from app.state.chat import ChatState
 from app.state.items import PersonItem
@@ -18,7 +19,7 @@ def _person(person: rx.Var[PersonItem]) -> rx.Component:
             rx.hstack(
                 rx.checkbox(name="person-" + person.user_id.to_string()),
                 presence_dot(person.status),
-                rx.text(person.name),
+                user_text(person.name),
                 align="center",
                 spacing="2",
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.components.bidi import user_text
 from app.state.items import NotificationItem
 from app.state.notifications import NotificationState
 
@@ -19,8 +20,8 @@ def _item(item: rx.Var[NotificationItem]) -> rx.Component:
             background=rx.cond(item.read, "transparent", "var(--accent-9)"),
         ),
         rx.vstack(
-            rx.text(item.title, size="2", weight="medium"),
-            rx.cond(item.body != "", rx.text(item.body, size="1", color_scheme="gray")),
+            user_text(item.title, size="2", weight="medium"),
+            rx.cond(item.body != "", user_text(item.body, size="1", color_scheme="gray")),
             rx.moment(item.created_at, from_now=True, font_size="12px", color="var(--gray-10)"),
             spacing="0",
             flex="1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.components.bidi import user_text
 from app.components.presence_dot import presence_dot
 from app.state.items import PersonItem
 from app.state.presence import PresenceState
@@ -13,7 +14,7 @@ def _person(person: rx.Var[PersonItem]) -> rx.Component:
     return rx.hstack(
         presence_dot(person.status),
         rx.vstack(
-            rx.text(person.name, size="2", weight="medium"),
+            user_text(person.name, size="2", weight="medium"),
             rx.cond(
                 person.status == "offline",
                 rx.cond(

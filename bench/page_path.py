@@ -1,0 +1,309 @@
+"""The page path: N chat tabs (Reflex's websocket, as a page speaks it) and N SSE streams in
+one backend process, messages posted over REST, latency per (tab, message).
+
+    python -m bench.page_path                         # 1,000 tabs in one room, 1 msg/s
+    python -m bench.page_path --rooms 100 --rate 20   # 1,000 tabs in 100 rooms of 10
+    python -m bench.page_path --tabs 100 --messages 10 --streams 0   # a quick look
+    python -m bench.page_path --presence 10           # also: 10 presence changes
+
+Each tab is a user of its own (bench/page_seed.py) whose page is open on their room: the
+socket connects with the page's hydrate event (so the chat page's on_load starts the live
+listener), then opens the room as a click does. Alice posts `--messages` messages at `--rate`
+a second, spread over the rooms; each carries a marker, and a tab's latency for a message is
+the arrival of the first frame holding it, counted from the POST's return. The SSE streams
+(of the same users, `events=chat:message`) are measured in the same run, from the send.
+Server on CPU 0, this process on CPU 1 (as bench/run.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from bench.loadgen import Sink, close_all, open_many, open_stream
+from bench.page_seed import PageBenchPeople, seed_page_bench
+from bench.run import LOADGEN_CPU, ROOT, Server, _pinned, _wait_ready, free_port, percentile
+from bench.tab_client import Frame, TabClient
+
+MARKER = re.compile(r"bench-(\d+)-ts:")
+ROOT_STATE = "reflex___state____state"
+CHAT_STATE = f"{ROOT_STATE}.app___state___chat____chat_state"
+LIVE_CONNECTED = '"connected_rx_state_":true'
+
+
+@dataclass
+class TabTimes:
+    """When each message first reached each tab."""
+
+    arrivals: dict[int, list[float]] = field(default_factory=dict)  # seq -> arrival times
+    recording: bool = False
+
+    def on_frame(self, tab: TabClient, frame: Frame) -> None:
+        if not self.recording:
+            return
+        seen: set[int] = tab.__dict__.setdefault("_bench_seen", set())
+        for match in MARKER.finditer(frame.text):
+            seq = int(match.group(1))
+            if seq not in seen:
+                seen.add(seq)
+                self.arrivals.setdefault(seq, []).append(frame.at)
+
+
+@dataclass
+class PageResult:
+    tabs: int
+    rooms: int
+    streams: int
+    messages: int
+    rate: float
+    connect_seconds: float
+    rss_mb_before_tabs: float
+    kb_per_idle_tab: float
+    tab_p50_ms: float
+    tab_p99_ms: float
+    tab_max_ms: float
+    delivered_share: float
+    post_p50_ms: float
+    post_p99_ms: float
+    post_max_ms: float
+    sse_p50_ms: float
+    sse_p99_ms: float
+    sse_delivered_share: float
+    cpu_percent: float
+    cpu_ms_per_tab_message: float
+    bytes_per_tab_message: float
+    presence_p50_ms: float = float("nan")
+    presence_p99_ms: float = float("nan")
+
+
+def start_server(workdir: Path, database_url: str, extra_env: dict[str, str]) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SEED_DEMO_DATA": "false",
+        "SSE_MAX_STREAMS_PER_USER": "1000000",
+        "MAX_TABS_PER_USER": "1000000",
+        "RATE_LIMIT_ENABLED": "false",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
+        "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
+        **extra_env,
+    }
+    log = workdir / "server.log"
+    command = os.environ.get("BENCH_SERVE_COMMAND", str(ROOT / "scripts" / "serve"))
+    process = subprocess.Popen(
+        _pinned([command]), cwd=ROOT, env=env, stdout=log.open("wb"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    _wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+    return Server(name="ours", port=port, process=process)
+
+
+async def open_tabs(
+    base: str, people: PageBenchPeople, times: TabTimes, tabs_wanted: int
+) -> tuple[aiohttp.ClientSession, list[TabClient]]:
+    connector = aiohttp.TCPConnector(limit=0)
+    session = aiohttp.ClientSession(connector=connector)
+    tabs: list[TabClient] = []
+    pending = people.tab_tokens[:tabs_wanted]
+
+    async def one(token: str, conversation_id: int) -> TabClient:
+        tab = TabClient(base, token, on_frame=times.on_frame)
+        await tab.connect(session, ROOT_STATE, timeout=120)
+        await tab.wait_for_text(LIVE_CONNECTED, timeout=120)
+        await tab.call(f"{CHAT_STATE}.open_conversation", {"conversation_id": conversation_id})
+        await tab.wait_for_text('"active_id_rx_state_":' + str(conversation_id), timeout=120)
+        return tab
+
+    for start in range(0, len(pending), 50):
+        batch = pending[start : start + 50]
+        tabs.extend(await asyncio.gather(*(one(t, c) for t, c in batch)))
+    return session, tabs
+
+
+async def run(args: argparse.Namespace) -> PageResult:
+    work = Path(tempfile.mkdtemp(prefix="page-bench-"))
+    database_url = f"sqlite:///{work / 'bench.db'}"
+    people = seed_page_bench(database_url, args.tabs, args.rooms)
+    extra = dict(item.split("=", 1) for item in args.env)
+    server = start_server(work, database_url, extra)
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        return await _measure(args, server, base, people)
+    finally:
+        server.stop()
+        if args.keep_log:
+            print(f"server log: {work / 'server.log'}")
+
+
+async def _measure(
+    args: argparse.Namespace, server: Server, base: str, people: PageBenchPeople
+) -> PageResult:
+    times = TabTimes()
+    # Alice, who posts, is online too (her presence changes are what --presence times).
+    alice_sink = Sink()
+    alice_stream = await open_stream(
+        "127.0.0.1", server.port, "/api/sse?events=presence:update",
+        {"Authorization": f"Bearer {people.alice_token}"}, alice_sink,
+    )
+    rss_before = server.rss()
+    started = time.perf_counter()
+    session, tabs = await open_tabs(base, people, times, args.tabs)
+    connect_seconds = time.perf_counter() - started
+    await asyncio.sleep(3)  # settle before reading memory
+    kb_per_tab = (server.rss() - rss_before) / len(tabs) / 1024
+
+    sink = Sink()
+    tokens = [t for t, _ in people.tab_tokens]
+    streams = await open_many(
+        args.streams,
+        lambda s, _n=iter(range(10**9)): open_stream(
+            "127.0.0.1", server.port, "/api/sse?events=chat:message",
+            {"Authorization": f"Bearer {tokens[next(_n) % len(tokens)]}"}, s,
+        ),
+        sink,
+    )
+    room_tabs = {room.conversation_id: len(room.member_tokens) for room in people.rooms}
+    stream_rooms = [people.tab_tokens[i % len(tokens)][1] for i in range(args.streams)]
+    post_return: dict[int, float] = {}
+    post_ms: list[float] = []
+    room_of: dict[int, int] = {}
+    headers = {"Authorization": f"Bearer {people.alice_token}"}
+    bytes_before = sum(t.bytes_received for t in tabs)
+    cpu_before = server.cpu_seconds()
+    times.recording = sink.recording = True
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
+        for seq in range(args.messages):
+            delay = t0 + seq / args.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            room = people.rooms[seq % len(people.rooms)].conversation_id
+            room_of[seq] = room
+            asyncio.ensure_future(_post(http, room, seq, post_return, post_ms))
+        expected = sum(room_tabs[room_of[s]] for s in range(args.messages))
+        deadline = time.perf_counter() + args.drain_seconds
+        while time.perf_counter() < deadline and (
+            len(post_return) < args.messages
+            or sum(len(v) for v in times.arrivals.values()) < expected
+        ):
+            await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    cpu_seconds = server.cpu_seconds() - cpu_before
+    times.recording = sink.recording = False
+    received = sum(t.bytes_received for t in tabs) - bytes_before
+    latencies = [
+        (at - post_return[seq]) * 1000
+        for seq, arrivals in times.arrivals.items() if seq in post_return
+        for at in arrivals
+    ]
+    sse_latencies = [x * 1000 for x in sink.take()]
+    expected_sse = sum(
+        sum(1 for r in stream_rooms if r == room_of[s]) for s in range(args.messages)
+    )
+    delivered = sum(len(v) for v in times.arrivals.values())
+    presence = await _presence(args, tabs, base, people) if args.presence else []
+    for tab in tabs:
+        await tab.close()
+    await session.close()
+    await close_all([*streams, alice_stream])
+    return PageResult(
+        tabs=len(tabs), rooms=len(people.rooms), streams=args.streams, messages=args.messages,
+        rate=args.rate, connect_seconds=connect_seconds, rss_mb_before_tabs=rss_before / 2**20,
+        kb_per_idle_tab=kb_per_tab,
+        tab_p50_ms=percentile(latencies, 0.5), tab_p99_ms=percentile(latencies, 0.99),
+        tab_max_ms=max(latencies, default=float("nan")),
+        delivered_share=delivered / max(1, expected),
+        post_p50_ms=percentile(post_ms, 0.5), post_p99_ms=percentile(post_ms, 0.99),
+        post_max_ms=max(post_ms, default=float("nan")),
+        sse_p50_ms=percentile(sse_latencies, 0.5), sse_p99_ms=percentile(sse_latencies, 0.99),
+        sse_delivered_share=len(sse_latencies) / max(1, expected_sse),
+        cpu_percent=cpu_seconds / elapsed * 100,
+        cpu_ms_per_tab_message=cpu_seconds * 1000 / max(1, expected),
+        bytes_per_tab_message=received / max(1, expected),
+        presence_p50_ms=percentile(presence, 0.5), presence_p99_ms=percentile(presence, 0.99),
+    )
+
+
+async def _post(
+    http: httpx.AsyncClient, room: int, seq: int, post_return: dict[int, float],
+    post_ms: list[float],
+) -> None:
+    sent = time.monotonic()
+    body = {"content": f"bench-{seq}-ts:{time.time()!r}"}
+    response = await http.post(f"/api/conversations/{room}/messages", json=body)
+    post_return[seq] = time.monotonic()
+    post_ms.append((post_return[seq] - sent) * 1000)
+    response.raise_for_status()
+
+
+async def _presence(
+    args: argparse.Namespace, tabs: list[TabClient], base: str, people: PageBenchPeople
+) -> list[float]:
+    """Alice switches between away and online; latency until each tab shows her new status."""
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {people.alice_token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
+        for n in range(args.presence):
+            status = "away" if n % 2 == 0 else "online"
+            pattern = re.compile(r'"name":"Alice","status":"' + status + '"')
+            marks = [len(t.frames) for t in tabs]
+            response = await http.put("/api/presence", json={"status": status})
+            returned = time.monotonic()
+            response.raise_for_status()
+            deadline = returned + args.drain_seconds
+            pending = set(range(len(tabs)))
+            while pending and time.monotonic() < deadline:
+                for i in list(pending):
+                    for frame in tabs[i].frames[marks[i]:]:
+                        if pattern.search(frame.text):
+                            latencies.append((frame.at - returned) * 1000)
+                            pending.discard(i)
+                            break
+                await asyncio.sleep(0.02)
+            latencies.extend([float("inf")] * len(pending))
+    return latencies
+
+
+def render(result: PageResult) -> str:
+    rows = [f"| {name} | {value:,.2f} |" if isinstance(value, float) else f"| {name} | {value} |"
+            for name, value in asdict(result).items()]
+    return "| figure | value |\n|---|---|\n" + "\n".join(rows)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tabs", type=int, default=1000)
+    parser.add_argument("--rooms", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=1.0, help="messages a second, in all")
+    parser.add_argument("--presence", type=int, default=0, help="presence changes to time")
+    parser.add_argument("--drain-seconds", type=float, default=30.0)
+    parser.add_argument("--env", action="append", default=[], help="NAME=value for the server")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--keep-log", action="store_true")
+    args = parser.parse_args()
+    if os.cpu_count() and os.cpu_count() >= 2 and hasattr(os, "sched_setaffinity"):  # type: ignore[operator]
+        os.sched_setaffinity(0, {int(LOADGEN_CPU)})
+    result = asyncio.run(run(args))
+    print(render(result))
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    cli()
