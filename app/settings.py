@@ -91,6 +91,8 @@ class Settings:
     sse_heartbeat_seconds: float = 30.0
     sse_retry_ms: int = 3000
     sse_max_streams_per_user: int = 10
+    # Open chat tabs (Reflex websockets listening for events) per user in one process.
+    max_tabs_per_user: int = 20
     sse_client_queue_size: int = 1000
     # A stream whose body write has not completed for this long is cut off like a slow
     # consumer (0: never). The HTTP server and the kernel buffer tens of kilobytes to
@@ -119,6 +121,13 @@ class Settings:
     # None ("auto"): the session cookie gets `Secure` when the request came over HTTPS
     # (directly or per X-Forwarded-Proto); True/False force it.
     session_cookie_secure: bool | None = None
+    # Unrevoked tokens per user: a new sign-in past this revokes the oldest.
+    max_tokens_per_user: int = 20
+    # Threads that hash passwords (argon2 takes tens of milliseconds of CPU each), and how
+    # many sign-ins may wait for one before the next gets 503: sign-in floods must not
+    # starve every other request.
+    password_hash_workers: int = 1
+    password_hash_queue: int = 16
 
     # Browser origins besides the app's own that may call the API and open the stream with
     # credentials (CORS), and whose cookie-authenticated requests are trusted. Empty: only
@@ -146,6 +155,10 @@ class Settings:
 
     # Input limits
     max_body_bytes: int = 64 * 1024
+    # scripts/serve: a request whose header block is larger is refused (431), and a
+    # connection that has not sent its headers within the timeout is closed.
+    max_header_bytes: int = 32 * 1024
+    header_read_timeout_seconds: float = 10.0
     max_password_chars: int = 256
     notification_title_max_chars: int = 200
     notification_body_max_chars: int = 4000
@@ -168,6 +181,7 @@ class Settings:
             sse_max_streams_per_user=_env_int(
                 "SSE_MAX_STREAMS_PER_USER", defaults.sse_max_streams_per_user
             ),
+            max_tabs_per_user=_env_int("MAX_TABS_PER_USER", defaults.max_tabs_per_user),
             sse_client_queue_size=_env_int("SSE_CLIENT_QUEUE_SIZE", defaults.sse_client_queue_size),
             sse_write_timeout_seconds=_env_float(
                 "SSE_WRITE_TIMEOUT_SECONDS", defaults.sse_write_timeout_seconds
@@ -191,9 +205,18 @@ class Settings:
                 "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
             ),
             session_cookie_secure=_env_bool_or_auto("SESSION_COOKIE_SECURE"),
+            max_tokens_per_user=_env_int("MAX_TOKENS_PER_USER", defaults.max_tokens_per_user),
+            password_hash_workers=_env_int(
+                "PASSWORD_HASH_WORKERS", defaults.password_hash_workers
+            ),
+            password_hash_queue=_env_int("PASSWORD_HASH_QUEUE", defaults.password_hash_queue),
             cors_allowed_origins=_env_list("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins),
             metrics_token=_env_str("METRICS_TOKEN", defaults.metrics_token),
             max_body_bytes=_env_int("MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_header_bytes=_env_int("MAX_HEADER_BYTES", defaults.max_header_bytes),
+            header_read_timeout_seconds=_env_float(
+                "HEADER_READ_TIMEOUT_SECONDS", defaults.header_read_timeout_seconds
+            ),
             message_max_chars=_env_int("MESSAGE_MAX_CHARS", defaults.message_max_chars),
             group_max_participants=_env_int(
                 "GROUP_MAX_PARTICIPANTS", defaults.group_max_participants

@@ -350,6 +350,9 @@ OUTSIDE_API: dict[tuple[str, str], str] = {
     ("GET", "/docs/oauth2-redirect"): "Swagger UI's static OAuth2 redirect page",
     ("HEAD", "/docs/oauth2-redirect"): "Swagger UI's static OAuth2 redirect page",
     ("GET", "/metrics"): "process-wide Prometheus figures for operators (test_metrics)",
+    # No auth: a public static file, the same for everyone (tests/test_client_script.py).
+    ("GET", "/realtime-client.js"): "the JavaScript client kit, a public static file",
+    ("HEAD", "/realtime-client.js"): "the JavaScript client kit, a public static file",
 }
 
 

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,9 +25,17 @@ from tests.backend import ROOT, TEST_ENV, free_port, open_stream
 PARTNER = "https://partner.example"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir: Path = tmp_path_factory.mktemp("serve")
+@dataclass(frozen=True)
+class Served:
+    url: str
+    port: int
+    pid: int  # the server process itself (scripts/serve execs uvicorn, one worker)
+    log: Path
+
+
+@contextmanager
+def running_serve(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
+    """scripts/serve on a free loopback port with its own database, until the block ends."""
     port = free_port()
     env = {
         **os.environ,
@@ -36,29 +46,39 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "CORS_ALLOWED_ORIGINS": PARTNER,
+        **(extra_env or {}),
     }
-    with (workdir / "serve.log").open("wb") as log:
+    log = workdir / "serve.log"
+    with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=log,
+            [str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert process.poll() is None, (workdir / "serve.log").read_text()
+            assert process.poll() is None, log.read_text()
             try:
                 if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "scripts/serve did not start"
                 time.sleep(0.1)
-        yield url
+        yield Served(url=url, port=port, pid=process.pid, log=log)
     finally:
         # Open streams must not hold the shutdown up (--timeout-graceful-shutdown).
-        os.killpg(process.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_serve(
+        tmp_path_factory.mktemp("serve"), {"CORS_ALLOWED_ORIGINS": PARTNER}
+    ) as server:
+        yield server.url
 
 
 def _token(url: str, username: str) -> str:

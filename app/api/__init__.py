@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api import auth, conversations, members, metrics, not_found, notifications, presence, sse
+from app.api import (
+    auth,
+    client_script,
+    conversations,
+    members,
+    metrics,
+    not_found,
+    notifications,
+    presence,
+    sse,
+)
 from app.api.errors import BodySizeLimit, install_error_handlers
 from app.settings import get_settings
 
@@ -25,5 +35,6 @@ def build_api() -> FastAPI:
     api.include_router(presence.router)
     api.include_router(members.router)
     api.include_router(metrics.router)
+    api.include_router(client_script.router)  # the JavaScript kit, where the README imports it
     api.include_router(not_found.router)  # last: unknown /api paths get a JSON 404
     return api
