@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +17,13 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 from app import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from app.settings import PROJECT_ROOT
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+# The default home of the SQLite database (settings._default_database_url).
+DATA_FOLDER = PROJECT_ROOT / ".data"
 
 
 class DatabaseUnavailable(Exception):
@@ -33,7 +40,7 @@ LOCKED_OUT_BUSY_TIMEOUT_SECONDS = 0.2
 
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
-        _ensure_sqlite_folder(database_url)
+        _prepare_sqlite_file(database_url)
         engine = create_engine(
             database_url,
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS},
@@ -43,10 +50,31 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(database_url, pool_pre_ping=True)
 
 
-def _ensure_sqlite_folder(database_url: str) -> None:
-    path = database_url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def _prepare_sqlite_file(database_url: str) -> None:
+    """The database file (password hashes, token digests, every message) and the folder
+    the app makes for it, readable by this user only: 0600 and 0700.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so creating the
+    file 0600 before SQLite opens it covers all three. A folder named in DATABASE_URL that
+    already exists is left alone (it may be shared, like /tmp), except the app's own
+    `.data`, which earlier versions created 0755.
+    """
+    path = database_url.split("///", 1)[-1].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    database = Path(path)
+    folder = database.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        if folder.resolve() == DATA_FOLDER.resolve():
+            folder.chmod(0o700)
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+        for file in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            if file.exists():
+                file.chmod(0o600)
+    except OSError as exc:  # not ours to change (another owner): SQLite decides
+        logger.warning("could not make the database private (%s)", exc)
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

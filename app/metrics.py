@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.domain.errors import DomainError, Forbidden, RateLimited
+from app.domain.errors import DomainError, Forbidden, RateLimited, SignInBusy
 from app.gc_pauses import GcPauses
 from app.realtime.broker.base import Broker
 from app.realtime.manager import ConnectionManager
@@ -105,6 +105,8 @@ def sign_in_failure_reason(exc: DomainError) -> str:
     """The `reason` label of a refused sign-in."""
     if isinstance(exc, RateLimited):
         return "throttled"
+    if isinstance(exc, SignInBusy):
+        return "busy"
     if isinstance(exc, Forbidden):
         return "forbidden_tenant"
     return "invalid_credentials"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -54,6 +55,7 @@ class Runtime:
             queue_size=settings.sse_client_queue_size,
             max_streams_per_user=settings.sse_max_streams_per_user,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
+            max_tabs_per_user=settings.max_tabs_per_user,
         )
         self.service = RealtimeService(self.manager)
         self.writer = StreamWriter(
@@ -141,6 +143,7 @@ class Runtime:
             await self.manager.stop()
             await self.writer.close()
             await self.presence.stop()
+            self.accounts.password_hashes.close()
             self._started = False
         if self._redis is not None:
             await self._redis.aclose()
@@ -204,6 +207,13 @@ def configure_logging() -> None:
 async def lifespan() -> AsyncIterator[None]:
     """Registered as a Reflex lifespan task: start and stop the process's runtime."""
     configure_logging()
+    # Everything this backend process writes from here on (Reflex's saved page states,
+    # SQLite's files) is for its own user only. Not at import: the `reflex` command imports
+    # the app too, and its frontend build may be served by someone else.
+    os.umask(0o077)
+    from app.state.state_store import keep_state_store_private  # Reflex's; app.state imports us
+
+    keep_state_store_private()
     runtime = get_runtime()
     await runtime.start()
     freeze_startup_heap()  # see app/gc_pauses.py: shorter full collections with many streams

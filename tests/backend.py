@@ -26,6 +26,9 @@ TEST_ENV = {
     "SSE_MAX_STREAMS_PER_USER": "3",
     "LOGIN_MAX_FAILURES": "3",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "10000",
+    # The suite signs the demo users in far more often than anyone would; cached tokens must
+    # outlive that (tests/test_sign_in_hardening.py tests the cap on servers of its own).
+    "MAX_TOKENS_PER_USER": "1000",
     # Short presence and typing timings so tests wait seconds, not minutes.
     "PRESENCE_GRACE_SECONDS": "1",
     "TYPING_EXPIRY_SECONDS": "1.5",
@@ -166,6 +169,15 @@ def running_backend(
         yield backend
     finally:
         backend.stop()
+
+
+@contextmanager
+def no_errors_logged(backend: Backend) -> Iterator[Backend]:
+    """The block fails if `backend` logged an error or a traceback while it ran."""
+    backend.mark_log()
+    yield backend
+    log = backend.log_since_mark()
+    assert not error_lines(log), "the backend logged errors during this test:\n" + log
 
 
 def error_lines(log: str) -> list[str]:

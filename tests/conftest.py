@@ -19,7 +19,7 @@ from dataclasses import replace  # noqa: E402
 
 from app.runtime import Runtime  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from tests.backend import Backend, error_lines, running_backend  # noqa: E402
+from tests.backend import Backend, no_errors_logged, running_backend  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +31,8 @@ def backend_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backen
 @pytest.fixture
 def backend(backend_process: Backend) -> Iterator[Backend]:
     """The shared real backend; a test fails if the server logged an error meanwhile."""
-    backend_process.mark_log()
-    yield backend_process
-    log = backend_process.log_since_mark()
-    assert not error_lines(log), "the backend logged errors during this test:\n" + log
+    with no_errors_logged(backend_process):
+        yield backend_process
 
 
 @pytest.fixture

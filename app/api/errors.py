@@ -24,6 +24,7 @@ from app.domain.errors import (
     NotAuthenticated,
     NotFound,
     RateLimited,
+    SignInBusy,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ def _from_domain(exc: DomainError) -> ApiError:
         return ApiError(409, exc.code, exc.message)
     if isinstance(exc, RateLimited):
         return ApiError(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, SignInBusy):
+        # The server is saturated, not the caller at fault: 503, like a busy database.
+        return ApiError(503, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
     return ApiError(400, exc.code, exc.message)
 
 

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import anyio.to_thread
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from app.db import Database
-from app.domain.errors import Forbidden, NotAuthenticated, RateLimited
+from app.domain.errors import Forbidden, NotAuthenticated, RateLimited, SignInBusy
 from app.domain.principal import Membership, Principal
 from app.models import AuthToken, Tenant, User
 from app.models import Membership as MembershipRow
 from app.realtime.client import CloseReason
 from app.realtime.manager import ConnectionManager
-from app.security.login_throttle import SignInThrottle
-from app.security.passwords import verify_password
+from app.security.login_throttle import Refused, SignInThrottle
+from app.security.passwords import HashPoolFull, PasswordHashPool, needs_rehash
 from app.security.tokens import digests_match, new_token, token_digest
 from app.settings import Settings
 from app.timeutil import utcnow
 
 BAD_CREDENTIALS = "Invalid username or password."
+SIGN_IN_BUSY = "Too many sign-ins at once; try again in a moment."
 _PRINCIPAL_CACHE_SIZE = 10_000
 
 
@@ -65,37 +66,76 @@ class Accounts:
         # process stays usable here for at most `auth_cache_seconds`; this process's own
         # sign-outs evict at once, and streams are re-checked in the database every heartbeat.
         self._principals: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        # Argon2 is deliberately slow: off the event loop, on a few threads, with a bounded
+        # line (a flood of sign-ins must not take every core from the other requests).
+        self.password_hashes = PasswordHashPool(
+            workers=settings.password_hash_workers, queue=settings.password_hash_queue
+        )
 
     async def sign_in(
         self, username: str, password: str, address: str, tenant_id: int | None = None
     ) -> TokenGrant:
         username = username.strip().lower()
-        keys = (f"user:{username}", f"ip:{address}")
-        retry_after = await self._throttle.retry_after(keys)
-        if retry_after is not None:
-            raise RateLimited("Too many failed sign-in attempts; try again later.", retry_after)
-
-        user = await self._db.run(
-            lambda s: s.exec(select(User).where(User.username == username)).first()
-        )
-        password_hash = user.password_hash if user is not None and user.is_active else None
-        # Argon2 is deliberately slow: keep it off the event loop.
-        valid = await anyio.to_thread.run_sync(verify_password, password, password_hash)
-        if not valid or user is None:
-            await self._throttle.record_failure(keys)
-            raise NotAuthenticated(BAD_CREDENTIALS)
-        await self._throttle.record_success(keys[0])
+        # The slot is taken before the hash, so parallel guesses cannot all get past the
+        # budget; a right password refunds it.
+        reservation = await self._throttle.reserve(username, address)
+        if isinstance(reservation, Refused):
+            raise RateLimited(
+                "Too many failed sign-in attempts; try again later.", reservation.retry_after
+            )
+        try:
+            user, new_hash = await self._check_password(username, password)
+        except NotAuthenticated:
+            await self._throttle.failed(reservation)
+            raise
+        except Exception:
+            # No verdict (busy, database or Redis down): the attempt is not a failure.
+            # A cancelled attempt (BaseException) keeps its slot: it is a failure for all
+            # anyone can tell, and refunding it would let disconnects buy extra guesses.
+            await self._throttle.release(reservation)
+            raise
+        await self._throttle.succeeded(reservation)
         raw_token = new_token()
-        principal = await self._db.run(lambda s: self._issue(s, user, raw_token, tenant_id))
+        principal, ended = await self._db.run(
+            lambda s: self._issue(s, user, raw_token, tenant_id, new_hash)
+        )
+        self._end_sessions(ended)
         return TokenGrant(
             access_token=raw_token,
             expires_in=self._settings.token_ttl_seconds,
             principal=principal,
         )
 
+    async def _check_password(self, username: str, password: str) -> tuple[User, str | None]:
+        """The active user with this username and password, else NotAuthenticated; and a
+        new hash of the password when the stored one has outdated parameters. An unknown
+        username costs one full hash too (see `verify_password`)."""
+        user = await self._db.run(
+            lambda s: s.exec(select(User).where(User.username == username)).first()
+        )
+        password_hash = user.password_hash if user is not None and user.is_active else None
+        try:
+            valid = await self.password_hashes.verify(password, password_hash)
+        except HashPoolFull as exc:
+            raise SignInBusy(SIGN_IN_BUSY, exc.retry_after) from None
+        if not valid or user is None:
+            raise NotAuthenticated(BAD_CREDENTIALS)
+        new_hash = None
+        if needs_rehash(user.password_hash):
+            # Best effort: a busy pool leaves it for a later sign-in.
+            with contextlib.suppress(HashPoolFull):
+                new_hash = await self.password_hashes.hash(password)
+        return user, new_hash
+
     def _issue(
-        self, session: Session, user: User, raw_token: str, tenant_id: int | None
-    ) -> Principal:
+        self,
+        session: Session,
+        user: User,
+        raw_token: str,
+        tenant_id: int | None,
+        new_password_hash: str | None = None,
+    ) -> tuple[Principal, list[int]]:
+        """A new token, and the ids of the user's tokens it pushed past the cap."""
         memberships = memberships_of(session, user.id)  # type: ignore[arg-type]
         member_of = {m.tenant_id for m in memberships}
         if not memberships:
@@ -115,8 +155,15 @@ class Accounts:
             expires_at=utcnow() + timedelta(seconds=self._settings.token_ttl_seconds),
         )
         session.add(token)
+        if new_password_hash is not None:
+            row = session.get(User, user.id)
+            if row is not None:
+                row.password_hash = new_password_hash
+                session.add(row)
+        session.flush()
+        ended = self._prune_tokens(session, user.id)  # type: ignore[arg-type]
         session.commit()
-        return Principal(
+        principal = Principal(
             user_id=user.id,  # type: ignore[arg-type]
             username=user.username,
             display_name=user.display_name,
@@ -125,6 +172,35 @@ class Accounts:
             expires_at=token.expires_at,
             memberships=memberships,
         )
+        return principal, ended
+
+    def _prune_tokens(self, session: Session, user_id: int) -> list[int]:
+        """Keep the user's newest `max_tokens_per_user` live tokens; delete the older ones
+        and every revoked or expired one (they can never sign anyone in again). Without
+        this, each sign-in added a row for good. Returns the ids of the live ones deleted.
+        Rows are only added here, so a user never has more rows than the cap."""
+        cap = max(1, self._settings.max_tokens_per_user)
+        now = utcnow()
+        rows = session.exec(
+            select(AuthToken.id, AuthToken.revoked_at, AuthToken.expires_at)
+            .where(AuthToken.user_id == user_id)
+            .order_by(col(AuthToken.id).desc())
+        ).all()
+        live = [row.id for row in rows if row.revoked_at is None and row.expires_at > now]
+        dead = [row.id for row in rows if row.revoked_at is not None or row.expires_at <= now]
+        over_cap = live[cap:]
+        if over_cap or dead:
+            session.exec(delete(AuthToken).where(col(AuthToken.id).in_(over_cap + dead)))  # type: ignore[call-overload]
+        return over_cap  # type: ignore[return-value]
+
+    def _end_sessions(self, token_ids: list[int]) -> None:
+        """These tokens are gone: stop trusting cached checks of them at once and close the
+        streams and tabs they opened here (other processes: within a heartbeat)."""
+        if not token_ids:
+            return
+        ended = set(token_ids)
+        self._forget_where(lambda principal: principal.token_id in ended)
+        self._manager.close_where(lambda c: c.session_ref in ended, CloseReason.SESSION_ENDED)
 
     async def switch_tenant(self, principal: Principal, tenant_id: int) -> TokenGrant:
         """A new token for another of the caller's tenants; the old token is revoked (its
@@ -143,7 +219,8 @@ class Accounts:
 
         user = await self._db.run(load_user)
         raw_token = new_token()
-        switched = await self._db.run(lambda s: self._issue(s, user, raw_token, tenant_id))
+        switched, ended = await self._db.run(lambda s: self._issue(s, user, raw_token, tenant_id))
+        self._end_sessions(ended)
         await self.sign_out(principal)
         return TokenGrant(
             access_token=raw_token,
@@ -155,7 +232,14 @@ class Accounts:
         """The caller behind a token, or None when it is unknown, revoked or expired."""
         if not raw_token or len(raw_token) > 256:
             return None
-        digest = token_digest(raw_token)
+        return await self.principal_for_digest(token_digest(raw_token))
+
+    async def principal_for_digest(self, digest: str) -> Principal | None:
+        """The same, for a token known only by its SHA-256 digest: a browser tab's state
+        keeps the digest, never the token. No public entry point calls this (each hashes
+        what it is given), so a digest read from a store is not a credential."""
+        if len(digest) != 64:
+            return None
         cached = self._principals.get(digest)
         if cached is not None:
             principal, valid_until = cached

@@ -41,3 +41,13 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SignInBusy(DomainError):
+    """Every password-hashing thread is busy and the line waiting for them is full."""
+
+    code = "sign_in_busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -53,6 +53,7 @@ class Client:
         "_on_close",
         "_on_ready",
         "_ready_signalled",
+        "_transport_alive",
     )
 
     def __init__(
@@ -65,6 +66,7 @@ class Client:
         kind: ClientKind,
         max_queue: int,
         session_ref: Any = None,
+        transport_alive: Callable[[], bool] | None = None,
     ) -> None:
         self.id = f"c{next(_next_client_number)}"
         self.user_id = user_id
@@ -87,6 +89,10 @@ class Client:
         # next_batch(): told once when events wait, not once per event.
         self._on_ready: Callable[[Client], None] | None = None
         self._ready_signalled = False
+        # Asked by the manager's heartbeat: a transport that can end without its reader
+        # being told (a Reflex tab's listener outlives the websocket it was started from)
+        # says here whether it is still there.
+        self._transport_alive = transport_alive
 
     @property
     def closed(self) -> bool:
@@ -95,6 +101,10 @@ class Client:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    def transport_alive(self) -> bool:
+        """False once the transport is known to be gone (no check given: assumed there)."""
+        return self._transport_alive is None or self._transport_alive()
 
     def offer(self, event: Event) -> bool:
         """Queue `event` for this client; False when it could not be queued."""
@@ -179,6 +189,7 @@ class Client:
             # that does not read: cut it off instead of waiting for TCP to give up.
             self._cancel_transport()
         self._cancel_transport = None
+        self._transport_alive = None  # nothing left to ask; drop what the check holds
         if self._on_close is not None:
             callback, self._on_close = self._on_close, None
             callback(self)

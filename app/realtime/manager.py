@@ -34,6 +34,10 @@ class TooManyStreams(Exception):
     """The user already holds the maximum number of streams."""
 
 
+class TooManyTabs(Exception):
+    """The user already holds the maximum number of tabs in this process."""
+
+
 @dataclass(slots=True)
 class TenantCounters:
     published: int = 0
@@ -55,6 +59,14 @@ class Connection:
     backlog: list[Event] = field(default_factory=list)
 
 
+def _transport_gone(client: Client) -> bool:
+    try:
+        return not client.transport_alive()
+    except Exception:  # a faulty check must not close a client, nor stop the heartbeat
+        logger.exception("transport check of client %s failed", client.id)
+        return False
+
+
 class ConnectionManager:
     def __init__(
         self,
@@ -63,14 +75,19 @@ class ConnectionManager:
         queue_size: int,
         max_streams_per_user: int,
         heartbeat_seconds: float,
+        max_tabs_per_user: int | None = None,
     ) -> None:
         self.broker = broker
         self._queue_size = queue_size
         self._max_streams_per_user = max_streams_per_user
+        # None: no limit. Tabs are counted in this process only: a tab holds a websocket
+        # and its listener on the process that serves it.
+        self._max_tabs_per_user = max_tabs_per_user
         self._heartbeat_seconds = heartbeat_seconds
         self._clients: dict[str, Client] = {}
         self._by_channel: dict[str, set[Client]] = defaultdict(set)
         self._streams_by_user: Counter[int] = Counter()
+        self._tabs_by_user: Counter[int] = Counter()
         self._counters: defaultdict[int | None, TenantCounters] = defaultdict(TenantCounters)
         self._connect_listeners: list[ClientListener] = []
         self._disconnect_listeners: list[ClientListener] = []
@@ -112,11 +129,14 @@ class ConnectionManager:
         types: frozenset[str] | None = None,
         last_event_id: str | None = None,
         session_ref: Any = None,
+        transport_alive: Callable[[], bool] | None = None,
     ) -> Connection:
         """Register a client, then gather what it missed since `last_event_id`.
 
         Registering first means nothing published from now on can be missed; events that
         are both in history and already queued are delivered once (see Client.skip_through).
+        `transport_alive`, when given, is asked every heartbeat; the client is closed as
+        soon as it answers False (see close_orphans).
         """
         if (
             kind is ClientKind.STREAM
@@ -124,6 +144,14 @@ class ConnectionManager:
         ):
             raise TooManyStreams(user_id)
         await self.broker.follow(tenant_id)
+        # Checked after the last await before registering, so concurrent tabs of one user
+        # cannot all pass the check first.
+        if (
+            kind is ClientKind.TAB
+            and self._max_tabs_per_user is not None
+            and self._tabs_by_user[user_id] >= self._max_tabs_per_user
+        ):
+            raise TooManyTabs(user_id)
         client = Client(
             user_id=user_id,
             tenant_id=tenant_id,
@@ -132,6 +160,7 @@ class ConnectionManager:
             kind=kind,
             max_queue=self._queue_size,
             session_ref=session_ref,
+            transport_alive=transport_alive,
         )
         if kind is ClientKind.STREAM and not await self._slot_granted(client):
             raise TooManyStreams(user_id)  # counted across every process
@@ -161,6 +190,8 @@ class ConnectionManager:
             self._by_channel[channel].add(client)
         if client.kind is ClientKind.STREAM:
             self._streams_by_user[client.user_id] += 1
+        elif client.kind is ClientKind.TAB:
+            self._tabs_by_user[client.user_id] += 1
         client.on_close(self._unregister)
         for listener in self._connect_listeners:
             listener(client)
@@ -180,6 +211,10 @@ class ConnectionManager:
                 del self._streams_by_user[client.user_id]
             if self._slots is not None:
                 self._release_slot(client)
+        elif client.kind is ClientKind.TAB:
+            self._tabs_by_user[client.user_id] -= 1
+            if self._tabs_by_user[client.user_id] <= 0:
+                del self._tabs_by_user[client.user_id]
         counters = self._counters[client.tenant_id]
         counters.delivered += client.delivered
         if client.close_reason is CloseReason.SLOW_CONSUMER:
@@ -242,6 +277,18 @@ class ConnectionManager:
             client.close(reason)
         return len(doomed)
 
+    def close_orphans(self) -> int:
+        """Close every client whose transport is known to be gone.
+
+        A Reflex tab's listener is not always told when its websocket closes (one started
+        by a direct call is not cancelled with the socket): without this it would keep its
+        queue, its tab slot and the user's presence for as long as the process runs.
+        """
+        orphans = [client for client in self._clients.values() if _transport_gone(client)]
+        for client in orphans:
+            client.close(CloseReason.DISCONNECTED)
+        return len(orphans)
+
     def clients(self) -> list[Client]:
         return list(self._clients.values())
 
@@ -282,6 +329,9 @@ class ConnectionManager:
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
             try:
+                # Orphans first: they must not be pinged, and their presence should start
+                # its grace period now.
+                self.close_orphans()
                 self.heartbeat()
                 if self._slots is not None:
                     await self._slots.renew(

@@ -9,8 +9,11 @@ from typing import Any
 import reflex as rx
 
 from app.domain.errors import DomainError
+from app.domain.messages import HistoryPage
 from app.domain.principal import Principal
 from app.runtime import get_runtime
+from app.state import replies
+from app.state.arguments import parse_id
 from app.state.items import (
     ConversationItem,
     MessageItem,
@@ -67,9 +70,9 @@ class ChatState(rx.State):
 
     async def _principal(self) -> Principal | None:
         session = await self.get_state(SessionState)
-        return await session.principal()
+        return await session._principal()
 
-    async def load_snapshot(self, principal: Principal) -> None:
+    async def _load_snapshot(self, principal: Principal) -> None:
         runtime = get_runtime()
         views, total = await runtime.conversations.list_for(principal)
         self.conversations = [conversation_item(v, principal.user_id) for v in views]
@@ -83,10 +86,13 @@ class ChatState(rx.State):
         page = await get_runtime().messages.history(
             principal, self.active_id, before=None, limit=HISTORY_PAGE
         )
-        self.messages = [message_item(m.to_data(), principal.user_id) for m in reversed(page.items)]
+        self._show_history(page, principal.user_id)
+
+    def _show_history(self, page: HistoryPage, me: int) -> None:
+        self.messages = [message_item(m.to_data(), me) for m in reversed(page.items)]
         self.has_older = page.has_more
 
-    def apply_event(self, event_type: str, data: dict[str, Any], me: int) -> bool:
+    def _apply_event(self, event_type: str, data: dict[str, Any], me: int) -> bool:
         """Apply one stream event; True when the open conversation got a new message
         (the caller then marks it read). Idempotent: a replayed event changes nothing."""
         if event_type == "chat:message":
@@ -129,7 +135,7 @@ class ChatState(rx.State):
         self.messages = [*self.messages, message]
         return not message.mine
 
-    def forget_silent_typists(self) -> None:
+    def _forget_silent_typists(self) -> None:
         now = time.time()
         if any(t <= now for typists in self.typists.values() for t in typists.values()):
             self.typists = {
@@ -137,7 +143,7 @@ class ChatState(rx.State):
                 for key, typists in self.typists.items()
             }
 
-    async def reload_list_if_stale(self, principal: Principal) -> None:
+    async def _reload_list_if_stale(self, principal: Principal) -> None:
         if self._list_is_stale:
             self._list_is_stale = False
             views, total = await get_runtime().conversations.list_for(principal)
@@ -150,16 +156,20 @@ class ChatState(rx.State):
     async def open_conversation(self, conversation_id: int):  # type: ignore[no-untyped-def]
         principal = await self._principal()
         if principal is None:
-            return None
-        self.active_id = conversation_id
-        self.composer_error = ""
+            return replies.signed_out()
         try:
-            await self._load_history(principal)
+            # Read first, then show: the tab never holds an id the caller may not see.
+            page = await get_runtime().messages.history(
+                principal, conversation_id, before=None, limit=HISTORY_PAGE
+            )
             await get_runtime().messages.mark_read(principal, conversation_id)
         except DomainError as exc:
             self.active_id = 0
             self.messages = []
-            return rx.toast.error(exc.message)
+            return replies.refused(exc.message)
+        self.active_id = conversation_id
+        self.composer_error = ""
+        self._show_history(page, principal.user_id)
         return rx.call_script(_SCROLL_TO_END)
 
     @rx.event
@@ -170,23 +180,31 @@ class ChatState(rx.State):
     @rx.event
     async def load_older(self):  # type: ignore[no-untyped-def]
         principal = await self._principal()
-        if principal is None or not self.messages:
-            return
+        if principal is None:
+            return replies.signed_out()
+        if not self.active_id or not self.messages:
+            return None
+        # A DomainError (say, the conversation went away) becomes a toast: handler_errors.py.
         page = await get_runtime().messages.history(
             principal, self.active_id, before=self.messages[0].id, limit=HISTORY_PAGE
         )
         older = [message_item(m.to_data(), principal.user_id) for m in reversed(page.items)]
         self.messages = [*older, *self.messages]
         self.has_older = page.has_more
+        return None
 
     @rx.event
     async def send(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
-        content = str(form_data.get("content", ""))
-        if not content.strip():
+        content = form_data.get("content", "")
+        if not isinstance(content, str) or not content.strip():
             self.composer_error = "Type a message first."
             return
         principal = await self._principal()
-        if principal is None or not self.active_id:
+        if principal is None:
+            yield replies.signed_out()
+            return
+        if not self.active_id:
+            self.composer_error = "Open a conversation first."
             return
         self.sending = True
         self.composer_error = ""
@@ -236,15 +254,25 @@ class ChatState(rx.State):
     async def start_conversation(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
         principal = await self._principal()
         if principal is None:
+            return replies.signed_out()
+        picked = [key.removeprefix("person-") for key, on in form_data.items()
+                  if key.startswith("person-") and on in ("on", True, "true")]
+        ids = [parse_id(text) for text in picked]
+        title = form_data.get("title") or ""
+        if not isinstance(title, str):
+            self.new_conversation_error = "The title must be text."
             return None
-        ids = [int(key.removeprefix("person-")) for key, on in form_data.items()
-               if key.startswith("person-") and on in ("on", True, "true")]
-        title = str(form_data.get("title", "")).strip() or None
         if not ids:
             self.new_conversation_error = "Pick at least one person."
             return None
+        if None in ids:
+            # Only a hand-made request names someone other than by their id.
+            self.new_conversation_error = "Pick people from the list."
+            return None
         try:
-            view, _ = await get_runtime().conversations.create(principal, ids, title)
+            view, _ = await get_runtime().conversations.create(
+                principal, [i for i in ids if i is not None], title.strip() or None
+            )
         except DomainError as exc:
             self.new_conversation_error = exc.message
             return None

@@ -2,9 +2,16 @@
 
 `listen` is started by the chat page's on_load. It registers the tab first, then loads the
 snapshot, then applies every event (the same Event objects the HTTP streams encode) inside
-`async with self`. Reflex cancels it when the tab's socket closes; its `finally` leaves
-the manager, which is what presence hears. A reload keeps the client token, so listeners
-are keyed by it outside state: a new one replaces any older one of the same tab.
+`async with self`. Leaving the manager is what presence hears.
+
+A tab client lives exactly as long as the websocket that started its listener. Reflex
+cancels a listener started by on_load when the socket closes, but not one started by a
+direct call on the socket (any websocket client may call `listen`). So the tab is
+registered with a check of its socket (app/state/tab_socket.py): the manager's heartbeat
+closes it once the socket is gone, and the listener itself stops at its next wake-up.
+A reload keeps the client token, so listeners are keyed by it outside state: a new one
+stops any older one of the same tab before registering, and only one runs per token.
+Each user may hold MAX_TABS_PER_USER tabs in a process; the next one is told so.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 import reflex as rx
 
@@ -20,17 +28,29 @@ from app import routes
 from app.domain.principal import Principal
 from app.realtime.client import ClientKind, CloseReason
 from app.realtime.events import Event, EventType
+from app.realtime.manager import TooManyTabs
 from app.runtime import get_runtime
 from app.state.chat import ChatState
 from app.state.notifications import NotificationState
 from app.state.presence import PresenceState
 from app.state.session import SessionState
+from app.state.tab_socket import socket_check
 
 logger = logging.getLogger(__name__)
 
-# How often the listener wakes without events, to forget typists who went silent.
+# How often the listener wakes without events, to forget typists who went silent (and to
+# notice that its socket closed, when no heartbeat told it first).
 TICK_SECONDS = 2.0
 EVENT_LOG_SIZE = 50
+# How long a new listener waits for the one it replaces to leave the manager. It leaves at
+# once unless it is waiting for the state lock; past this the new one goes ahead anyway.
+HANDOVER_SECONDS = 10.0
+TOO_MANY_TABS = (
+    "Too many open tabs: this one gets no live updates. "
+    "Close one of your other chat tabs, then reload this one."
+)
+# Long enough to be read, under the browser's longest timer (about 24.8 days).
+TOO_MANY_TABS_TOAST_MS = 24 * 3600 * 1000
 
 _listeners: dict[str, asyncio.Task[None]] = {}
 
@@ -43,38 +63,62 @@ class LiveState(rx.State):
 
     @rx.event(background=True)
     async def listen(self):  # type: ignore[no-untyped-def]
+        # The socket this call came in on: read from the state as this event left it,
+        # before another event (a reload's, on a new socket) can change the router.
+        tab = self.router.session.client_token
+        alive = socket_check(tab, self.router.session.session_id)
+        if not alive():
+            return
         async with self:
-            tab = self.router.session.client_token
             session = await self.get_state(SessionState)
-            principal = await session.principal()
+            principal = await session._principal()
         if principal is None:
             return
-        current = asyncio.current_task()
+        current: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
         previous = _listeners.get(tab)
-        if previous is not None and previous is not current and not previous.done():
-            previous.cancel()
-        _listeners[tab] = current  # type: ignore[assignment]
+        _listeners[tab] = current
         try:
-            close_reason = await self._serve(principal)
-            if close_reason is CloseReason.SESSION_ENDED:
-                # Signed out elsewhere (or the token expired): this tab is signed out too.
-                async with self:
-                    (await self.get_state(SessionState))._forget()
-                yield rx.redirect(routes.LOGIN)
+            await _stop(previous)
+            if _listeners.get(tab) is not current or not alive():
+                return  # a newer listen of this tab took over meanwhile, or the socket went
+            close_reason = await self._serve(principal, alive)
+        except TooManyTabs:
+            if alive():
+                yield rx.toast.error(
+                    TOO_MANY_TABS, duration=TOO_MANY_TABS_TOAST_MS, close_button=True
+                )
+            return
+        except asyncio.CancelledError:
+            # Replaced by a newer listen (which shows its own status), or cancelled with its
+            # socket: nothing to write, and nobody to write to.
+            raise
+        except Exception:
+            if alive():
+                with contextlib.suppress(Exception):
+                    async with self:
+                        self.connected = False
+            raise
         finally:
             if _listeners.get(tab) is current:
                 del _listeners[tab]
-            with contextlib.suppress(Exception):
-                async with self:
-                    self.connected = False
+        if not alive():
+            return  # writing state now would only log "send delta to disconnected client"
+        async with self:
+            self.connected = False
+            if close_reason is CloseReason.SESSION_ENDED:
+                # Signed out elsewhere (or the token expired): this tab is signed out too.
+                (await self.get_state(SessionState))._forget()
+        if close_reason is CloseReason.SESSION_ENDED:
+            yield rx.redirect(routes.LOGIN)
 
-    async def _serve(self, principal: Principal) -> CloseReason | None:
+    async def _serve(self, principal: Principal, alive: Callable[[], bool]) -> CloseReason | None:
         manager = get_runtime().manager
         async with manager.connection(
             user_id=principal.user_id,
             tenant_id=principal.tenant_id,
             kind=ClientKind.TAB,
             session_ref=principal.token_id,
+            transport_alive=alive,
         ) as connection:
             client = connection.client
             # Registered first, snapshot second: whatever happens in between is queued and
@@ -89,8 +133,8 @@ class LiveState(rx.State):
                     batch = pending.result() if done else None
                     if done:
                         pending = None
-                    if batch == []:
-                        break  # the manager closed this client
+                    if batch == [] or not alive():
+                        break  # the manager closed this client, or its socket is gone
                     await self._apply(principal, batch or [])
             finally:
                 if pending is not None:
@@ -116,24 +160,33 @@ class LiveState(rx.State):
                 if event.type == EventType.RESYNC:
                     await self._load_snapshot_locked(principal)
                 elif event.type.startswith("chat:"):
-                    if chat.apply_event(event.type, event.data, principal.user_id):
+                    if chat._apply_event(event.type, event.data, principal.user_id):
                         mark_read.add(event.data["conversationId"])
                 elif event.type.startswith("notification:"):
-                    (await self.get_state(NotificationState)).apply_event(event.type, event.data)
+                    (await self.get_state(NotificationState))._apply_event(event.type, event.data)
                 elif event.type == EventType.PRESENCE_UPDATE:
-                    (await self.get_state(PresenceState)).apply_event(event.data)
-            chat.forget_silent_typists()
-            await chat.reload_list_if_stale(principal)
+                    (await self.get_state(PresenceState))._apply_event(event.data)
+            chat._forget_silent_typists()
+            await chat._reload_list_if_stale(principal)
         # Outside the state lock: the open conversation was on screen, so it is read.
         for conversation_id in mark_read:
             await get_runtime().messages.mark_read(principal, conversation_id)
 
     async def _load_snapshot_locked(self, principal: Principal) -> None:
-        await (await self.get_state(ChatState)).load_snapshot(principal)
-        await (await self.get_state(PresenceState)).load_snapshot(principal)
-        await (await self.get_state(NotificationState)).load_snapshot(principal)
+        await (await self.get_state(ChatState))._load_snapshot(principal)
+        await (await self.get_state(PresenceState))._load_snapshot(principal)
+        await (await self.get_state(NotificationState))._load_snapshot(principal)
 
     @rx.var
     def event_log_json(self) -> str:
         return "[" + ",".join(self.event_log) + "]"
+
+
+async def _stop(listener: asyncio.Task[None] | None) -> None:
+    """Cancel an older listener of the same tab and wait until it has left the manager, so
+    that a reload does not count twice against the tab limit for a moment."""
+    if listener is None or listener.done():
+        return
+    listener.cancel()
+    await asyncio.wait({listener}, timeout=HANDOVER_SECONDS)
 

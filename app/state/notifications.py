@@ -10,6 +10,7 @@ import reflex as rx
 from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.runtime import get_runtime
+from app.state import replies
 from app.state.items import NotificationItem, notification_item
 from app.state.session import SessionState
 
@@ -24,14 +25,14 @@ class NotificationState(rx.State):
     def badge(self) -> str:
         return "99+" if self.unread_count > 99 else str(self.unread_count)
 
-    async def load_snapshot(self, principal: Principal) -> None:
+    async def _load_snapshot(self, principal: Principal) -> None:
         page = await get_runtime().notifications.list_for(principal, limit=SHOWN, before=None)
         self.items = [
             notification_item(item.to_data(), read=item.id in page.read_ids) for item in page.items
         ]
         self.unread_count = page.unread_count
 
-    def apply_event(self, event_type: str, data: dict[str, Any]) -> None:
+    def _apply_event(self, event_type: str, data: dict[str, Any]) -> None:
         if event_type == "notification:new":
             if not any(n.id == data["id"] for n in self.items):
                 self.items = [notification_item(data), *self.items][:SHOWN]
@@ -43,24 +44,25 @@ class NotificationState(rx.State):
         self.unread_count = data["unreadCount"]
 
     async def _principal(self) -> Principal | None:
-        return await (await self.get_state(SessionState)).principal()
+        return await (await self.get_state(SessionState))._principal()
 
     @rx.event
     async def mark_read(self, notification_id: int):  # type: ignore[no-untyped-def]
         principal = await self._principal()
         if principal is None:
-            return None
+            return replies.signed_out()
         try:
             result = await get_runtime().notifications.mark_read(principal, notification_id)
         except DomainError as exc:
-            return rx.toast.error(exc.message)
-        self.apply_event("notification:read", result.to_data())
+            return replies.refused(exc.message)
+        self._apply_event("notification:read", result.to_data())
         return None
 
     @rx.event
     async def mark_all_read(self):  # type: ignore[no-untyped-def]
         principal = await self._principal()
         if principal is None:
-            return
+            return replies.signed_out()
         result = await get_runtime().notifications.mark_all_read(principal)
-        self.apply_event("notification:read", result.to_data())
+        self._apply_event("notification:read", result.to_data())
+        return None

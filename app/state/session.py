@@ -11,18 +11,25 @@ from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.metrics import sign_in_failure_reason
 from app.runtime import get_runtime
+from app.security.tokens import token_digest
 from app.state.browser_session import (
     drop_session_cookie,
-    session_token_from,
+    session_digest_from,
     store_session_cookie,
 )
 
 
 class SessionState(rx.State):
-    # The bearer token stays on the server (a backend var never reaches the page). A new tab
-    # finds it in the HttpOnly session cookie its websocket handshake carried; /api/sse
-    # accepts the same cookie, so the page and an EventSource on it share one session.
-    _auth_token: str = ""
+    # The session stays on the server (a backend var never reaches the page), and only as
+    # the token's SHA-256 digest: this state is saved to disk or Redis, and a digest is not
+    # accepted by any public entry point. A new tab finds the session in the HttpOnly
+    # cookie its websocket handshake carried (hashed on arrival, browser_session.py);
+    # /api/sse accepts the same cookie, so the page and an EventSource share one session.
+    _token_digest: str = ""
+    # The socket that learned the digest, the only one that may use it: any other socket
+    # of this client token (a reload, or someone who got hold of the token of a saved
+    # state) must bring the cookie again.
+    _token_socket: str = ""
     user_id: int = 0
     username: str = ""
     display_name: str = ""
@@ -45,13 +52,20 @@ class SessionState(rx.State):
     def initials(self) -> str:
         return (self.display_name[:1] or "?").upper()
 
-    async def principal(self) -> Principal | None:
-        """The caller behind this tab's token, checked again (it may have been revoked)."""
-        if not self._auth_token:
-            self._auth_token = session_token_from(self.router.headers.cookie) or ""
-        if not self._auth_token:
+    async def _principal(self) -> Principal | None:
+        """The caller behind this tab's session, checked again (it may have been revoked)."""
+        socket = self.router.session.session_id
+        if not self._token_digest or self._token_socket != socket:
+            self._token_digest = session_digest_from(self.router.headers.cookie) or ""
+            self._token_socket = socket
+        if not self._token_digest:
             return None
-        return await get_runtime().accounts.principal_for_token(self._auth_token)
+        return await get_runtime().accounts.principal_for_digest(self._token_digest)
+
+    def _learn(self, token: str) -> None:
+        """Keep a token just issued to this tab, as its digest."""
+        self._token_digest = token_digest(token)
+        self._token_socket = self.router.session.session_id
 
     def _remember(self, principal: Principal) -> None:
         self.user_id = principal.user_id
@@ -66,7 +80,8 @@ class SessionState(rx.State):
         ]
 
     def _forget(self) -> None:
-        self._auth_token = ""
+        self._token_digest = ""
+        self._token_socket = ""
         self.user_id = 0
         self.username = ""
         self.display_name = ""
@@ -98,14 +113,14 @@ class SessionState(rx.State):
         finally:
             self.signing_in = False
         self.login_error = ""
-        self._auth_token = grant.access_token
+        self._learn(grant.access_token)
         self._remember(grant.principal)
         yield rx.call_script(store_session_cookie(grant.access_token))
         yield rx.redirect(routes.CHAT)
 
     @rx.event
     async def sign_out(self):  # type: ignore[no-untyped-def]
-        principal = await self.principal()
+        principal = await self._principal()
         if principal is not None:
             await get_runtime().accounts.sign_out(principal)
         self._forget()
@@ -114,7 +129,7 @@ class SessionState(rx.State):
 
     @rx.event
     async def switch_tenant(self, tenant_id: str):  # type: ignore[no-untyped-def]
-        principal = await self.principal()
+        principal = await self._principal()
         if principal is None:
             self._forget()
             return rx.redirect(routes.LOGIN)
@@ -122,7 +137,7 @@ class SessionState(rx.State):
             grant = await get_runtime().accounts.switch_tenant(principal, int(tenant_id))
         except (DomainError, ValueError):
             return rx.toast.error("You are not a member of that workspace.")
-        self._auth_token = grant.access_token
+        self._learn(grant.access_token)
         self._remember(grant.principal)
         # A full reload once the cookie holds the new token: every live view belongs to the
         # tenant that was left.
@@ -131,7 +146,7 @@ class SessionState(rx.State):
     @rx.event
     async def require_session(self):  # type: ignore[no-untyped-def]
         """on_load of signed-in pages: back to the sign-in page without a valid session."""
-        principal = await self.principal()
+        principal = await self._principal()
         if principal is None:
             self._forget()
             return rx.redirect(routes.LOGIN)
@@ -140,6 +155,6 @@ class SessionState(rx.State):
 
     @rx.event
     async def skip_login_if_signed_in(self):  # type: ignore[no-untyped-def]
-        if await self.principal() is not None:
+        if await self._principal() is not None:
             return rx.redirect(routes.CHAT)
         return None
