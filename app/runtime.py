@@ -22,6 +22,7 @@ from app.domain.messages import Messages
 from app.domain.notifications import Notifications
 from app.domain.presence import PresenceTracker
 from app.domain.presence_redis import RedisPresenceTracker
+from app.domain.read_receipts import ReadReceipts
 from app.domain.seed import seed_demo_data
 from app.domain.typing import TypingTracker
 from app.gc_pauses import freeze_startup_heap
@@ -104,6 +105,7 @@ class Runtime:
             ),
             self.typing,
         )
+        self.read_receipts = ReadReceipts(self.messages)
         self.presence: PresenceTracker | RedisPresenceTracker
         if settings.redis_url:
             self.presence = RedisPresenceTracker(
@@ -140,6 +142,7 @@ class Runtime:
         self._tasks.clear()
         if self._started:
             await self.typing.close()
+            await self.read_receipts.close()
             await self.manager.stop()
             await self.writer.close()
             await self.presence.stop()

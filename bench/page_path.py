@@ -63,6 +63,7 @@ class TabTimes:
 @dataclass
 class PageResult:
     tabs: int
+    users: int
     rooms: int
     streams: int
     messages: int
@@ -112,13 +113,19 @@ def start_server(workdir: Path, database_url: str, extra_env: dict[str, str]) ->
     return Server(name="ours", port=port, process=process)
 
 
+def tab_plan(people: PageBenchPeople, tabs: int) -> list[tuple[str, int]]:
+    """(token, room) per tab: the users in turn, so with fewer users each has several tabs."""
+    everyone = people.tab_tokens
+    return [everyone[i % len(everyone)] for i in range(tabs)]
+
+
 async def open_tabs(
     base: str, people: PageBenchPeople, times: TabTimes, tabs_wanted: int
 ) -> tuple[aiohttp.ClientSession, list[TabClient]]:
     connector = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=connector)
     tabs: list[TabClient] = []
-    pending = people.tab_tokens[:tabs_wanted]
+    pending = tab_plan(people, tabs_wanted)
 
     async def one(token: str, conversation_id: int) -> TabClient:
         tab = TabClient(base, token, on_frame=times.on_frame)
@@ -137,7 +144,7 @@ async def open_tabs(
 async def run(args: argparse.Namespace) -> PageResult:
     work = Path(tempfile.mkdtemp(prefix="page-bench-"))
     database_url = f"sqlite:///{work / 'bench.db'}"
-    people = seed_page_bench(database_url, args.tabs, args.rooms)
+    people = seed_page_bench(database_url, args.users or args.tabs, args.rooms)
     extra = dict(item.split("=", 1) for item in args.env)
     server = start_server(work, database_url, extra)
     base = f"http://127.0.0.1:{server.port}"
@@ -176,13 +183,16 @@ async def _measure(
         ),
         sink,
     )
-    room_tabs = {room.conversation_id: len(room.member_tokens) for room in people.rooms}
+    plan = tab_plan(people, len(tabs))
+    room_tabs = {room.conversation_id: sum(1 for _, r in plan if r == room.conversation_id)
+                 for room in people.rooms}
     stream_rooms = [people.tab_tokens[i % len(tokens)][1] for i in range(args.streams)]
     post_return: dict[int, float] = {}
     post_ms: list[float] = []
     room_of: dict[int, int] = {}
     headers = {"Authorization": f"Bearer {people.alice_token}"}
     bytes_before = sum(t.bytes_received for t in tabs)
+    profiler = _start_profiler(args, server)
     cpu_before = server.cpu_seconds()
     times.recording = sink.recording = True
     t0 = time.perf_counter()
@@ -203,6 +213,8 @@ async def _measure(
             await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t0
     cpu_seconds = server.cpu_seconds() - cpu_before
+    if profiler is not None:
+        profiler.wait(60)
     times.recording = sink.recording = False
     received = sum(t.bytes_received for t in tabs) - bytes_before
     latencies = [
@@ -221,7 +233,7 @@ async def _measure(
     await session.close()
     await close_all([*streams, alice_stream])
     return PageResult(
-        tabs=len(tabs), rooms=len(people.rooms), streams=args.streams, messages=args.messages,
+        tabs=len(tabs), users=len(people.tab_tokens), rooms=len(people.rooms), streams=args.streams, messages=args.messages,
         rate=args.rate, connect_seconds=connect_seconds, rss_mb_before_tabs=rss_before / 2**20,
         kb_per_idle_tab=kb_per_tab,
         tab_p50_ms=percentile(latencies, 0.5), tab_p99_ms=percentile(latencies, 0.99),
@@ -235,6 +247,18 @@ async def _measure(
         cpu_ms_per_tab_message=cpu_seconds * 1000 / max(1, expected),
         bytes_per_tab_message=received / max(1, expected),
         presence_p50_ms=percentile(presence, 0.5), presence_p99_ms=percentile(presence, 0.99),
+    )
+
+
+def _start_profiler(args: argparse.Namespace, server: Server) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server for the message phase (`--profile out.txt`: collapsed stacks)."""
+    if args.profile is None:
+        return None
+    seconds = max(1, int(args.messages / args.rate))
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(server.process.pid), "--duration", str(seconds),
+         "--format", "raw", "--output", str(args.profile), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
 
@@ -287,6 +311,7 @@ def render(result: PageResult) -> str:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tabs", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=0, help="default: one per tab")
     parser.add_argument("--rooms", type=int, default=1)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20)
@@ -296,6 +321,7 @@ def cli() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the server")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--keep-log", action="store_true")
+    parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the server")
     args = parser.parse_args()
     if os.cpu_count() and os.cpu_count() >= 2 and hasattr(os, "sched_setaffinity"):  # type: ignore[operator]
         os.sched_setaffinity(0, {int(LOADGEN_CPU)})

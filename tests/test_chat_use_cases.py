@@ -532,6 +532,53 @@ async def test_a_read_racing_a_send_keeps_the_new_message_unread(
     assert counts[-1] == 1  # what bob's clients are left showing
 
 
+async def test_many_tabs_seeing_a_message_move_each_cursor_once_in_one_transaction(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    bob_client = await listen(runtime, seeded.bob, EventType.CHAT_UNREAD_COUNT)
+    carol_client = await listen(runtime, seeded.carol, EventType.CHAT_UNREAD_COUNT)
+    (m1,) = await send_all(runtime, seeded.alice, seeded.group_id, "look")
+    await drain(bob_client), await drain(carol_client)  # the send's own +1
+    batches: list[int] = []
+    mark_read_many = runtime.messages.mark_read_many
+
+    async def counted(marks: list[tuple[Principal, int, int]]) -> None:
+        batches.append(len(marks))
+        await mark_read_many(marks)
+
+    runtime.messages.mark_read_many = counted  # type: ignore[method-assign]
+    for _ in range(5):  # five tabs each, every one applying the same message
+        runtime.read_receipts.seen(seeded.bob, seeded.group_id, m1)
+        runtime.read_receipts.seen(seeded.carol, seeded.group_id, m1)
+    await runtime.read_receipts.idle()
+
+    assert batches == [2]  # one transaction, one mark per user
+    for principal, client in ((seeded.bob, bob_client), (seeded.carol, carol_client)):
+        counts, _ = await unread_of(runtime, principal)
+        assert counts[seeded.group_id] == 0
+        assert [e["count"] for e in await unread_events(client)] == [0]  # announced once
+    # Seen again by another tab later: already read through it, nothing to store.
+    runtime.read_receipts.seen(seeded.bob, seeded.group_id, m1)
+    await runtime.read_receipts.idle()
+    assert batches == [2]
+
+
+async def test_a_receipt_the_caller_may_not_give_is_skipped_and_the_rest_are_stored(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    (m1,) = await send_all(runtime, seeded.alice, seeded.group_id, "hello")
+    (direct_message,) = await send_all(runtime, seeded.alice, seeded.direct_id, "psst")
+    runtime.read_receipts.seen(seeded.carol, seeded.direct_id, direct_message)  # not hers
+    runtime.read_receipts.seen(seeded.carol, seeded.group_id, direct_message)  # wrong room
+    runtime.read_receipts.seen(seeded.bob, seeded.group_id, m1)
+    await runtime.read_receipts.idle()
+    bob_counts, _ = await unread_of(runtime, seeded.bob)
+    carol_counts, _ = await unread_of(runtime, seeded.carol)
+    assert bob_counts[seeded.group_id] == 0
+    assert carol_counts[seeded.group_id] == 2  # the welcome and "hello": nothing moved
+    assert seeded.direct_id not in carol_counts
+
+
 # -- rate limits -----------------------------------------------------------------------------
 
 

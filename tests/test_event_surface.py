@@ -332,6 +332,8 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
             (PresenceState, "activity", {}),
             (PresenceState, "toggle_away", {}),
             (LiveState, "listen", {}),
+            (LiveState, "show_event_log", {}),
+            (LiveState, "hide_event_log", {}),
             (SessionState, "sign_in", {"form_data": {"username": f"nobody-{uuid.uuid4().hex}",
                                                      "password": "wrong-pass"}}),
             (SessionState, "sign_out", {}),
@@ -388,6 +390,7 @@ SIGNED_OUT_OUTCOMES: dict[str, Outcome] = {
     "activity": SIGNED_OUT, "toggle_away": SIGNED_OUT,
     # Nothing open, nothing to say: they return before anything is read.
     "close_conversation": QUIET, "typed": QUIET, "stopped_typing": QUIET, "listen": QUIET,
+    "show_event_log": QUIET, "hide_event_log": QUIET,
     "sign_in": Outcome(var=(SessionState, "login_error", "Invalid username or password.")),
     "sign_out": Outcome(redirect="/login"),
     "switch_tenant": Outcome(redirect="/login"),

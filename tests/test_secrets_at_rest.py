@@ -149,8 +149,9 @@ def _saved(signed_in: SignedIn) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def disk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    """Reflex's default disk store, a database in a folder the app creates, and a state
-    file left world-readable by an earlier version."""
+    """Reflex's disk store (the app keeps page state in memory unless told otherwise), a
+    database in a folder the app creates, and a state file left world-readable by an earlier
+    version."""
     workdir: Path = tmp_path_factory.mktemp("at-rest")
     states = workdir / ".states"
     states.mkdir(mode=0o755)
@@ -160,6 +161,7 @@ def disk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     env = {
         "DATABASE_URL": f"sqlite:///{workdir / '.data' / 'chat.db'}",
         "REFLEX_STATES_WORKDIR": str(states),
+        "REFLEX_STATE_MANAGER_MODE": "disk",
     }
     with running_backend(workdir, env, backend_only=True) as backend:
         yield backend

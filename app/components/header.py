@@ -71,6 +71,11 @@ def _user_menu() -> rx.Component:
                 rx.cond(PresenceState.chose_away, "Set yourself online", "Set yourself away"),
                 on_click=PresenceState.toggle_away,
             ),
+            rx.menu.item(
+                "Event log",
+                on_click=LiveState.show_event_log,
+                custom_attrs={"data-testid": "show-event-log"},
+            ),
             rx.menu.separator(),
             rx.menu.item(
                 "Sign out",

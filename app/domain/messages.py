@@ -13,7 +13,7 @@ from sqlmodel import Session, col, func, select
 
 from app.db import Database
 from app.domain.conversations import message_body, require_participant, unread_totals
-from app.domain.errors import InvalidInput, NotFound, RateLimited
+from app.domain.errors import DomainError, InvalidInput, NotFound, RateLimited
 from app.domain.principal import Principal
 from app.domain.typing import TypingTracker
 from app.models import ConversationMember, Message, User
@@ -192,30 +192,9 @@ class Messages:
                 if message is None or message.conversation_id != conversation_id:
                     raise NotFound("No such message in this conversation.")
                 target = message_id
-            # One statement, so a message stored meanwhile is either counted here or added
-            # by its sender after: reading the row first and writing it back loses it.
-            unread_after_target = (
-                select(func.count())
-                .select_from(Message)
-                .where(Message.conversation_id == conversation_id)
-                .where(col(Message.id) > target)
-                .where(Message.sender_id != principal.user_id)
-                .scalar_subquery()
-            )
-            moved = session.exec(  # type: ignore[call-overload]
-                update(ConversationMember)
-                .where(col(ConversationMember.conversation_id) == conversation_id)
-                .where(col(ConversationMember.user_id) == principal.user_id)
-                .where(col(ConversationMember.last_read_message_id) < target)
-                .values(last_read_message_id=target, unread_count=unread_after_target)
-            )
-            changed = moved.rowcount > 0
+            changed = _move_read_cursor(session, principal.user_id, conversation_id, target)
             session.commit()
-            count = session.exec(
-                select(ConversationMember.unread_count)
-                .where(ConversationMember.conversation_id == conversation_id)
-                .where(ConversationMember.user_id == principal.user_id)
-            ).one()
+            count = _unread_count(session, principal.user_id, conversation_id)
             total = unread_totals(session, principal.tenant_id, [principal.user_id])
             return UnreadChange(principal.user_id, count, total[principal.user_id]), changed
 
@@ -223,3 +202,83 @@ class Messages:
         if changed:
             await self._emit_unread(principal.tenant_id, conversation_id, [change])
         return change
+
+    async def mark_read_many(self, marks: list[tuple[Principal, int, int]]) -> None:
+        """Move many callers' cursors, each to a message of a conversation they are in, in one
+        transaction (app/domain/read_receipts.py); the changed counts are announced. A mark
+        for a conversation its caller has left, or a message not in it, is skipped."""
+
+        def store(session: Session) -> list[tuple[Principal, int]]:
+            moved = []
+            for principal, conversation_id, message_id in marks:
+                try:
+                    require_participant(session, principal, conversation_id)
+                except DomainError:
+                    continue
+                message = session.get(Message, message_id)
+                if message is None or message.conversation_id != conversation_id:
+                    continue
+                if _move_read_cursor(session, principal.user_id, conversation_id, message_id):
+                    moved.append((principal, conversation_id))
+            session.commit()
+            return moved
+
+        def counts(
+            session: Session, moved: list[tuple[Principal, int]]
+        ) -> list[tuple[Principal, int, UnreadChange]]:
+            by_tenant: dict[int, set[int]] = {}
+            for principal, _ in moved:
+                by_tenant.setdefault(principal.tenant_id, set()).add(principal.user_id)
+            totals = {
+                tenant: unread_totals(session, tenant, sorted(users))
+                for tenant, users in by_tenant.items()
+            }
+            return [
+                (
+                    principal,
+                    conversation_id,
+                    UnreadChange(
+                        principal.user_id,
+                        _unread_count(session, principal.user_id, conversation_id),
+                        totals[principal.tenant_id][principal.user_id],
+                    ),
+                )
+                for principal, conversation_id in moved
+            ]
+
+        moved = await self._db.run(store)
+        if not moved:
+            return
+        changes = await self._db.run(lambda session: counts(session, moved))
+        for principal, conversation_id, change in changes:
+            await self._emit_unread(principal.tenant_id, conversation_id, [change])
+
+
+def _move_read_cursor(session: Session, user_id: int, conversation_id: int, target: int) -> bool:
+    """Forward only; True if it moved. One statement, so a message stored meanwhile is either
+    counted here or added by its sender after: reading the row first and writing it back
+    would lose it."""
+    unread_after_target = (
+        select(func.count())
+        .select_from(Message)
+        .where(Message.conversation_id == conversation_id)
+        .where(col(Message.id) > target)
+        .where(Message.sender_id != user_id)
+        .scalar_subquery()
+    )
+    moved = session.exec(  # type: ignore[call-overload]
+        update(ConversationMember)
+        .where(col(ConversationMember.conversation_id) == conversation_id)
+        .where(col(ConversationMember.user_id) == user_id)
+        .where(col(ConversationMember.last_read_message_id) < target)
+        .values(last_read_message_id=target, unread_count=unread_after_target)
+    )
+    return bool(moved.rowcount > 0)
+
+
+def _unread_count(session: Session, user_id: int, conversation_id: int) -> int:
+    return session.exec(
+        select(ConversationMember.unread_count)
+        .where(ConversationMember.conversation_id == conversation_id)
+        .where(ConversationMember.user_id == user_id)
+    ).one()

@@ -19,12 +19,31 @@ ACTIVITY_THROTTLE_MS = 20_000
 
 
 def _event_log() -> rx.Component:
-    """The events this tab applied, for diagnostics (and the identical-events test)."""
-    return rx.el.pre(
-        LiveState.event_log_json,
-        id="event-log",
-        display="none",
-        custom_attrs={"data-testid": "event-log"},
+    """The last events this tab applied, opened from the user menu: for support, and for
+    the identical-events test."""
+    return rx.cond(
+        LiveState.event_log_json != "",
+        rx.box(
+            rx.hstack(
+                rx.text("Event log: the last events this tab applied", size="1", weight="bold"),
+                rx.spacer(),
+                rx.icon_button(
+                    rx.icon("x", size=14), size="1", variant="ghost",
+                    on_click=LiveState.hide_event_log, aria_label="Close the event log",
+                ),
+                width="100%",
+            ),
+            rx.el.pre(
+                LiveState.event_log_json,
+                id="event-log",
+                custom_attrs={"data-testid": "event-log"},
+                style={"white-space": "pre-wrap", "word-break": "break-all", "font-size": "11px",
+                       "max-height": "30vh", "overflow": "auto", "margin": "0"},
+            ),
+            width="100%",
+            padding="8px",
+            border_top="1px solid var(--gray-5)",
+        ),
     )
 
 

@@ -59,7 +59,12 @@ class LiveState(rx.State):
     connected: bool = False
     # The last events this tab applied, as {id, type, data}: shown in the page's
     # diagnostics drawer, and what proves a tab and a stream receive the same events.
-    event_log: list[str] = []
+    # The last events this tab applied, as {id, type, data} JSON: what proves a tab and a
+    # stream receive the same events, and what support asks for. Kept on the server and
+    # sent only when the user opens it (the user menu's "Event log"): as a page var it
+    # went with every delta, twice, 13-17 kB a frame (docs/performance.md).
+    _event_log: list[str] = []
+    event_log_json: str = ""
 
     @rx.event(background=True)
     async def listen(self):  # type: ignore[no-untyped-def]
@@ -147,39 +152,48 @@ class LiveState(rx.State):
             self.connected = True
 
     async def _apply(self, principal: Principal, batch: list[Event]) -> None:
-        mark_read: set[int] = set()
+        seen: dict[int, int] = {}  # open conversation -> newest message from others
         async with self:
             chat = await self.get_state(ChatState)
             for event in batch:
                 if event.type == EventType.PING:
                     continue
-                self.event_log = [
-                    *self.event_log[-(EVENT_LOG_SIZE - 1) :],
+                self._event_log = [
+                    *self._event_log[-(EVENT_LOG_SIZE - 1) :],
                     json.dumps(event.as_dict(), separators=(",", ":")),
                 ]
                 if event.type == EventType.RESYNC:
                     await self._load_snapshot_locked(principal)
                 elif event.type.startswith("chat:"):
                     if chat._apply_event(event.type, event.data, principal.user_id):
-                        mark_read.add(event.data["conversationId"])
+                        conversation_id = event.data["conversationId"]
+                        message_id = event.data["message"]["id"]
+                        seen[conversation_id] = max(seen.get(conversation_id, 0), message_id)
                 elif event.type.startswith("notification:"):
                     (await self.get_state(NotificationState))._apply_event(event.type, event.data)
                 elif event.type == EventType.PRESENCE_UPDATE:
                     (await self.get_state(PresenceState))._apply_event(event.data)
             chat._forget_silent_typists()
             await chat._reload_list_if_stale(principal)
-        # Outside the state lock: the open conversation was on screen, so it is read.
-        for conversation_id in mark_read:
-            await get_runtime().messages.mark_read(principal, conversation_id)
+        # The open conversation was on screen, so it is read: once per user however many of
+        # their tabs show it, many users per transaction (app/domain/read_receipts.py).
+        receipts = get_runtime().read_receipts
+        for conversation_id, message_id in seen.items():
+            receipts.seen(principal, conversation_id, message_id)
 
     async def _load_snapshot_locked(self, principal: Principal) -> None:
         await (await self.get_state(ChatState))._load_snapshot(principal)
         await (await self.get_state(PresenceState))._load_snapshot(principal)
         await (await self.get_state(NotificationState))._load_snapshot(principal)
 
-    @rx.var
-    def event_log_json(self) -> str:
-        return "[" + ",".join(self.event_log) + "]"
+    @rx.event
+    def show_event_log(self) -> None:
+        """The user menu's "Event log": this tab's own last events, as they are now."""
+        self.event_log_json = "[" + ",".join(self._event_log) + "]"
+
+    @rx.event
+    def hide_event_log(self) -> None:
+        self.event_log_json = ""
 
 
 async def _stop(listener: asyncio.Task[None] | None) -> None:

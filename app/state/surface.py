@@ -85,6 +85,9 @@ SURFACE: tuple[Entry, ...] = (
     Entry(PresenceState, "toggle_away", Caller.SIGNED_IN, "the user menu's away switch"),
     Entry(LiveState, "listen", Caller.SIGNED_IN,
           "the chat page's on_load: this tab as a client of the connection manager"),
+    Entry(LiveState, "show_event_log", Caller.ANYONE,
+          "the user menu's event log: this tab's own last events, already delivered to it"),
+    Entry(LiveState, "hide_event_log", Caller.ANYONE, "closes this tab's event log"),
     # -- the session -----------------------------------------------------------------
     Entry(SessionState, "sign_in", Caller.ANYONE,
           "the sign-in form; the use case checks the password and throttles failures"),
