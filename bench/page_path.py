@@ -33,7 +33,16 @@ import httpx
 
 from bench.loadgen import Sink, close_all, open_many, open_stream
 from bench.page_seed import PageBenchPeople, seed_page_bench
-from bench.run import LOADGEN_CPU, ROOT, Server, _pinned, _wait_ready, free_port, percentile
+from bench.run import (
+    LOADGEN_CPU,
+    ROOT,
+    Server,
+    _pinned,
+    _wait_ready,
+    free_port,
+    percentile,
+    start_redis,
+)
 from bench.tab_client import Frame, TabClient
 
 MARKER = re.compile(r"bench-(\d+)-ts:")
@@ -146,12 +155,23 @@ async def run(args: argparse.Namespace) -> PageResult:
     database_url = f"sqlite:///{work / 'bench.db'}"
     people = seed_page_bench(database_url, args.users or args.tabs, args.rooms)
     extra = dict(item.split("=", 1) for item in args.env)
+    redis = None
+    if args.workers > 1:
+        # Several workers need Redis: events cross processes, page state lives there.
+        redis = start_redis(work)
+        if redis is None:
+            raise SystemExit("--workers needs redis-server")
+        url = redis[1]
+        extra = {"REDIS_URL": url, "REFLEX_REDIS_URL": url.replace("/0", "/1"),
+                 "WORKERS": str(args.workers), **extra}
     server = start_server(work, database_url, extra)
     base = f"http://127.0.0.1:{server.port}"
     try:
         return await _measure(args, server, base, people)
     finally:
         server.stop()
+        if redis is not None:
+            redis[0].terminate()
         if args.keep_log:
             print(f"server log: {work / 'server.log'}")
 
@@ -320,6 +340,7 @@ def cli() -> None:
     parser.add_argument("--drain-seconds", type=float, default=30.0)
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the server")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--workers", type=int, default=1, help="scripts/serve workers on Redis")
     parser.add_argument("--keep-log", action="store_true")
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the server")
     args = parser.parse_args()
