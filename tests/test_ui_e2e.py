@@ -345,6 +345,12 @@ def test_carol_switches_workspace_to_globex(browser: Browser, backend: Backend) 
         expect(tab.locator("[data-testid=person][data-name='Dave']")).to_be_visible()
         expect(tab.locator("[data-testid=person][data-name='Bob']")).to_have_count(0)
         expect(_row(tab, "Acme team")).to_have_count(0)
+        # And back: the last workspace is remembered for carol's next sign-in, and the tests
+        # after this one expect her in Acme.
+        tab.get_by_test_id("tenant-switcher").click()
+        tab.get_by_role("option", name="Acme").click()
+        expect(tab.get_by_test_id("tenant-switcher")).to_contain_text("Acme", timeout=TIMEOUT_MS)
+        expect(_row(tab, "Acme team")).to_be_visible(timeout=TIMEOUT_MS)
 
 
 def test_shift_enter_makes_a_new_line_and_enter_sends(browser: Browser, backend: Backend) -> None:

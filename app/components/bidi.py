@@ -6,10 +6,9 @@ page puts around it.
 direction comes from its own first strong letter) and `unicode-bidi: plaintext` (an isolate
 whose every line finds its own direction; embeddings and overrides end with the element).
 
-Isolation only helps if each user string is an element of its own, so strings the state
-composes from several of them ("Bob: hi", "Alice, Bob, Carol", "Bob is typing…") are split
-again here (`names`, `conversation_name`, `preview_parts`, `typists`) and each piece shown
-with `user_text`, the glue (", ", ": ", " is typing…") outside them.
+Isolation only helps if each user string is an element of its own, so the state sends the
+pieces (a conversation's name parts and members, a preview's sender and text, the typists)
+and each piece is shown with `user_text`, the glue (", ", ": ", " is typing…") outside them.
 """
 
 from __future__ import annotations
@@ -21,9 +20,7 @@ from reflex.vars import var_operation, var_operation_return
 
 # Invisible bidi controls: LRM, RLM, ALM, the embeddings and overrides, the isolates.
 _BIDI_CONTROLS = r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-# The state joins names with this (app/state/items.py).
 NAME_SEPARATOR = ", "
-PREVIEW_SEPARATOR = ": "
 
 
 def user_text(text: rx.Var[str] | str, *, as_: str = "p", **props: Any) -> rx.Component:
@@ -39,52 +36,6 @@ def joined(parts: rx.Var[list[str]], separator: str = NAME_SEPARATOR) -> rx.Comp
         lambda part, index: rx.fragment(
             rx.cond(index > 0, separator, ""), user_text(part, as_="span")
         ),
-    )
-
-
-@var_operation
-def names(joined_names: rx.Var[str]):  # type: ignore[no-untyped-def]
-    """"Alice, Bob" -> ["Alice", "Bob"] (a name that itself holds ", " comes out in pieces,
-    each still isolated)."""
-    return var_operation_return(
-        js_expression=f"(({joined_names}) || '').split({NAME_SEPARATOR!r})",
-        var_type=list[str],
-    )
-
-
-@var_operation
-def conversation_name(  # type: ignore[no-untyped-def]
-    name: rx.Var[str], member_names: rx.Var[str], me: rx.Var[str]
-):
-    """A conversation's name as the names it is made of: the other members' names when it
-    is named after them (no title), else the title (or "Just you") whole."""
-    return var_operation_return(
-        js_expression=f"""((name, members, me) => {{
-  const others = (members || '').split({NAME_SEPARATOR!r});
-  const mine = others.indexOf(me);
-  if (mine >= 0) others.splice(mine, 1);
-  return others.length > 0 && others.join({NAME_SEPARATOR!r}) === name ? others : [name];
-}})({name}, {member_names}, {me})""",
-        var_type=list[str],
-    )
-
-
-@var_operation
-def preview_parts(preview: rx.Var[str], member_names: rx.Var[str]):  # type: ignore[no-untyped-def]
-    """"Bob: hi there" -> ["Bob", "hi there"]; ["", preview] when there is no sender.
-    The sender is the longest member name (or "You") the preview starts with, so a name that
-    holds ": " is not cut; failing that, the text before the first ": "."""
-    return var_operation_return(
-        js_expression=f"""((preview, members) => {{
-  preview = preview || '';
-  const sep = {PREVIEW_SEPARATOR!r};
-  let sender = ['You', ...(members || '').split({NAME_SEPARATOR!r})]
-    .filter((n) => n && preview.startsWith(n + sep))
-    .reduce((a, b) => (b.length > a.length ? b : a), '');
-  if (!sender && preview.includes(sep)) sender = preview.slice(0, preview.indexOf(sep));
-  return sender ? [sender, preview.slice(sender.length + sep.length)] : ['', preview];
-}})({preview}, {member_names})""",
-        var_type=list[str],
     )
 
 

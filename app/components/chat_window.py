@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import reflex as rx
 
-from app.components.bidi import conversation_name, joined, names, user_text
+from app.components.bidi import joined, user_text
 from app.components.composer import composer
 from app.components.typing_indicator import typing_indicator
 from app.state.chat import ChatState
 from app.state.items import MessageItem
-from app.state.session import SessionState
 
 
 def _message(message: rx.Var[MessageItem]) -> rx.Component:
@@ -66,18 +65,12 @@ def chat_window() -> rx.Component:
                 ),
                 rx.vstack(
                     rx.heading(
-                        joined(
-                            conversation_name(
-                                ChatState.active_name,
-                                ChatState.active_members,
-                                SessionState.display_name,
-                            )
-                        ),
+                        joined(ChatState.active_name_parts),
                         size="4",
                         custom_attrs={"data-testid": "chat-title"},
                     ),
                     rx.text(
-                        joined(names(ChatState.active_members)),
+                        joined(ChatState.active_members),
                         size="1",
                         color_scheme="gray",
                         custom_attrs={"data-testid": "chat-members"},

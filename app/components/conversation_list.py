@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import reflex as rx
 
-from app.components.bidi import conversation_name, initial, joined, preview_parts, user_text
+from app.components.bidi import initial, joined, user_text
 from app.components.new_conversation import new_conversation_dialog
 from app.state.chat import ChatState
 from app.state.items import ConversationItem
-from app.state.session import SessionState
 
 
 def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
-    """"Sender: message", each of the two isolated."""
-    parts = preview_parts(item.last_message, item.member_names)
-    return rx.fragment(
-        rx.cond(parts[0] != "", rx.fragment(user_text(parts[0], as_="span"), ": ")),
-        user_text(parts[1], as_="span"),
+    """"Sender: message", each of the two isolated; "No messages yet" for a new one."""
+    return rx.cond(
+        item.preview_sender != "",
+        rx.fragment(
+            user_text(item.preview_sender, as_="span"), ": ",
+            user_text(item.preview_text, as_="span"),
+        ),
+        rx.text("No messages yet", as_="span", style={"font-style": "italic"}),
     )
 
 
@@ -28,11 +30,7 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.text(
-                        joined(
-                            conversation_name(
-                                item.name, item.member_names, SessionState.display_name
-                            )
-                        ),
+                        joined(item.name_parts),
                         weight="medium",
                         trim="both",
                         class_name="truncate",

@@ -58,9 +58,14 @@ class ChatState(rx.State):
         return active.name if active else ""
 
     @rx.var
-    def active_members(self) -> str:
+    def active_name_parts(self) -> list[str]:
         active = next((c for c in self.conversations if c.id == self.active_id), None)
-        return active.member_names if active else ""
+        return active.name_parts if active else []
+
+    @rx.var
+    def active_members(self) -> list[str]:
+        active = next((c for c in self.conversations if c.id == self.active_id), None)
+        return active.members if active else []
 
     @rx.var
     def typing_label(self) -> str:

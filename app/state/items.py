@@ -22,10 +22,16 @@ class MessageItem:
 @dataclasses.dataclass
 class ConversationItem:
     id: int
+    # The title, or the other members' names: for sorting, and the row's data-name.
     name: str
+    # What the name is made of, each shown as its own bidi isolate (app/components/bidi.py):
+    # [title], or each other member's name.
+    name_parts: list[str]
     kind: str
-    member_names: str
-    last_message: str
+    members: list[str]  # every participant's display name
+    # The preview of the last message: "You", or its sender's name, and the start of it.
+    preview_sender: str
+    preview_text: str
     last_message_at: str
     last_message_id: int
     unread_count: int
@@ -65,30 +71,42 @@ def message_item(data: dict[str, Any], me: int) -> MessageItem:
 
 def conversation_item(view: ConversationView, me: int) -> ConversationItem:
     others = [p.display_name for p in view.participants if p.id != me]
-    name = view.title or ", ".join(others) or "Just you"
+    name_parts = [view.title] if view.title else others or ["Just you"]
     last = view.last_message
     return ConversationItem(
         id=view.id,
-        name=name,
+        name=view.title or ", ".join(others) or "Just you",
+        name_parts=name_parts,
         kind=view.kind,
-        member_names=", ".join(p.display_name for p in view.participants),
-        last_message=_preview(last.sender_name, last.content, last.sender_id == me) if last else "",
+        members=[p.display_name for p in view.participants],
+        preview_sender=("You" if last.sender_id == me else last.sender_name) if last else "",
+        preview_text=preview(last.content) if last else "",
         last_message_at=last.created_at if last else view.created_at,
         last_message_id=last.id if last else 0,
         unread_count=view.unread_count,
     )
 
 
-def _preview(sender: str, content: str, mine: bool) -> str:
+PREVIEW_CHARS = 80
+
+
+def preview(content: str) -> str:
+    """The start of a message on one line, cut at a word with an ellipsis when longer."""
     text = " ".join(content.split())
-    prefix = "You" if mine else sender
-    return f"{prefix}: {text[:80]}"
+    if len(text) <= PREVIEW_CHARS:
+        return text
+    window = text[: PREVIEW_CHARS + 1]
+    cut = window.rsplit(" ", 1)[0] if " " in window else ""
+    if len(cut) < PREVIEW_CHARS // 2:  # a long word (a URL) ends the window: cut inside it
+        cut = text[:PREVIEW_CHARS]
+    return cut.rstrip() + "…"
 
 
 def with_new_message(item: ConversationItem, message: MessageItem) -> ConversationItem:
     return dataclasses.replace(
         item,
-        last_message=_preview(message.sender_name, message.content, message.mine),
+        preview_sender="You" if message.mine else message.sender_name,
+        preview_text=preview(message.content),
         last_message_at=message.created_at,
         last_message_id=message.id,
     )
