@@ -10,6 +10,17 @@ from app.state.chat import ChatState
 from app.state.items import ConversationItem
 
 
+# One line, cut with an ellipsis: a long word (a URL) must not push the time and the unread
+# badge out of the pane.
+_ONE_LINE = {
+    "overflow": "hidden",
+    "white_space": "nowrap",
+    "text_overflow": "ellipsis",
+    "min_width": "0",
+    "flex": "1",
+}
+
+
 def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
     """"Sender: message", each of the two isolated; "No messages yet" for a new one."""
     return rx.cond(
@@ -29,25 +40,17 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
             rx.avatar(fallback=initial(item.name), size="3", radius="full", color_scheme="indigo"),
             rx.vstack(
                 rx.hstack(
-                    rx.text(
-                        joined(item.name_parts),
-                        weight="medium",
-                        trim="both",
-                        class_name="truncate",
+                    rx.text(joined(item.name_parts), weight="medium", trim="both", **_ONE_LINE),
+                    rx.moment(
+                        item.last_message_at, format="HH:mm", font_size="12px",
+                        color="var(--gray-10)", flex_shrink="0",
+                        custom_attrs={"data-testid": "conversation-time"},
                     ),
-                    rx.spacer(),
-                    rx.moment(item.last_message_at, format="HH:mm", font_size="12px", color="var(--gray-10)"),
                     width="100%",
                     align="center",
                 ),
                 rx.hstack(
-                    rx.text(
-                        _preview(item),
-                        size="2",
-                        color_scheme="gray",
-                        class_name="truncate",
-                        flex="1",
-                    ),
+                    rx.text(_preview(item), size="2", color_scheme="gray", **_ONE_LINE),
                     rx.cond(
                         item.unread_count > 0,
                         rx.badge(
@@ -55,6 +58,7 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
                             color_scheme="indigo",
                             variant="solid",
                             radius="full",
+                            flex_shrink="0",
                             custom_attrs={"data-testid": "unread-badge"},
                         ),
                     ),
@@ -66,6 +70,7 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
                 min_width="0",
             ),
             width="100%",
+            min_width="0",
             align="center",
         ),
         padding="10px 12px",
@@ -97,7 +102,9 @@ def conversation_list() -> rx.Component:
             align="center",
             padding="12px 12px 4px",
         ),
-        rx.scroll_area(
+        # A plain scrolling box: Radix's ScrollArea lays its content out as a table that
+        # grows to its widest row, so one long preview widened every row past the pane.
+        rx.box(
             rx.vstack(
                 rx.foreach(ChatState.conversations, _row),
                 rx.cond(
@@ -108,9 +115,11 @@ def conversation_list() -> rx.Component:
                 padding="4px 8px",
                 width="100%",
             ),
-            type="hover",
-            scrollbars="vertical",
+            overflow_y="auto",
+            overflow_x="hidden",
             flex="1",
+            min_height="0",
+            width="100%",
         ),
         height="100%",
         width="100%",
