@@ -122,6 +122,16 @@ def start_server(workdir: Path, database_url: str, extra_env: dict[str, str]) ->
     return Server(name="ours", port=port, process=process)
 
 
+async def _settle(server: Server, idle_percent: float = 10.0, limit: float = 300.0) -> None:
+    """Until the server's CPU stays under `idle_percent` for a second (at most `limit` s)."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        before = server.cpu_seconds()
+        await asyncio.sleep(1.0)
+        if (server.cpu_seconds() - before) * 100 < idle_percent:
+            return
+
+
 def tab_plan(people: PageBenchPeople, tabs: int) -> list[tuple[str, int]]:
     """(token, room) per tab: the users in turn, so with fewer users each has several tabs."""
     everyone = people.tab_tokens
@@ -190,7 +200,9 @@ async def _measure(
     started = time.perf_counter()
     session, tabs = await open_tabs(base, people, times, args.tabs)
     connect_seconds = time.perf_counter() - started
-    await asyncio.sleep(3)  # settle before reading memory
+    # Tabs opening announce their users' presence to every open tab: let that work finish
+    # before memory is read and messages are timed, or they measure the tail of the connect.
+    await _settle(server)
     kb_per_tab = (server.rss() - rss_before) / len(tabs) / 1024
 
     sink = Sink()
