@@ -57,6 +57,7 @@ class Backend:
     workdir: Path
     extra_env: dict[str, str]
     backend_only: bool = False
+    mode: str = "prod"  # `reflex run --env`: "dev" is what scripts/run starts
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = field(default=0)
 
@@ -99,7 +100,9 @@ class Backend:
         reflex = Path(sys.executable).parent / "reflex"
         port = str(self.port)
         if self.backend_only:
-            command = [str(reflex), "run", "--env", "prod", "--backend-only", "--backend-port", port]
+            command = [
+                str(reflex), "run", "--env", self.mode, "--backend-only", "--backend-port", port
+            ]
         else:
             command = [
                 str(reflex), "run", "--env", "prod", "--frontend-port", port, "--backend-port", port
@@ -145,7 +148,11 @@ class Backend:
 
 
 def start_backend(
-    workdir: Path, extra_env: dict[str, str] | None = None, *, backend_only: bool = False
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    backend_only: bool = False,
+    mode: str = "prod",
 ) -> Backend:
     port = free_port()
     backend = Backend(
@@ -154,6 +161,7 @@ def start_backend(
         workdir=workdir,
         extra_env=extra_env or {},
         backend_only=backend_only,
+        mode=mode,
     )
     backend.start()
     return backend
@@ -161,10 +169,14 @@ def start_backend(
 
 @contextmanager
 def running_backend(
-    workdir: Path, extra_env: dict[str, str] | None = None, *, backend_only: bool = False
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    backend_only: bool = False,
+    mode: str = "prod",
 ) -> Iterator[Backend]:
     """`start_backend`, stopped again however the block ends."""
-    backend = start_backend(workdir, extra_env, backend_only=backend_only)
+    backend = start_backend(workdir, extra_env, backend_only=backend_only, mode=mode)
     try:
         yield backend
     finally:

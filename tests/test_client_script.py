@@ -3,7 +3,7 @@
 The README's pages do `import { connect } from "http://localhost:8000/realtime-client.js"`:
 the API's address, which is scripts/serve, `reflex run --env prod --backend-only` and the
 backend of `reflex run`, none of which serves assets/. Shown here for scripts/serve, the
-backend-only start and the single-port prod app: the file as JavaScript, with caching that
+backend-only start, the backend of `reflex run` (scripts/run) and the single-port prod app: the file as JavaScript, with caching that
 revalidates, CORS by the app's origin policy, and a real Chromium page on an allowed origin
 importing it cross-origin as a module (a page on another origin cannot).
 """
@@ -75,6 +75,16 @@ def test_scripts_serve_serves_the_kit(serve: Served) -> None:
 
 def test_the_backend_only_start_serves_the_kit(backend_only: Backend) -> None:
     assert_serves_the_kit(backend_only.url, PARTNER)
+
+
+def test_the_backend_of_scripts_run_serves_the_kit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """scripts/run is `reflex run` in dev mode: its backend (on :8000 by default) is where
+    the README's import points."""
+    workdir = tmp_path_factory.mktemp("dev-backend")
+    with running_backend(
+        workdir, {"CORS_ALLOWED_ORIGINS": PARTNER}, backend_only=True, mode="dev"
+    ) as server:
+        assert_serves_the_kit(server.url, PARTNER)
 
 
 def test_the_single_port_app_serves_the_kit(backend: Backend) -> None:
