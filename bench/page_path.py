@@ -33,16 +33,7 @@ import httpx
 
 from bench.loadgen import Sink, close_all, open_many, open_stream
 from bench.page_seed import PageBenchPeople, seed_page_bench
-from bench.run import (
-    LOADGEN_CPU,
-    ROOT,
-    Server,
-    _pinned,
-    _wait_ready,
-    free_port,
-    percentile,
-    start_redis,
-)
+from bench.run import LOADGEN_CPU, Server, percentile, serve_ours, start_redis
 from bench.tab_client import Frame, TabClient
 
 MARKER = re.compile(r"bench-(\d+)-ts:")
@@ -98,27 +89,13 @@ class PageResult:
 
 
 def start_server(workdir: Path, database_url: str, extra_env: dict[str, str]) -> Server:
-    port = free_port()
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "SEED_DEMO_DATA": "false",
-        "SSE_MAX_STREAMS_PER_USER": "1000000",
         "MAX_TABS_PER_USER": "1000000",
-        "RATE_LIMIT_ENABLED": "false",
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
-        "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
         **extra_env,
     }
-    log = workdir / "server.log"
-    command = os.environ.get("BENCH_SERVE_COMMAND", str(ROOT / "scripts" / "serve"))
-    process = subprocess.Popen(
-        _pinned([command]), cwd=ROOT, env=env, stdout=log.open("wb"),
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    _wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+    port, process = serve_ours(workdir, "server.log", env)
     return Server(name="ours", port=port, process=process)
 
 

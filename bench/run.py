@@ -107,29 +107,39 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("server did not start")
 
 
-def start_ours(workdir: Path, redis_url: str = "") -> Server:
-    """The documented production start (scripts/serve), or BENCH_SERVE_COMMAND to compare
-    another start of the same app."""
+def serve_ours(
+    workdir: Path, log_name: str, env: dict[str, str]
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start the documented production start (scripts/serve), or BENCH_SERVE_COMMAND to
+    compare another start of the same app, pinned, without limits in the way; wait until it
+    answers. `env` adds to or overrides the benchmark's settings."""
     port = free_port()
-    env = {
+    full_env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-        "REDIS_URL": redis_url,
         "SSE_MAX_STREAMS_PER_USER": "1000000",
         "RATE_LIMIT_ENABLED": "false",
-        "SSE_CLIENT_QUEUE_SIZE": "1000",
         "PORT": str(port),
         "HOST": "127.0.0.1",
         # Compile into the run's folder, not the project's .web (a dev server may use it).
         "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
         "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
+        **env,
     }
-    log = workdir / "ours.log"
+    log = workdir / log_name
     process = subprocess.Popen(
         _pinned([os.environ.get("BENCH_SERVE_COMMAND", str(ROOT / "scripts" / "serve"))]),
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     _wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+    return port, process
+
+
+def start_ours(workdir: Path, redis_url: str = "") -> Server:
+    port, process = serve_ours(
+        workdir, "ours.log", {"REDIS_URL": redis_url, "SSE_CLIENT_QUEUE_SIZE": "1000"}
+    )
     base = f"http://127.0.0.1:{port}"
     bob = httpx.post(f"{base}/api/auth/token", json={"username": "bob", "password": "bob-pass"}).json()
     alice = httpx.post(f"{base}/api/auth/token", json={"username": "alice", "password": "alice-pass"}).json()

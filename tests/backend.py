@@ -213,6 +213,16 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def conversation_titled(backend: Backend, username: str, title: str) -> int:
+    """The id of the conversation of `username` titled `title` (e.g. "Acme team")."""
+    response = httpx.get(
+        f"{backend.url}/api/conversations",
+        headers=bearer(cached_token(backend, username)),
+        timeout=10,
+    )
+    return next(c["id"] for c in response.json()["items"] if c["title"] == title)
+
+
 class Stream:
     """One open `/api/sse` consumer: read the next event with a timeout, never a sleep."""
 

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from app.api.session_cookie import SESSION_COOKIE
 from bench.tab_client import TabClient
-from tests.backend import Backend, bearer, cached_token
+from tests.backend import Backend, bearer, cached_token, conversation_titled
 from tests.browser import signed_in
 
 TIMEOUT_MS = 20_000
@@ -94,11 +94,7 @@ def test_the_simulated_tab_sends_and_receives_what_a_chromium_page_does(
     browser: Browser, backend: Backend
 ) -> None:
     alice = cached_token(backend, "alice")
-    team = next(
-        c["id"]
-        for c in httpx.get(f"{backend.url}/api/conversations", headers=bearer(alice)).json()["items"]
-        if c["title"] == "Acme team"
-    )
+    team = conversation_titled(backend, "alice", "Acme team")
     with signed_in(browser, backend, "bob") as (context, _):
         page = context.new_page()
         page_sent, page_received = _page_frames(page)

@@ -152,15 +152,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 @pytest.fixture
 def backend(server: Backend) -> Iterator[Backend]:
-    """The private server; a test fails if it logged an error meanwhile."""
+    """The private server; a test fails if it logged an error meanwhile (conftest's `http`
+    fixture follows it here)."""
     with no_errors_logged(server):
         yield server
-
-
-@pytest.fixture
-async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=backend.url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import Browser, expect
 
-from tests.backend import Backend, bearer, cached_token
+from tests.backend import Backend, bearer, cached_token, conversation_titled
 from tests.browser import signed_in
 
 TIMEOUT_MS = 20_000
@@ -26,11 +26,7 @@ def test_a_long_url_keeps_every_rows_time_and_badge_inside_the_pane(
     browser: Browser, backend: Backend
 ) -> None:
     alice = cached_token(backend, "alice")
-    team = next(
-        c["id"]
-        for c in httpx.get(f"{backend.url}/api/conversations", headers=bearer(alice)).json()["items"]
-        if c["title"] == "Acme team"
-    )
+    team = conversation_titled(backend, "alice", "Acme team")
     with signed_in(browser, backend, "bob") as (_, page):
         url = "https://example.com/" + "x" * 300
         response = httpx.post(

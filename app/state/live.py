@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import reflex as rx
 
@@ -63,7 +64,7 @@ class LiveState(rx.State):
     # stream receive the same events, and what support asks for. Kept on the server and
     # sent only when the user opens it (the user menu's "Event log"): as a page var it
     # went with every delta, twice, 13-17 kB a frame (docs/performance.md).
-    _event_log: list[str] = []
+    _event_log: list[dict[str, Any]] = []
     event_log_json: str = ""
 
     @rx.event(background=True)
@@ -159,17 +160,14 @@ class LiveState(rx.State):
             self.connected = True
 
     async def _apply(self, principal: Principal, batch: list[Event]) -> bool:
-        """Apply a batch of events to this tab's state; True while anyone is shown typing."""
+        """Apply a batch of events (pings left out) to this tab's state; True while anyone
+        is shown typing."""
         seen: dict[int, int] = {}  # open conversation -> newest message from others
         async with self:
             chat = await self.get_state(ChatState)
             for event in batch:
-                if event.type == EventType.PING:
-                    continue
-                self._event_log = [
-                    *self._event_log[-(EVENT_LOG_SIZE - 1) :],
-                    json.dumps(event.as_dict(), separators=(",", ":")),
-                ]
+                # Encoded only when the user opens the log, not once per tab per event.
+                self._event_log = [*self._event_log[-(EVENT_LOG_SIZE - 1) :], event.as_dict()]
                 if event.type == EventType.RESYNC:
                     await self._load_snapshot_locked(principal)
                 elif event.type.startswith("chat:"):
@@ -199,7 +197,7 @@ class LiveState(rx.State):
     @rx.event
     def show_event_log(self) -> None:
         """The user menu's "Event log": this tab's own last events, as they are now."""
-        self.event_log_json = "[" + ",".join(self._event_log) + "]"
+        self.event_log_json = json.dumps(self._event_log, separators=(",", ":"))
 
     @rx.event
     def hide_event_log(self) -> None:

@@ -118,16 +118,14 @@ SURFACE: tuple[Entry, ...] = (
     Entry(OnLoadInternalState, "set_is_hydrated", Caller.NOBODY,
           "Reflex chains it itself from on_load_internal; pages never send it"),
     # -- setvar, on every state ---------------------------------------------------------
-    Entry(State, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(ChatState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(NotificationState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(PresenceState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(LiveState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(SessionState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(OnLoadInternalState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(UpdateVarsInternalState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(FrontendEventExceptionState, "setvar", Caller.NOBODY, _SETVAR),
-    Entry(SharedStateBaseInternal, "setvar", Caller.NOBODY, _SETVAR),
+    *(
+        Entry(state, "setvar", Caller.NOBODY, _SETVAR)
+        for state in (
+            State, ChatState, NotificationState, PresenceState, LiveState, SessionState,
+            OnLoadInternalState, UpdateVarsInternalState, FrontendEventExceptionState,
+            SharedStateBaseInternal,
+        )
+    ),
 )
 
 
