@@ -85,19 +85,23 @@ def chat_window() -> rx.Component:
             rx.box(
                 rx.vstack(
                     rx.cond(
-                        ChatState.has_older,
+                        ChatState.has_older & (ChatState.messages_of == ChatState.active_id),
                         rx.center(
                             rx.button(
                                 "Load older messages",
                                 variant="ghost",
                                 size="1",
-                                on_click=ChatState.load_older,
+                                on_click=ChatState.load_older(ChatState.messages[0].id),
                                 custom_attrs={"data-testid": "load-older"},
                             ),
                             width="100%",
                         ),
                     ),
-                    rx.foreach(ChatState.messages, _message),
+                    # For a moment after a click the messages are still the last one's.
+                    rx.cond(
+                        ChatState.messages_of == ChatState.active_id,
+                        rx.foreach(ChatState.messages, _message),
+                    ),
                     spacing="2",
                     padding="16px",
                     width="100%",

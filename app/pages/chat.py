@@ -8,6 +8,7 @@ from app.components.chat_window import chat_window
 from app.components.composer import ENTER_SENDS
 from app.components.conversation_list import conversation_list
 from app.components.header import header
+from app.components.live_store import live_store
 from app.components.presence_list import presence_list
 from app.state.chat import ChatState
 from app.state.live import LiveState
@@ -81,6 +82,14 @@ def _panes(conversation_open: bool) -> rx.Component:
 
 
 def chat() -> rx.Component:
+    return rx.fragment(
+        # Outside the cond: it must listen before the first frame of the feed arrives.
+        live_store(),
+        _page(),
+    )
+
+
+def _page() -> rx.Component:
     return rx.cond(
         SessionState.signed_in,
         rx.vstack(

@@ -9,67 +9,41 @@ from typing import Any
 import reflex as rx
 
 from app.domain.errors import DomainError
-from app.domain.messages import HistoryPage
 from app.domain.principal import Principal
 from app.runtime import get_runtime
-from app.state import replies
+from app.state import page_data, replies, tab_feed
 from app.state.arguments import parse_id
-from app.state.items import (
-    ConversationItem,
-    MessageItem,
-    conversation_item,
-    message_item,
-    with_new_message,
-)
+from app.state.items import ConversationItem, MessageItem, conversation_item
 from app.state.session import SessionState
+from app.state.tab_feed import numbered
 
-HISTORY_PAGE = 30
-# A receiver forgets a typist it has not heard from for this long, whatever the server says.
-TYPING_FORGET_SECONDS = 10.0
 # This tab tells the server "still typing" at most this often.
 TYPING_REPEAT_SECONDS = 2.5
 
+# Vars only the page's store writes (assets/live_store.js, from the tab's feed): declared
+# here for the components, never set by the server (app/state/live_vars.py).
+LIVE_VARS = ("conversations", "total_unread", "messages", "messages_of", "has_older", "typists")
+
 
 class ChatState(rx.State):
+    # -- live: written by the page's store only ------------------------------------
     conversations: list[ConversationItem] = []
     total_unread: int = 0
-    active_id: int = 0
+    # The open conversation's messages, oldest first, and which conversation they are of
+    # (for a moment after a click, still the one before).
     messages: list[MessageItem] = []
+    messages_of: int = 0
     has_older: bool = False
+    # conversation id -> typist name -> when to forget them (epoch seconds)
+    typists: dict[str, dict[str, float]] = {}
+    # -- this tab's own ------------------------------------------------------------
+    active_id: int = 0
+    active_name_parts: list[str] = []
+    active_members: list[str] = []
     composer_error: str = ""
     sending: bool = False
-    # conversation id -> typist name -> when to forget them (time.time())
-    typists: dict[str, dict[str, float]] = {}
     new_conversation_error: str = ""
     _typing_sent_at: float = 0.0
-    # Set when an event names a conversation this tab does not list yet (someone started
-    # it with us): the live listener reloads the list.
-    _list_is_stale: bool = False
-
-    # -- derived ---------------------------------------------------------------------
-
-    @rx.var
-    def active(self) -> ConversationItem | None:
-        return next((c for c in self.conversations if c.id == self.active_id), None)
-
-    @rx.var
-    def active_name(self) -> str:
-        active = next((c for c in self.conversations if c.id == self.active_id), None)
-        return active.name if active else ""
-
-    @rx.var
-    def active_name_parts(self) -> list[str]:
-        active = next((c for c in self.conversations if c.id == self.active_id), None)
-        return active.name_parts if active else []
-
-    @rx.var
-    def active_members(self) -> list[str]:
-        active = next((c for c in self.conversations if c.id == self.active_id), None)
-        return active.members if active else []
-
-    @rx.var
-    def typing_label(self) -> str:
-        return typing_label(list(self.typists.get(str(self.active_id), {})))
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -77,83 +51,13 @@ class ChatState(rx.State):
         session = await self.get_state(SessionState)
         return await session._principal()
 
-    async def _load_snapshot(self, principal: Principal) -> None:
-        runtime = get_runtime()
-        views, total = await runtime.conversations.list_for(principal)
-        self.conversations = [conversation_item(v, principal.user_id) for v in views]
-        self.total_unread = total
-        if self.active_id and not any(c.id == self.active_id for c in self.conversations):
-            self.active_id = 0
-        if self.active_id:
-            await self._load_history(principal)
-
-    async def _load_history(self, principal: Principal) -> None:
-        page = await get_runtime().messages.history(
-            principal, self.active_id, before=None, limit=HISTORY_PAGE
-        )
-        self._show_history(page, principal.user_id)
-
-    def _show_history(self, page: HistoryPage, me: int) -> None:
-        self.messages = [message_item(m.to_data(), me) for m in reversed(page.items)]
-        self.has_older = page.has_more
-
-    def _apply_event(self, event_type: str, data: dict[str, Any], me: int) -> bool:
-        """Apply one stream event; True when the open conversation got a new message
-        (the caller then marks it read). Idempotent: a replayed event changes nothing."""
-        if event_type == "chat:message":
-            return self._apply_message(message_item(data["message"], me))
-        if event_type == "chat:unread-count":
-            self.total_unread = data["total"]
-            self.conversations = [
-                _with_unread(c, data["count"]) if c.id == data["conversationId"] else c
-                for c in self.conversations
-            ]
-        elif event_type == "chat:typing":
-            key = str(data["conversationId"])
-            typists = dict(self.typists.get(key, {}))
-            if data["isTyping"]:
-                typists[data["userName"]] = time.time() + TYPING_FORGET_SECONDS
-            else:
-                typists.pop(data["userName"], None)
-            self.typists = {**self.typists, key: typists}
-        return False
-
-    def _apply_message(self, message: MessageItem) -> bool:
-        known = [c for c in self.conversations if c.id == message.conversation_id]
-        if known and known[0].last_message_id >= message.id:
-            return False  # already shown (snapshot taken after the event was queued)
-        others = [c for c in self.conversations if c.id != message.conversation_id]
-        if known:
-            self.conversations = [with_new_message(known[0], message), *others]
-        else:
-            self._list_is_stale = True
-        # The typist whose message arrived has stopped typing.
-        key = str(message.conversation_id)
-        if message.sender_name in self.typists.get(key, {}):
-            typists = dict(self.typists[key])
-            typists.pop(message.sender_name, None)
-            self.typists = {**self.typists, key: typists}
-        if message.conversation_id != self.active_id:
-            return False
-        if any(m.id == message.id for m in self.messages):
-            return False
-        self.messages = [*self.messages, message]
-        return not message.mine
-
-    def _forget_silent_typists(self) -> None:
-        now = time.time()
-        if any(t <= now for typists in self.typists.values() for t in typists.values()):
-            self.typists = {
-                key: {name: t for name, t in typists.items() if t > now}
-                for key, typists in self.typists.items()
-            }
-
-    async def _reload_list_if_stale(self, principal: Principal) -> None:
-        if self._list_is_stale:
-            self._list_is_stale = False
-            views, total = await get_runtime().conversations.list_for(principal)
-            self.conversations = [conversation_item(v, principal.user_id) for v in views]
-            self.total_unread = total
+    def _close(self) -> None:
+        self.active_id = 0
+        self.active_name_parts = []
+        self.active_members = []
+        link = tab_feed.links.get(self.router.session.client_token)
+        if link is not None:
+            link.watching = 0
 
     # -- events ----------------------------------------------------------------------
 
@@ -162,40 +66,48 @@ class ChatState(rx.State):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
+        runtime = get_runtime()
         try:
             # Read first, then show: the tab never holds an id the caller may not see.
-            page = await get_runtime().messages.history(
-                principal, conversation_id, before=None, limit=HISTORY_PAGE
+            view = await runtime.conversations.get(principal, conversation_id)
+            page = await runtime.messages.history(
+                principal, conversation_id, before=None, limit=page_data.HISTORY_PAGE
             )
-            await get_runtime().messages.mark_read(principal, conversation_id)
+            await runtime.messages.mark_read(principal, conversation_id)
         except DomainError as exc:
-            self.active_id = 0
-            self.messages = []
+            self._close()
             return replies.refused(exc.message)
+        item = conversation_item(view, principal.user_id)
         self.active_id = conversation_id
+        self.active_name_parts = item.name_parts
+        self.active_members = item.members
         self.composer_error = ""
-        self._show_history(page, principal.user_id)
+        link = tab_feed.links.get(self.router.session.client_token)
+        if link is not None:
+            link.watching = conversation_id
+        # Before this handler's own delta: the messages are there when active_id changes.
+        history = page_data.history(conversation_id, page, principal.user_id)
+        await tab_feed.push_to_tab(self.router.session.session_id, [numbered("history", history)])
         return rx.call_script(_SCROLL_TO_END)
 
     @rx.event
     def close_conversation(self) -> None:
-        self.active_id = 0
-        self.messages = []
+        self._close()
 
     @rx.event
-    async def load_older(self):  # type: ignore[no-untyped-def]
+    async def load_older(self, before: int):  # type: ignore[no-untyped-def]
+        """The page before message `before` (the oldest the tab shows) of the open one."""
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
-        if not self.active_id or not self.messages:
+        if not self.active_id:
             return None
         # A DomainError (say, the conversation went away) becomes a toast: handler_errors.py.
         page = await get_runtime().messages.history(
-            principal, self.active_id, before=self.messages[0].id, limit=HISTORY_PAGE
+            principal, self.active_id, before=before, limit=page_data.HISTORY_PAGE
         )
-        older = [message_item(m.to_data(), principal.user_id) for m in reversed(page.items)]
-        self.messages = [*older, *self.messages]
-        self.has_older = page.has_more
+        older = page_data.history(self.active_id, page, principal.user_id, older=True)
+        await tab_feed.push_to_tab(self.router.session.session_id, [numbered("history", older)])
         return None
 
     @rx.event
@@ -215,7 +127,8 @@ class ChatState(rx.State):
         self.composer_error = ""
         yield
         try:
-            sent = await get_runtime().messages.send(principal, self.active_id, content)
+            # Shown when its chat:message comes back, as in every other tab of ours.
+            await get_runtime().messages.send(principal, self.active_id, content)
         except DomainError as exc:
             self.composer_error = exc.message
             # Give the text back: nothing was sent.
@@ -224,8 +137,6 @@ class ChatState(rx.State):
         finally:
             self.sending = False
             self._typing_sent_at = 0.0
-        self._apply_message(message_item(sent.message.to_data(), principal.user_id))
-        yield rx.call_script(_SCROLL_TO_END)
 
     @rx.event
     async def typed(self, key: str):  # type: ignore[no-untyped-def]
@@ -256,6 +167,14 @@ class ChatState(rx.State):
             pass  # typing is a courtesy: a refused update is not worth bothering anyone
 
     @rx.event
+    def reload_conversations(self) -> None:
+        """The page's store met a conversation it does not list (someone started it with
+        us): the tab's listener sends a fresh snapshot, in order with its events."""
+        link = tab_feed.links.get(self.router.session.client_token)
+        if link is not None and link.alive():
+            link.want_snapshot()
+
+    @rx.event
     async def start_conversation(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
         principal = await self._principal()
         if principal is None:
@@ -282,10 +201,9 @@ class ChatState(rx.State):
             self.new_conversation_error = exc.message
             return None
         self.new_conversation_error = ""
-        item = conversation_item(view, principal.user_id)
-        if not any(c.id == item.id for c in self.conversations):
-            self.conversations = [item, *self.conversations]
-        return ChatState.open_conversation(item.id)
+        item = dataclasses.asdict(conversation_item(view, principal.user_id))
+        await tab_feed.push_to_tab(self.router.session.session_id, [numbered("conversation", item)])
+        return ChatState.open_conversation(view.id)
 
 
 def typing_label(names: list[str]) -> str:
@@ -298,10 +216,6 @@ def typing_label(names: list[str]) -> str:
     if len(names) == 2:
         return f"{names[0]} and {names[1]} are typing…"
     return "Several people are typing…"
-
-
-def _with_unread(item: ConversationItem, count: int) -> ConversationItem:
-    return dataclasses.replace(item, unread_count=count)
 
 
 _SCROLL_TO_END = (

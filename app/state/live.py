@@ -1,14 +1,17 @@
 """This tab as a client of the connection manager, like any /api/sse stream.
 
-`listen` is started by the chat page's on_load. It registers the tab first, then loads the
-snapshot, then applies every event (the same Event objects the HTTP streams encode) inside
-`async with self`. Leaving the manager is what presence hears.
+`listen` is started by the chat page's on_load. It registers the tab first, then sends the
+tab its snapshot, then writes each event it is given (the same Event objects the HTTP
+streams encode, encoded once for every tab: app/state/tab_feed.py) to the tab's socket,
+where the page's store applies it. No event goes through the tab's Reflex state: that cost
+a state lock, a delta and its JSON per tab per event. Leaving the manager is what presence
+hears.
 
 A tab client lives exactly as long as the websocket that started its listener. Reflex
 cancels a listener started by on_load when the socket closes, but not one started by a
 direct call on the socket (any websocket client may call `listen`). So the tab is
 registered with a check of its socket (app/state/tab_socket.py): the manager's heartbeat
-closes it once the socket is gone, and the listener itself stops at its next wake-up.
+closes it once the socket is gone, and the listener stops with it.
 A reload keeps the client token, so listeners are keyed by it outside state: a new one
 stops any older one of the same tab before registering, and only one runs per token.
 Each user may hold MAX_TABS_PER_USER tabs in a process; the next one is told so.
@@ -19,30 +22,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import Callable
-from typing import Any
 
 import reflex as rx
 
 from app import routes
+from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.realtime.client import ClientKind, CloseReason
-from app.realtime.events import Event, EventType
+from app.realtime.events import EventType
 from app.realtime.manager import TooManyTabs
 from app.runtime import get_runtime
+from app.state import page_data, tab_feed
 from app.state.chat import ChatState
-from app.state.notifications import NotificationState
-from app.state.presence import PresenceState
 from app.state.session import SessionState
+from app.state.tab_feed import Send, TabLink, event_packet, numbered, socket_sender
 from app.state.tab_socket import socket_check
 
-logger = logging.getLogger(__name__)
-
-# How often the listener wakes without events, to forget typists who went silent (and to
-# notice that its socket closed, when no heartbeat told it first).
-TICK_SECONDS = 2.0
-EVENT_LOG_SIZE = 50
 # How long a new listener waits for the one it replaces to leave the manager. It leaves at
 # once unless it is waiting for the state lock; past this the new one goes ahead anyway.
 HANDOVER_SECONDS = 10.0
@@ -58,13 +54,9 @@ _listeners: dict[str, asyncio.Task[None]] = {}
 
 class LiveState(rx.State):
     connected: bool = False
-    # The last events this tab applied, as {id, type, data}: shown in the page's
-    # diagnostics drawer, and what proves a tab and a stream receive the same events.
-    # The last events this tab applied, as {id, type, data} JSON: what proves a tab and a
-    # stream receive the same events, and what support asks for. Kept on the server and
-    # sent only when the user opens it (the user menu's "Event log"): as a page var it
-    # went with every delta, twice, 13-17 kB a frame (docs/performance.md).
-    _event_log: list[dict[str, Any]] = []
+    # The last events this tab was sent, as {id, type, data} JSON: what proves a tab and a
+    # stream receive the same events, and what support asks for. Kept on the server
+    # (TabLink.event_log) and sent only when the user opens it (the user menu's "Event log").
     event_log_json: str = ""
 
     @rx.event(background=True)
@@ -72,8 +64,10 @@ class LiveState(rx.State):
         # The socket this call came in on: read from the state as this event left it,
         # before another event (a reload's, on a new socket) can change the router.
         tab = self.router.session.client_token
-        alive = socket_check(tab, self.router.session.session_id)
-        if not alive():
+        sid = self.router.session.session_id
+        alive = socket_check(tab, sid)
+        send = socket_sender(sid)
+        if send is None or not alive():
             return
         async with self:
             session = await self.get_state(SessionState)
@@ -87,7 +81,7 @@ class LiveState(rx.State):
             await _stop(previous)
             if _listeners.get(tab) is not current or not alive():
                 return  # a newer listen of this tab took over meanwhile, or the socket went
-            close_reason = await self._serve(principal, alive)
+            close_reason = await self._serve(tab, principal, alive, send)
         except TooManyTabs:
             if alive():
                 yield rx.toast.error(
@@ -117,7 +111,9 @@ class LiveState(rx.State):
         if close_reason is CloseReason.SESSION_ENDED:
             yield rx.redirect(routes.LOGIN)
 
-    async def _serve(self, principal: Principal, alive: Callable[[], bool]) -> CloseReason | None:
+    async def _serve(
+        self, tab: str, principal: Principal, alive: Callable[[], bool], send: Send
+    ) -> CloseReason | None:
         manager = get_runtime().manager
         async with manager.connection(
             user_id=principal.user_id,
@@ -126,78 +122,75 @@ class LiveState(rx.State):
             session_ref=principal.token_id,
             transport_alive=alive,
         ) as connection:
-            client = connection.client
-            # Registered first, snapshot second: whatever happens in between is queued and
-            # applied on top (the reducers are idempotent), so nothing falls in the gap.
-            await self._load_snapshot(principal)
-            pending: asyncio.Task[list[Event]] | None = None
-            # Whether someone shown as typing may need forgetting at a later tick. A tab with
-            # nothing to apply and nobody typing does not take its state at all: entering it
-            # costs a state lock and a delta, for every open tab, every tick and every ping
-            # (with 1,000 tabs, stalls of half a second every heartbeat).
-            typists_shown = True
+            link = TabLink(client=connection.client, principal=principal, send=send, alive=alive)
+            async with self:
+                link.watching = (await self.get_state(ChatState)).active_id
+            tab_feed.links[tab] = link
             try:
-                while True:
-                    if pending is None:
-                        pending = asyncio.ensure_future(client.next_batch())
-                    done, _ = await asyncio.wait({pending}, timeout=TICK_SECONDS)
-                    batch = pending.result() if done else None
-                    if done:
-                        pending = None
-                    if batch == [] or not alive():
-                        break  # the manager closed this client, or its socket is gone
-                    events = [e for e in batch or [] if e.type != EventType.PING]
-                    if events or typists_shown:
-                        typists_shown = await self._apply(principal, events)
+                # Registered first, snapshot second: what was queued before the snapshot is
+                # read is in it; what is queued after is applied on top (Zulip's rule).
+                await self._send_snapshot(link)
+                async with self:
+                    self.connected = True
+                await self._forward(link)
             finally:
-                if pending is not None:
-                    pending.cancel()
-            return client.close_reason
+                if tab_feed.links.get(tab) is link:
+                    del tab_feed.links[tab]
+            return link.client.close_reason
 
-    async def _load_snapshot(self, principal: Principal) -> None:
-        async with self:
-            await self._load_snapshot_locked(principal)
-            self.connected = True
+    async def _send_snapshot(self, link: TabLink) -> None:
+        link.snapshot_wanted = False
+        link.client.take_batch()  # published before the read below, so part of it
+        runtime = get_runtime()
+        items = [numbered("snapshot", await page_data.snapshot(runtime, link.principal))]
+        if link.watching:
+            # The open conversation too: a reconnect or a resync may have missed messages.
+            try:
+                page = await runtime.messages.history(
+                    link.principal, link.watching, before=None, limit=page_data.HISTORY_PAGE
+                )
+            except DomainError:
+                link.watching = 0  # no longer the caller's to see
+                async with self:
+                    (await self.get_state(ChatState))._close()
+            else:
+                me = link.principal.user_id
+                items.append(numbered("history", page_data.history(link.watching, page, me)))
+        await link.push(items)
 
-    async def _apply(self, principal: Principal, batch: list[Event]) -> bool:
-        """Apply a batch of events (pings left out) to this tab's state; True while anyone
-        is shown typing."""
-        seen: dict[int, int] = {}  # open conversation -> newest message from others
-        async with self:
-            chat = await self.get_state(ChatState)
+    async def _forward(self, link: TabLink) -> None:
+        """Write each event queued for the tab to its socket, until the manager closes the
+        client or the socket goes: the same Event objects an /api/sse stream gets, each
+        encoded once for every tab (tab_feed.event_packet)."""
+        client, receipts = link.client, get_runtime().read_receipts
+        me = link.principal.user_id
+        while True:
+            batch = await client.next_batch()
+            if not batch or not link.alive():
+                return
             for event in batch:
-                # Encoded only when the user opens the log, not once per tab per event.
-                self._event_log = [*self._event_log[-(EVENT_LOG_SIZE - 1) :], event.as_dict()]
+                if event.type == EventType.PING:
+                    continue
                 if event.type == EventType.RESYNC:
-                    await self._load_snapshot_locked(principal)
-                elif event.type.startswith("chat:"):
-                    if chat._apply_event(event.type, event.data, principal.user_id):
-                        conversation_id = event.data["conversationId"]
-                        message_id = event.data["message"]["id"]
-                        seen[conversation_id] = max(seen.get(conversation_id, 0), message_id)
-                elif event.type.startswith("notification:"):
-                    (await self.get_state(NotificationState))._apply_event(event.type, event.data)
-                elif event.type == EventType.PRESENCE_UPDATE:
-                    (await self.get_state(PresenceState))._apply_event(event.data)
-            chat._forget_silent_typists()
-            await chat._reload_list_if_stale(principal)
-            typists_shown = any(chat.typists.values())
-        # The open conversation was on screen, so it is read: once per user however many of
-        # their tabs show it, many users per transaction (app/domain/read_receipts.py).
-        receipts = get_runtime().read_receipts
-        for conversation_id, message_id in seen.items():
-            receipts.seen(principal, conversation_id, message_id)
-        return typists_shown
-
-    async def _load_snapshot_locked(self, principal: Principal) -> None:
-        await (await self.get_state(ChatState))._load_snapshot(principal)
-        await (await self.get_state(PresenceState))._load_snapshot(principal)
-        await (await self.get_state(NotificationState))._load_snapshot(principal)
+                    if not tab_feed.asked_by_page(event):
+                        link.event_log.append(event.as_dict())
+                    await self._send_snapshot(link)
+                    continue
+                link.event_log.append(event.as_dict())
+                await link.send(event_packet(event))
+                if event.type == EventType.CHAT_MESSAGE and link.watching:
+                    message = event.data["message"]
+                    if message["conversationId"] == link.watching and message["senderId"] != me:
+                        # On screen, so read: once per user however many of their tabs show
+                        # it, many users per transaction (app/domain/read_receipts.py).
+                        receipts.seen(link.principal, link.watching, message["id"])
 
     @rx.event
     def show_event_log(self) -> None:
         """The user menu's "Event log": this tab's own last events, as they are now."""
-        self.event_log_json = json.dumps(self._event_log, separators=(",", ":"))
+        link = tab_feed.links.get(self.router.session.client_token)
+        events = list(link.event_log) if link is not None else []
+        self.event_log_json = json.dumps(events, separators=(",", ":"))
 
     @rx.event
     def hide_event_log(self) -> None:

@@ -2,49 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import reflex as rx
 
 from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.runtime import get_runtime
 from app.state import replies
-from app.state.items import NotificationItem, notification_item
+from app.state.items import NotificationItem
 from app.state.session import SessionState
 
-SHOWN = 20
+# Vars only the page's store writes (assets/live_store.js): never set by the server.
+LIVE_VARS = ("items", "unread_count", "badge")
 
 
 class NotificationState(rx.State):
+    # -- live: written by the page's store only ------------------------------------
     items: list[NotificationItem] = []
     unread_count: int = 0
-
-    @rx.var
-    def badge(self) -> str:
-        return "99+" if self.unread_count > 99 else str(self.unread_count)
-
-    async def _load_snapshot(self, principal: Principal) -> None:
-        page = await get_runtime().notifications.list_for(principal, limit=SHOWN, before=None)
-        self.items = [
-            notification_item(item.to_data(), read=item.id in page.read_ids) for item in page.items
-        ]
-        self.unread_count = page.unread_count
-
-    def _apply_event(self, event_type: str, data: dict[str, Any]) -> None:
-        if event_type == "notification:new":
-            if not any(n.id == data["id"] for n in self.items):
-                self.items = [notification_item(data), *self.items][:SHOWN]
-        elif event_type == "notification:read":
-            self.items = [
-                dataclasses.replace(n, read=True) if data["all"] or n.id == data["id"] else n
-                for n in self.items
-            ]
-        self.unread_count = data["unreadCount"]
+    badge: str = "0"  # the unread count, "99+" past 99
 
     async def _principal(self) -> Principal | None:
         return await (await self.get_state(SessionState))._principal()
+
+    # What a click changes comes back as notification:read, to every tab of the user.
 
     @rx.event
     async def mark_read(self, notification_id: int):  # type: ignore[no-untyped-def]
@@ -52,10 +32,9 @@ class NotificationState(rx.State):
         if principal is None:
             return replies.signed_out()
         try:
-            result = await get_runtime().notifications.mark_read(principal, notification_id)
+            await get_runtime().notifications.mark_read(principal, notification_id)
         except DomainError as exc:
             return replies.refused(exc.message)
-        self._apply_event("notification:read", result.to_data())
         return None
 
     @rx.event
@@ -63,6 +42,5 @@ class NotificationState(rx.State):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
-        result = await get_runtime().notifications.mark_all_read(principal)
-        self._apply_event("notification:read", result.to_data())
+        await get_runtime().notifications.mark_all_read(principal)
         return None

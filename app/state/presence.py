@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import reflex as rx
 
 from app.domain.presence import Status
-from app.domain.principal import Principal
 from app.runtime import get_runtime
 from app.state import replies
-from app.state.items import PersonItem, person_item
+from app.state.items import PersonItem
 from app.state.session import SessionState
 
-_ORDER = {"online": 0, "away": 1, "offline": 2}
+# Vars only the page's store writes (assets/live_store.js): never set by the server.
+LIVE_VARS = ("people", "online_count")
 
 
 class PresenceState(rx.State):
+    # -- live: written by the page's store only ------------------------------------
+    # Online first, then away, then offline; by name within each.
     people: list[PersonItem] = []
+    online_count: int = 0
+    # -- this tab's own ------------------------------------------------------------
     chose_away: bool = False
-
-    @rx.var
-    def online_count(self) -> int:
-        return sum(1 for p in self.people if p.status == "online")
-
-    async def _load_snapshot(self, principal: Principal) -> None:
-        items = await get_runtime().presence.snapshot(principal.tenant_id)
-        self.people = _sorted([person_item(item.to_data()) for item in items])
-
-    def _apply_event(self, data: dict[str, Any]) -> None:
-        updated = person_item(data)
-        others = [p for p in self.people if p.user_id != updated.user_id]
-        self.people = _sorted([*others, updated])
 
     @rx.event
     async def activity(self):  # type: ignore[no-untyped-def]
@@ -51,7 +40,3 @@ class PresenceState(rx.State):
         get_runtime().presence.choose(principal, wanted)
         self.chose_away = wanted is Status.AWAY
         return None
-
-
-def _sorted(people: list[PersonItem]) -> list[PersonItem]:
-    return sorted(people, key=lambda p: (_ORDER.get(p.status, 3), p.name.lower()))

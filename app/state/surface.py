@@ -34,6 +34,7 @@ from app.state.live import LiveState
 from app.state.notifications import NotificationState
 from app.state.presence import PresenceState
 from app.state.session import SessionState
+from app.state.tab_feed import FeedState
 
 
 class Caller(enum.Enum):
@@ -69,7 +70,11 @@ SURFACE: tuple[Entry, ...] = (
     Entry(ChatState, "close_conversation", Caller.ANYONE,
           "the back button on a phone; clears this tab's own view and reads nothing"),
     Entry(ChatState, "load_older", Caller.SIGNED_IN,
-          "the 'older messages' button; pages back in the conversation this tab opened"),
+          "the 'older messages' button; pages back, before a message id the page names, in "
+          "the conversation this tab opened (the history use case checks it is the caller's)"),
+    Entry(ChatState, "reload_conversations", Caller.ANYONE,
+          "the page's store met a conversation it does not list; asks this tab's own "
+          "listener, which serves only its signed-in user, for a fresh snapshot"),
     Entry(ChatState, "send", Caller.SIGNED_IN,
           "the composer; sends to the conversation this tab opened, as the session's user"),
     Entry(ChatState, "typed", Caller.SIGNED_IN,
@@ -122,6 +127,7 @@ SURFACE: tuple[Entry, ...] = (
         Entry(state, "setvar", Caller.NOBODY, _SETVAR)
         for state in (
             State, ChatState, NotificationState, PresenceState, LiveState, SessionState,
+            FeedState,
             OnLoadInternalState, UpdateVarsInternalState, FrontendEventExceptionState,
             SharedStateBaseInternal,
         )

@@ -1,0 +1,260 @@
+// The chat page's live data, and how each feed item changes it. Pure functions with no
+// dependencies: the page's store (live_store.js) holds one model per tab and writes the
+// parts that changed into Reflex's state; tests/node/live_model.test.mjs runs these same
+// functions against what the server sends.
+//
+// The rows have the shape of app/state/items.py (snake_case, as Reflex sends dataclasses);
+// a snapshot and history pages come from app/state/page_data.py; events are exactly what an
+// /api/sse consumer receives ({id, type, data}). Applying an event twice changes nothing.
+
+const PRESENCE_ORDER = { online: 0, away: 1, offline: 2 };
+// Live messages kept per conversation, to merge with a history page that was read before
+// they arrived (a click and a message can cross).
+export const RECENT_KEPT = 50;
+
+export function emptyModel() {
+  return {
+    me: 0,
+    conversations: [],
+    totalUnread: 0,
+    messages: [],
+    messagesOf: 0,
+    hasOlder: false,
+    typists: {}, // conversation id (string) -> typist name -> when to forget (epoch s)
+    people: [],
+    notifications: [],
+    notificationsUnread: 0,
+    notificationsShown: 20,
+    typingForgetSeconds: 10,
+    recent: {}, // conversation id -> its last live messages, oldest first
+  };
+}
+
+export function messageItem(message, me) {
+  return {
+    id: message.id,
+    conversation_id: message.conversationId,
+    content: message.content,
+    sender_id: message.senderId,
+    sender_name: message.senderName,
+    created_at: message.createdAt,
+    mine: message.senderId === me,
+  };
+}
+
+function notificationItem(data, read) {
+  return {
+    id: data.id,
+    type: data.type,
+    title: data.title,
+    body: data.body,
+    link: data.link || "",
+    created_at: data.createdAt,
+    read,
+  };
+}
+
+function personItem(data) {
+  return {
+    user_id: data.userId,
+    name: data.userName,
+    status: data.status,
+    last_seen: data.lastSeen || "",
+  };
+}
+
+function byPresence(a, b) {
+  const order = (PRESENCE_ORDER[a.status] ?? 3) - (PRESENCE_ORDER[b.status] ?? 3);
+  if (order) return order;
+  const x = a.name.toLowerCase();
+  const y = b.name.toLowerCase();
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function mergeById(...lists) {
+  const byId = new Map();
+  for (const list of lists) for (const m of list) byId.set(m.id, m);
+  return [...byId.values()].sort((a, b) => a.id - b.id);
+}
+
+export function applySnapshot(model, s) {
+  return {
+    ...model,
+    me: s.me,
+    conversations: s.conversations,
+    totalUnread: s.totalUnread,
+    people: s.people,
+    notifications: s.notifications,
+    notificationsUnread: s.notificationsUnread,
+    notificationsShown: s.notificationsShown,
+    typingForgetSeconds: s.typingForgetSeconds,
+    typists: {},
+  };
+}
+
+export function applyHistory(model, h) {
+  const id = h.conversationId;
+  if (h.older) {
+    if (model.messagesOf !== id) return model; // the user moved on meanwhile
+    return { ...model, messages: mergeById(h.messages, model.messages), hasOlder: h.hasOlder };
+  }
+  const newest = h.messages.length ? h.messages[h.messages.length - 1].id : 0;
+  const arrived = (model.recent[id] || []).filter((m) => m.id > newest);
+  return {
+    ...model,
+    messages: mergeById(h.messages, arrived),
+    messagesOf: id,
+    hasOlder: h.hasOlder,
+  };
+}
+
+// A conversation this tab started: listed at once, ahead of the others.
+export function applyConversation(model, item) {
+  if (model.conversations.some((c) => c.id === item.id)) return model;
+  return { ...model, conversations: [item, ...model.conversations] };
+}
+
+function withoutTypist(typists, conversationId, name) {
+  const key = String(conversationId);
+  if (!typists[key] || !(name in typists[key])) return typists;
+  const here = { ...typists[key] };
+  delete here[name];
+  return { ...typists, [key]: here };
+}
+
+// Returns [model, needsList]: needsList when the event names a conversation the tab
+// does not list (someone started it with us): the store asks for a fresh snapshot.
+export function applyEvent(model, event, extra, now) {
+  const data = event.data;
+  switch (event.type) {
+    case "chat:message":
+      return applyMessage(model, data, extra.preview, now);
+    case "chat:unread-count":
+      return [
+        {
+          ...model,
+          totalUnread: data.total,
+          conversations: model.conversations.map((c) =>
+            c.id === data.conversationId ? { ...c, unread_count: data.count } : c,
+          ),
+        },
+        false,
+      ];
+    case "chat:typing": {
+      const key = String(data.conversationId);
+      let typists = model.typists;
+      if (data.isTyping) {
+        const here = { ...(typists[key] || {}), [data.userName]: now + model.typingForgetSeconds };
+        typists = { ...typists, [key]: here };
+      } else {
+        typists = withoutTypist(typists, data.conversationId, data.userName);
+      }
+      return [{ ...model, typists }, false];
+    }
+    case "notification:new": {
+      let notifications = model.notifications;
+      if (!notifications.some((n) => n.id === data.id)) {
+        notifications = [notificationItem(data, false), ...notifications].slice(
+          0,
+          model.notificationsShown,
+        );
+      }
+      return [{ ...model, notifications, notificationsUnread: data.unreadCount }, false];
+    }
+    case "notification:read":
+      return [
+        {
+          ...model,
+          notifications: model.notifications.map((n) =>
+            data.all || n.id === data.id ? (n.read ? n : { ...n, read: true }) : n,
+          ),
+          notificationsUnread: data.unreadCount,
+        },
+        false,
+      ];
+    case "presence:update": {
+      const updated = personItem(data);
+      const people = [...model.people.filter((p) => p.user_id !== updated.user_id), updated];
+      return [{ ...model, people: people.sort(byPresence) }, false];
+    }
+    default:
+      return [model, false];
+  }
+}
+
+function applyMessage(model, data, preview, now) {
+  const item = messageItem(data.message, model.me);
+  const id = data.conversationId;
+  const recent = model.recent[id] || [];
+  if (recent.some((m) => m.id === item.id)) return [model, false]; // already applied
+  const next = {
+    ...model,
+    recent: { ...model.recent, [id]: [...recent, item].slice(-RECENT_KEPT) },
+    // Whoever sent a message has stopped typing.
+    typists: withoutTypist(model.typists, id, item.sender_name),
+  };
+  const known = model.conversations.find((c) => c.id === id);
+  let needsList = false;
+  if (!known) {
+    needsList = true;
+  } else if (known.last_message_id < item.id) {
+    const moved = {
+      ...known,
+      preview_sender: item.sender_name,
+      preview_text: preview,
+      last_message_at: item.created_at,
+      last_message_id: item.id,
+    };
+    next.conversations = model.conversations.map((c) => (c.id === id ? moved : c));
+  }
+  if (model.messagesOf === id && !model.messages.some((m) => m.id === item.id)) {
+    next.messages = mergeById(model.messages, [item]);
+  }
+  return [next, needsList];
+}
+
+// Typists not heard from for typingForgetSeconds are forgotten, whatever the server says.
+export function forgetSilentTypists(model, now) {
+  let changed = false;
+  const typists = {};
+  for (const [key, here] of Object.entries(model.typists)) {
+    const kept = {};
+    for (const [name, until] of Object.entries(here)) {
+      if (until > now) kept[name] = until;
+      else changed = true;
+    }
+    typists[key] = kept;
+  }
+  return changed ? { ...model, typists } : model;
+}
+
+export function nextTypistExpiry(model) {
+  let next = Infinity;
+  for (const here of Object.values(model.typists)) {
+    for (const until of Object.values(here)) next = Math.min(next, until);
+  }
+  return next;
+}
+
+// The values of the Reflex vars the store writes, by state: [state, var, value].
+export function reflexVars(model) {
+  return {
+    chat: {
+      conversations: model.conversations,
+      total_unread: model.totalUnread,
+      messages: model.messages,
+      messages_of: model.messagesOf,
+      has_older: model.hasOlder,
+      typists: model.typists,
+    },
+    presence: {
+      people: model.people,
+      online_count: model.people.filter((p) => p.status === "online").length,
+    },
+    notifications: {
+      items: model.notifications,
+      unread_count: model.notificationsUnread,
+      badge: model.notificationsUnread > 99 ? "99+" : String(model.notificationsUnread),
+    },
+  };
+}

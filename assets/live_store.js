@@ -1,0 +1,118 @@
+// The chat page's store: applies the tab's feed (FeedState.feed, app/state/tab_feed.py)
+// to a model (live_model.js) and writes what changed into Reflex's state, which the
+// components render. It is the only writer of the live vars (each state's LIVE_VARS).
+//
+// It listens to Reflex's state store directly, not through a render: each frame's
+// dispatch calls it at once, so two frames in a row are two updates, never one.
+import { useContext, useEffect } from "react";
+import { StateStoreContext, eventLoop } from "$/utils/context-registry";
+import { ReflexEvent } from "$/utils/state";
+import {
+  applyConversation,
+  applyEvent,
+  applyHistory,
+  applySnapshot,
+  emptyModel,
+  forgetSilentTypists,
+  nextTypistExpiry,
+  reflexVars,
+} from "./live_model.js";
+
+const FIELD_MARKER = "_rx_state_";
+// A list scrolled to within this of its end follows new messages.
+const FOLLOW_PX = 80;
+
+function messageList() {
+  return document.getElementById("message-list");
+}
+
+function atEnd(el) {
+  return !el || el.scrollHeight - el.scrollTop - el.clientHeight <= FOLLOW_PX;
+}
+
+function scrollToEnd() {
+  // After React has rendered the new rows.
+  requestAnimationFrame(() => {
+    const el = messageList();
+    if (el) el.scrollTop = el.scrollHeight;
+  });
+}
+
+export function LiveStore({ feedState, chatState, presenceState, notificationState, reloadEvent }) {
+  const store = useContext(StateStoreContext);
+  useEffect(() => {
+    if (!store) return undefined;
+    const states = { chat: chatState, presence: presenceState, notifications: notificationState };
+    let model = emptyModel();
+    let written = {};
+    let lastFeed = store.getSnapshot(feedState)?.["feed" + FIELD_MARKER];
+    let typingTimer = null;
+
+    const write = () => {
+      const vars = reflexVars(model);
+      for (const [part, values] of Object.entries(vars)) {
+        const delta = {};
+        for (const [name, value] of Object.entries(values)) {
+          const key = name + FIELD_MARKER;
+          if (!Object.is(written[states[part] + key], value)) {
+            delta[key] = value;
+            written[states[part] + key] = value;
+          }
+        }
+        if (Object.keys(delta).length) store.dispatchers[states[part]]?.(delta);
+      }
+    };
+
+    const scheduleForget = () => {
+      clearTimeout(typingTimer);
+      const next = nextTypistExpiry(model);
+      if (next === Infinity) return;
+      typingTimer = setTimeout(() => {
+        model = forgetSilentTypists(model, Date.now() / 1000);
+        write();
+        scheduleForget();
+      }, Math.max(0, next * 1000 - Date.now()) + 50);
+    };
+
+    const apply = (items) => {
+      let askForList = false;
+      let follow = false;
+      const before = model;
+      for (const item of items) {
+        if (item.snapshot) {
+          model = applySnapshot(model, item.snapshot);
+        } else if (item.history) {
+          model = applyHistory(model, item.history);
+        } else if (item.conversation) {
+          model = applyConversation(model, item.conversation);
+        } else if (item.event) {
+          const [next, needsList] = applyEvent(model, item.event, item, Date.now() / 1000);
+          const arrived = next.messages !== model.messages;
+          if (arrived) {
+            const last = next.messages[next.messages.length - 1];
+            follow ||= last.mine || atEnd(messageList());
+          }
+          model = next;
+          askForList ||= needsList;
+        }
+      }
+      if (model === before) return;
+      write();
+      if (model.typists !== before.typists) scheduleForget();
+      if (follow) scrollToEnd();
+      if (askForList) eventLoop.addEvents([ReflexEvent(reloadEvent, {})]);
+    };
+
+    const unsubscribe = store.subscribe(feedState, () => {
+      const feed = store.getSnapshot(feedState)?.["feed" + FIELD_MARKER];
+      if (feed === lastFeed) return;
+      lastFeed = feed;
+      if (Array.isArray(feed) && feed.length) apply(feed);
+    });
+    return () => {
+      unsubscribe();
+      clearTimeout(typingTimer);
+    };
+  }, [store, feedState, chatState, presenceState, notificationState, reloadEvent]);
+  return null;
+}

@@ -1,0 +1,334 @@
+"""Zulip's verify_action on the page's own store: the events of an action, applied by
+assets/live_model.js (the code the chat page runs, in Node) to the model a tab had before,
+must give what a fresh snapshot gives after it.
+
+Alice, bob and carol each hold a tab client of the connection manager opened before their
+snapshot, as a page's listener does, with the group open (carol's too: she is in it). Each
+event reaches the model as the feed item the server builds for every tab
+(`tab_feed.event_item`), the snapshot and history as `page_data` builds them. After every
+action, each model's Reflex vars must equal those of a fresh model fed a fresh snapshot and
+history: conversation rows (order, previews, unread counts), the total, the open
+conversation's newest messages; who is shown typing must be who the typing use case says
+is typing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.domain.errors import NotFound
+from app.domain.principal import Principal
+from app.realtime.client import Client, ClientKind
+from app.realtime.events import Event
+from app.runtime import Runtime
+from app.settings import Settings
+from app.state import page_data
+from app.state.tab_feed import event_item
+from tests.backend import ROOT
+from tests.browser import _fail_under_ci_else_skip
+
+USERS = ("alice", "bob", "carol")
+ConversationName = Literal["direct", "group"]
+
+
+class Model:
+    """The page models in one Node process (tests/node/live_model_driver.mjs)."""
+
+    def __init__(self) -> None:
+        node = shutil.which("node")
+        if node is None:
+            _fail_under_ci_else_skip("Node is not installed")
+        self._process = subprocess.Popen(
+            [str(node), str(ROOT / "tests" / "node" / "live_model_driver.mjs")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def apply(self, tab: str, items: list[dict[str, Any]], now: float | None = None) -> Any:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        command = {"tab": tab, "items": items, **({"now": now} if now is not None else {})}
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        assert answer, "the model's driver ended"
+        return json.loads(answer)
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=10)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[Model]:
+    driver = Model()
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+@dataclass(slots=True)
+class World:
+    runtime: Runtime
+    principals: dict[str, Principal]
+    clients: dict[str, Client]
+    conversation_ids: dict[ConversationName, int]
+    participants: dict[ConversationName, frozenset[str]]
+    generation: int = 0  # tabs of the model are named per example
+
+
+_generations = iter(range(1, 10**9))
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    chat_settings = replace(
+        Settings(),
+        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
+        sse_heartbeat_seconds=0,
+        typing_expiry_seconds=3600.0,  # no expiry timer fires inside an example
+        rate_limit_enabled=False,
+    )
+    runtime = Runtime(chat_settings)
+    await runtime.start()
+    try:
+        principals = {
+            name: (await runtime.accounts.sign_in(name, f"{name}-pass", "127.0.0.1")).principal
+            for name in USERS
+        }
+        clients = {
+            name: (
+                await runtime.manager.connect(
+                    user_id=p.user_id, tenant_id=p.tenant_id, kind=ClientKind.TAB
+                )
+            ).client
+            for name, p in principals.items()
+        }
+        views, _ = await runtime.conversations.list_for(principals["alice"])
+        direct = next(v for v in views if v.kind == "direct")
+        group = next(v for v in views if v.kind == "group")
+        by_id = {p.user_id: name for name, p in principals.items()}
+        yield World(
+            runtime=runtime,
+            principals=principals,
+            clients=clients,
+            conversation_ids={"direct": direct.id, "group": group.id},
+            participants={
+                "direct": frozenset(by_id[p.id] for p in direct.participants),
+                "group": frozenset(by_id[p.id] for p in group.participants),
+            },
+        )
+    finally:
+        await runtime.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    user: str
+    conversation: ConversationName
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    user: str
+    conversation: ConversationName
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    user: str
+    conversation: ConversationName
+    is_typing: bool
+
+
+Action = Send | Read | Typing
+
+users = st.sampled_from(USERS)
+conversation_names: st.SearchStrategy[ConversationName] = st.sampled_from(("direct", "group"))
+contents = st.text(st.characters(codec="utf-8"), min_size=1, max_size=120).filter(str.strip)
+actions: st.SearchStrategy[Action] = st.one_of(
+    st.builds(Send, users, conversation_names, contents),
+    st.builds(Read, users, conversation_names),
+    st.builds(Typing, users, conversation_names, st.booleans()),
+)
+
+
+async def _drain(client: Client) -> list[Event]:
+    if client.queued == 0:
+        return []
+    async with asyncio.timeout(1):
+        return await client.next_batch()
+
+
+async def _fresh_items(world: World, name: str) -> list[dict[str, Any]]:
+    """What a tab opened now would be sent: its snapshot, and the group's newest page."""
+    principal = world.principals[name]
+    items: list[dict[str, Any]] = [
+        {"snapshot": await page_data.snapshot(world.runtime, principal)}
+    ]
+    group = world.conversation_ids["group"]
+    page = await world.runtime.messages.history(
+        principal, group, before=None, limit=page_data.HISTORY_PAGE
+    )
+    items.append({"history": page_data.history(group, page, principal.user_id)})
+    return items
+
+
+async def _perform(world: World, action: Action) -> None:
+    runtime = world.runtime
+    principal = world.principals[action.user]
+    conversation_id = world.conversation_ids[action.conversation]
+    if isinstance(action, Send):
+        await runtime.messages.send(principal, conversation_id, action.content)
+    elif isinstance(action, Read):
+        await runtime.messages.mark_read(principal, conversation_id)
+    else:
+        await runtime.typing.set_typing(principal, conversation_id, action.is_typing)
+
+
+def _shown_typing(world: World, viewer: str) -> dict[str, list[str]]:
+    """Who the typing use case says is typing, as the viewer's page should name them."""
+    shown: dict[str, list[str]] = {}
+    for conversation, conversation_id in world.conversation_ids.items():
+        if viewer not in world.participants[conversation]:
+            continue
+        names = sorted(
+            world.principals[u].display_name
+            for u in world.participants[conversation]
+            if u != viewer
+            and world.runtime.typing.is_typing(
+                world.principals[u].tenant_id, conversation_id, world.principals[u].user_id
+            )
+        )
+        if names:
+            shown[str(conversation_id)] = names
+    return shown
+
+
+def _comparable(chat: dict[str, Any], newest: int) -> dict[str, Any]:
+    """The chat vars a fresh read can be held to: the newest `newest` messages (a tab keeps
+    what arrived live, a fresh page has one page), no typists (compared on their own)."""
+    return {
+        "conversations": chat["conversations"],
+        "total_unread": chat["total_unread"],
+        "messages": chat["messages"][len(chat["messages"]) - newest :] if newest else [],
+        "messages_of": chat["messages_of"],
+    }
+
+
+async def verify_actions(world: World, model: Model, sequence: list[Action]) -> None:
+    generation = next(_generations)
+    tab = {name: f"{generation}-{name}" for name in USERS}
+    # Examples share the world: nobody is typing when a page opens (a snapshot names no
+    # typists; typing is news, not state).
+    for conversation, conversation_id in world.conversation_ids.items():
+        for name in world.participants[conversation]:
+            await world.runtime.typing.set_typing(world.principals[name], conversation_id, False)
+    for name in USERS:
+        await _drain(world.clients[name])  # the connects' presence news: in the snapshot
+        model.apply(tab[name], await _fresh_items(world, name))
+    for step, action in enumerate(sequence):
+        allowed = action.user in world.participants[action.conversation]
+        try:
+            await _perform(world, action)
+        except NotFound:
+            assert not allowed, f"step {step}: {action} was refused"
+        for name in USERS:
+            events = await _drain(world.clients[name])
+            applied = model.apply(tab[name], [event_item(e) for e in events])
+            fresh = model.apply(f"{tab[name]}-fresh-{step}", await _fresh_items(world, name))
+            assert not applied["needsList"], f"step {step}: {name}'s page lost a conversation"
+            expected = fresh["vars"]["chat"]
+            newest = len(expected["messages"])
+            assert _comparable(applied["vars"]["chat"], newest) == _comparable(expected, newest), (
+                f"step {step}: {action}: {name}'s page differs from a fresh read"
+            )
+            typists = {
+                key: sorted(names)
+                for key, names in applied["vars"]["chat"]["typists"].items()
+                if names
+            }
+            assert typists == _shown_typing(world, name), f"step {step}: {action}: typists"
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=st.lists(actions, min_size=1, max_size=10))
+async def test_the_pages_model_applying_each_actions_events_matches_a_fresh_snapshot(
+    world: World, model: Model, sequence: list[Action]
+) -> None:
+    await verify_actions(world, model, sequence)
+
+
+async def test_a_scripted_conversation_keeps_every_page_in_step(
+    world: World, model: Model
+) -> None:
+    """Every kind of change at least once, whatever Hypothesis draws."""
+    long_word = "https://example.com/" + "x" * 200
+    await verify_actions(
+        world,
+        model,
+        [
+            Typing("bob", "group", True),
+            Typing("carol", "group", True),
+            Send("bob", "group", "  hello team  "),  # stops his typing
+            Read("carol", "group"),
+            Typing("carol", "group", False),
+            Send("alice", "direct", "hi bob " * 30),  # a preview cut at a word
+            Typing("carol", "direct", True),  # not hers: refused, nothing emitted
+            Send("bob", "direct", long_word),  # a preview cut inside a long word
+            Read("alice", "direct"),
+            *[Send("carol", "group", f"message {i}") for i in range(32)],  # past one page
+            Read("bob", "group"),
+        ],
+    )
+
+
+async def test_a_message_that_crossed_a_click_is_in_the_opened_conversation(
+    model: Model,
+) -> None:
+    """The history page was read before a message arrived, and the message reached the
+    tab before the page did: the tab shows both, once each."""
+    message = {
+        "id": 7, "conversationId": 3, "content": "late", "senderId": 2,
+        "senderName": "Bob", "createdAt": "2026-12-02T10:00:00Z",
+    }
+    snapshot = {
+        "me": 1, "conversations": [], "totalUnread": 0, "people": [], "notifications": [],
+        "notificationsUnread": 0, "notificationsShown": 20, "typingForgetSeconds": 10,
+    }
+    event = {"id": "1-1", "type": "chat:message", "data": {"conversationId": 3, "message": message}}
+    row = {**{k: message[v] for k, v in (("id", "id"), ("content", "content"))},
+           "conversation_id": 3, "sender_id": 2, "sender_name": "Bob",
+           "created_at": message["createdAt"], "mine": False}
+    earlier = {**row, "id": 5, "content": "earlier"}
+    page = {"conversationId": 3, "messages": [earlier], "hasOlder": False, "older": False}
+    answer = model.apply("crossed", [
+        {"snapshot": snapshot},
+        {"event": event, "preview": "late"},
+        {"history": page},
+        {"event": event, "preview": "late"},  # a duplicate changes nothing
+    ])
+    assert [m["id"] for m in answer["vars"]["chat"]["messages"]] == [5, 7]
+    assert answer["vars"]["chat"]["messages_of"] == 3
+    assert answer["needsList"], "a conversation the tab does not list asks for the list"
