@@ -11,7 +11,7 @@ from app.pages.login import login
 from app.runtime import lifespan
 from app.security.origins import OriginPolicy, own_frontend_origins
 from app.settings import get_settings
-from app.state import gate, live_vars
+from app.state import gate, live, live_vars
 from app.state.handler_errors import backend_exception_handler, frontend_exception_handler
 from app.state.session import SessionState
 
@@ -25,6 +25,7 @@ app = rx.App(
 gate.install(app)
 # Live vars reach the page through its feed only, never in Reflex's own deltas.
 live_vars.install(app)
+live.install(app)
 app.register_lifespan_task(lifespan)
 app.add_page(chat, route=routes.CHAT, title="Chat", on_load=ON_LOAD)
 app.add_page(

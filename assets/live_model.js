@@ -14,6 +14,7 @@ export const RECENT_KEPT = 50;
 
 export function emptyModel() {
   return {
+    connected: false, // a listener serves the tab: snapshot applied, events flowing
     me: 0,
     conversations: [],
     totalUnread: 0,
@@ -80,6 +81,7 @@ function mergeById(...lists) {
 export function applySnapshot(model, s) {
   return {
     ...model,
+    connected: true,
     me: s.me,
     conversations: s.conversations,
     totalUnread: s.totalUnread,
@@ -106,6 +108,11 @@ export function applyHistory(model, h) {
     messagesOf: id,
     hasOlder: h.hasOlder,
   };
+}
+
+// The tab's listener stopped (`reason` is the manager's close reason).
+export function applyClosed(model) {
+  return model.connected ? { ...model, connected: false } : model;
 }
 
 // A conversation this tab started: listed at once, ahead of the others.
@@ -200,12 +207,12 @@ function applyMessage(model, data, preview, now) {
   } else if (known.last_message_id < item.id) {
     const moved = {
       ...known,
-      preview_sender: item.sender_name,
+      preview_sender: item.mine ? "You" : item.sender_name,
       preview_text: preview,
       last_message_at: item.created_at,
       last_message_id: item.id,
     };
-    next.conversations = model.conversations.map((c) => (c.id === id ? moved : c));
+    next.conversations = [moved, ...model.conversations.filter((c) => c.id !== id)];
   }
   if (model.messagesOf === id && !model.messages.some((m) => m.id === item.id)) {
     next.messages = mergeById(model.messages, [item]);
@@ -239,6 +246,7 @@ export function nextTypistExpiry(model) {
 // The values of the Reflex vars the store writes, by state: [state, var, value].
 export function reflexVars(model) {
   return {
+    live: { connected: model.connected },
     chat: {
       conversations: model.conversations,
       total_unread: model.totalUnread,

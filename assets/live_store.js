@@ -8,6 +8,7 @@ import { useContext, useEffect } from "react";
 import { StateStoreContext, eventLoop } from "$/utils/context-registry";
 import { ReflexEvent } from "$/utils/state";
 import {
+  applyClosed,
   applyConversation,
   applyEvent,
   applyHistory,
@@ -38,11 +39,25 @@ function scrollToEnd() {
   });
 }
 
-export function LiveStore({ feedState, chatState, presenceState, notificationState, reloadEvent }) {
+export function LiveStore({
+  feedState,
+  liveState,
+  chatState,
+  presenceState,
+  notificationState,
+  reloadEvent,
+  sessionEvent,
+  listenEvent,
+}) {
   const store = useContext(StateStoreContext);
   useEffect(() => {
     if (!store) return undefined;
-    const states = { chat: chatState, presence: presenceState, notifications: notificationState };
+    const states = {
+      live: liveState,
+      chat: chatState,
+      presence: presenceState,
+      notifications: notificationState,
+    };
     let model = emptyModel();
     let written = {};
     let lastFeed = store.getSnapshot(feedState)?.["feed" + FIELD_MARKER];
@@ -77,12 +92,19 @@ export function LiveStore({ feedState, chatState, presenceState, notificationSta
     const apply = (items) => {
       let askForList = false;
       let follow = false;
+      let then = null;
       const before = model;
       for (const item of items) {
         if (item.snapshot) {
           model = applySnapshot(model, item.snapshot);
         } else if (item.history) {
           model = applyHistory(model, item.history);
+        } else if (item.closed) {
+          model = applyClosed(model);
+          // Signed out elsewhere: the session check sends the tab to sign in. Cut off as a
+          // slow consumer: a new listener (and snapshot) picks up where it is.
+          if (item.closed.reason === "session_ended") then = sessionEvent;
+          else if (item.closed.reason === "slow_consumer") then = listenEvent;
         } else if (item.conversation) {
           model = applyConversation(model, item.conversation);
         } else if (item.event) {
@@ -96,11 +118,13 @@ export function LiveStore({ feedState, chatState, presenceState, notificationSta
           askForList ||= needsList;
         }
       }
-      if (model === before) return;
-      write();
-      if (model.typists !== before.typists) scheduleForget();
-      if (follow) scrollToEnd();
+      if (model !== before) {
+        write();
+        if (model.typists !== before.typists) scheduleForget();
+        if (follow) scrollToEnd();
+      }
       if (askForList) eventLoop.addEvents([ReflexEvent(reloadEvent, {})]);
+      if (then) eventLoop.addEvents([ReflexEvent(then, {})]);
     };
 
     const unsubscribe = store.subscribe(feedState, () => {
@@ -113,6 +137,16 @@ export function LiveStore({ feedState, chatState, presenceState, notificationSta
       unsubscribe();
       clearTimeout(typingTimer);
     };
-  }, [store, feedState, chatState, presenceState, notificationState, reloadEvent]);
+  }, [
+    store,
+    feedState,
+    liveState,
+    chatState,
+    presenceState,
+    notificationState,
+    reloadEvent,
+    sessionEvent,
+    listenEvent,
+  ]);
   return null;
 }

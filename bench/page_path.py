@@ -39,7 +39,8 @@ from bench.tab_client import Frame, TabClient
 MARKER = re.compile(r"bench-(\d+)-ts:")
 ROOT_STATE = "reflex___state____state"
 CHAT_STATE = f"{ROOT_STATE}.app___state___chat____chat_state"
-LIVE_CONNECTED = '"connected_rx_state_":true'
+# The listener's first frame: the tab's snapshot, in its live feed (app/state/tab_feed.py).
+LIVE_CONNECTED = '"feed_rx_state_":[{"snapshot":'
 
 
 @dataclass
@@ -292,7 +293,8 @@ async def _presence(
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
         for n in range(args.presence):
             status = "away" if n % 2 == 0 else "online"
-            pattern = re.compile(r'"name":"Alice","status":"' + status + '"')
+            # The presence:update event in the tab's feed, as an /api/sse stream gets it.
+            pattern = re.compile(r'"userName":"Alice","status":"' + status + '"')
             marks = [len(t.frames) for t in tabs]
             response = await http.put("/api/presence", json={"status": status})
             returned = time.monotonic()

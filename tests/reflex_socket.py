@@ -160,6 +160,22 @@ class ReflexTab:
                     value = var_value
         return value
 
+    def feed(self) -> list[dict[str, Any]]:
+        """Every item of the tab's live feed (app/state/tab_feed.py) the server sent."""
+        from app.state.tab_feed import FeedState
+
+        key = FeedState.get_full_name()
+        return [
+            item
+            for update in self.updates
+            for item in update.get("delta", {}).get(key, {}).get("feed_rx_state_", [])
+        ]
+
+    def snapshots(self) -> int:
+        """How many snapshots a listener of this tab sent: one per registration (and one
+        per resync)."""
+        return sum(1 for item in self.feed() if "snapshot" in item)
+
     def toasts(self) -> list[str]:
         """The texts of the toasts the server asked the page to show."""
         texts = []

@@ -16,6 +16,7 @@ import httpx
 from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from app.api.session_cookie import SESSION_COOKIE
+from bench.page_path import LIVE_CONNECTED
 from bench.tab_client import TabClient
 from tests.backend import Backend, bearer, cached_token, conversation_titled
 from tests.browser import signed_in
@@ -109,7 +110,7 @@ def test_the_simulated_tab_sends_and_receives_what_a_chromium_page_does(
         simulated = _SimulatedTab(backend.url, cookie)
         try:
             simulated.connect()
-            simulated.run(simulated.tab.wait_for_text('"connected_rx_state_":true'))
+            simulated.run(simulated.tab.wait_for_text(LIVE_CONNECTED))
             chat_state = next(
                 n.rsplit(".", 1)[0] for n in _sent_event_names(page_sent)
                 if n.endswith(".open_conversation")

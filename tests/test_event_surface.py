@@ -284,7 +284,7 @@ async def _tab(
     try:
         await tab.wait_for(lambda t: t.var(rx.State, "is_hydrated") is True)
         if user and path == "/":
-            await tab.wait_for(lambda t: t.var(LiveState, "connected") is True)
+            await tab.wait_for(lambda t: t.snapshots() >= 1)
         yield tab
     finally:
         await tab.close()

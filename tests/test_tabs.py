@@ -189,14 +189,8 @@ async def _wait_for_tab_count(
 
 
 def _snapshots(tab: ReflexTab) -> int:
-    """How many times a listener of this tab registered and loaded its snapshot (each
-    load sends LiveState.connected = true)."""
-    key = LiveState.get_full_name()
-    return sum(
-        1
-        for update in tab.updates
-        if update.get("delta", {}).get(key, {}).get("connected_rx_state_") is True
-    )
+    """How many times a listener of this tab registered and sent its snapshot."""
+    return tab.snapshots()
 
 
 def _refused(tab: ReflexTab) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import reflex as rx
 
 from app.state.chat import ChatState
+from app.state.live import LiveState
 from app.state.notifications import NotificationState
 from app.state.presence import PresenceState
+from app.state.session import SessionState
 from app.state.tab_feed import FeedState
 
 
@@ -15,17 +17,23 @@ class LiveStore(rx.Component):
     tag = "LiveStore"
 
     feed_state: rx.Var[str]
+    live_state: rx.Var[str]
     chat_state: rx.Var[str]
     presence_state: rx.Var[str]
     notification_state: rx.Var[str]
     reload_event: rx.Var[str]
+    session_event: rx.Var[str]
+    listen_event: rx.Var[str]
 
 
 def live_store() -> rx.Component:
     return LiveStore.create(
         feed_state=FeedState.get_full_name(),
+        live_state=LiveState.get_full_name(),
         chat_state=ChatState.get_full_name(),
         presence_state=PresenceState.get_full_name(),
         notification_state=NotificationState.get_full_name(),
         reload_event=f"{ChatState.get_full_name()}.reload_conversations",
+        session_event=f"{SessionState.get_full_name()}.require_session",
+        listen_event=f"{LiveState.get_full_name()}.listen",
     )

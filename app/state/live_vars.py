@@ -18,7 +18,7 @@ import reflex as rx
 from reflex.state import StateUpdate
 from reflex_base.constants.state import FIELD_MARKER
 
-from app.state import chat, notifications, presence
+from app.state import chat, live, notifications, presence
 from app.state.tab_feed import FeedState
 
 
@@ -29,6 +29,7 @@ def live_keys() -> dict[str, frozenset[str]]:
         (chat.ChatState, chat.LIVE_VARS),
         (presence.PresenceState, presence.LIVE_VARS),
         (notifications.NotificationState, notifications.LIVE_VARS),
+        (live.LiveState, live.LIVE_VARS),
         (FeedState, ("feed",)),
     )
     for state, names in owners:

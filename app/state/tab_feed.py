@@ -119,10 +119,12 @@ class TabLink:
     principal: Principal
     send: Send
     alive: Callable[[], bool]
+    sid: str  # the socket the tab's listener writes to
     # The conversation the tab shows (its messages are read as they arrive), 0 for none.
     watching: int = 0
-    # The last events this tab was sent, for the user menu's "Event log".
-    event_log: deque[dict[str, Any]] = field(
+    # The last events this tab was sent, for the user menu's "Event log" (the Event
+    # objects themselves, shared by every receiver: a dict per tab per event was 12 kB a tab).
+    event_log: deque[Event] = field(
         default_factory=lambda: deque(maxlen=EVENT_LOG_SIZE)
     )
     snapshot_wanted: bool = False

@@ -8,6 +8,7 @@
 import { createInterface } from "node:readline";
 
 import {
+  applyClosed,
   applyConversation,
   applyEvent,
   applyHistory,
@@ -24,6 +25,7 @@ function apply(model, item, now) {
   if (item.history) return [applyHistory(model, item.history), false];
   if (item.conversation) return [applyConversation(model, item.conversation), false];
   if (item.event) return applyEvent(model, item.event, item, now);
+  if (item.closed) return [applyClosed(model), false];
   if (item.forget) return [forgetSilentTypists(model, now), false];
   throw new Error(`unknown feed item ${JSON.stringify(item)}`);
 }
