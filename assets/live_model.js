@@ -220,6 +220,17 @@ function applyMessage(model, data, preview, now) {
   return [next, needsList];
 }
 
+// One item of the tab's feed (app/state/tab_feed.py), as the page's store applies it.
+// Returns [model, needsList], as applyEvent does.
+export function applyItem(model, item, now) {
+  if (item.snapshot) return [applySnapshot(model, item.snapshot), false];
+  if (item.history) return [applyHistory(model, item.history), false];
+  if (item.conversation) return [applyConversation(model, item.conversation), false];
+  if (item.closed) return [applyClosed(model), false];
+  if (item.event) return applyEvent(model, item.event, item, now);
+  return [model, false];
+}
+
 // Typists not heard from for typingForgetSeconds are forgotten, whatever the server says.
 export function forgetSilentTypists(model, now) {
   let changed = false;

@@ -8,11 +8,7 @@ import { useContext, useEffect } from "react";
 import { StateStoreContext, eventLoop } from "$/utils/context-registry";
 import { ReflexEvent } from "$/utils/state";
 import {
-  applyClosed,
-  applyConversation,
-  applyEvent,
-  applyHistory,
-  applySnapshot,
+  applyItem,
   emptyModel,
   forgetSilentTypists,
   nextTypistExpiry,
@@ -95,28 +91,17 @@ export function LiveStore({
       let then = null;
       const before = model;
       for (const item of items) {
-        if (item.snapshot) {
-          model = applySnapshot(model, item.snapshot);
-        } else if (item.history) {
-          model = applyHistory(model, item.history);
-        } else if (item.closed) {
-          model = applyClosed(model);
-          // Signed out elsewhere: the session check sends the tab to sign in. Cut off as a
-          // slow consumer: a new listener (and snapshot) picks up where it is.
-          if (item.closed.reason === "session_ended") then = sessionEvent;
-          else if (item.closed.reason === "slow_consumer") then = listenEvent;
-        } else if (item.conversation) {
-          model = applyConversation(model, item.conversation);
-        } else if (item.event) {
-          const [next, needsList] = applyEvent(model, item.event, item, Date.now() / 1000);
-          const arrived = next.messages !== model.messages;
-          if (arrived) {
-            const last = next.messages[next.messages.length - 1];
-            follow ||= last.mine || atEnd(messageList());
-          }
-          model = next;
-          askForList ||= needsList;
+        const [next, needsList] = applyItem(model, item, Date.now() / 1000);
+        if (item.event && next.messages !== model.messages) {
+          const last = next.messages[next.messages.length - 1];
+          follow ||= last.mine || atEnd(messageList());
         }
+        // Signed out elsewhere: the session check sends the tab to sign in. Cut off as a
+        // slow consumer: a new listener (and snapshot) picks up where it is.
+        if (item.closed?.reason === "session_ended") then = sessionEvent;
+        else if (item.closed?.reason === "slow_consumer") then = listenEvent;
+        model = next;
+        askForList ||= needsList;
       }
       if (model !== before) {
         write();

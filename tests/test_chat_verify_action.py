@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,13 +32,11 @@ from hypothesis import strategies as st
 
 from app.domain.errors import NotFound
 from app.domain.principal import Principal
-from app.realtime.client import Client
+from app.realtime.client import Client, ClientKind
 from app.realtime.events import Event, EventType
 from app.runtime import Runtime
-from app.settings import Settings
+from tests.chat_world import USERS, ConversationName, World, chat_world
 
-USERS = ("alice", "bob", "carol")
-ConversationName = Literal["direct", "group"]
 HISTORY_LIMIT = 100_000  # "everything": examples add a few hundred messages at most
 
 
@@ -175,53 +173,10 @@ actions: st.SearchStrategy[Action] = st.one_of(
 # -- the world ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class World:
-    runtime: Runtime
-    principals: dict[str, Principal]
-    clients: dict[str, Client]
-    conversation_ids: dict[ConversationName, int]
-    participants: dict[ConversationName, frozenset[str]]
-
-
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    chat_settings = replace(
-        Settings(),
-        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
-        sse_heartbeat_seconds=0,
-        typing_expiry_seconds=3600.0,  # no expiry timer fires inside an example
-        rate_limit_enabled=False,  # hundreds of sends in a few seconds
-    )
-    runtime = Runtime(chat_settings)
-    await runtime.start()
-    try:
-        principals = {
-            name: (await runtime.accounts.sign_in(name, f"{name}-pass", "127.0.0.1")).principal
-            for name in USERS
-        }
-        clients = {
-            name: (
-                await runtime.manager.connect(user_id=p.user_id, tenant_id=p.tenant_id, types=None)
-            ).client
-            for name, p in principals.items()
-        }
-        views, _ = await runtime.conversations.list_for(principals["alice"])
-        direct = next(v for v in views if v.kind == "direct")
-        group = next(v for v in views if v.kind == "group")
-        by_id = {p.user_id: name for name, p in principals.items()}
-        yield World(
-            runtime=runtime,
-            principals=principals,
-            clients=clients,
-            conversation_ids={"direct": direct.id, "group": group.id},
-            participants={
-                "direct": frozenset(by_id[p.id] for p in direct.participants),
-                "group": frozenset(by_id[p.id] for p in group.participants),
-            },
-        )
-    finally:
-        await runtime.stop()
+    async with chat_world(tmp_path, ClientKind.STREAM) as opened:
+        yield opened
 
 
 async def drain(client: Client) -> list[Event]:

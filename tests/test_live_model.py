@@ -19,27 +19,22 @@ import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.domain.errors import NotFound
-from app.domain.principal import Principal
 from app.realtime.client import Client, ClientKind
 from app.realtime.events import Event
-from app.runtime import Runtime
-from app.settings import Settings
 from app.state import page_data
 from app.state.tab_feed import event_item
 from tests.backend import ROOT
 from tests.browser import _fail_under_ci_else_skip
-
-USERS = ("alice", "bob", "carol")
-ConversationName = Literal["direct", "group"]
+from tests.chat_world import USERS, ConversationName, World, chat_world
 
 
 class Model:
@@ -82,59 +77,13 @@ def model() -> Iterator[Model]:
         driver.close()
 
 
-@dataclass(slots=True)
-class World:
-    runtime: Runtime
-    principals: dict[str, Principal]
-    clients: dict[str, Client]
-    conversation_ids: dict[ConversationName, int]
-    participants: dict[ConversationName, frozenset[str]]
-    generation: int = 0  # tabs of the model are named per example
-
-
-_generations = iter(range(1, 10**9))
+_generations = iter(range(1, 10**9))  # the model's tabs are named per example
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    chat_settings = replace(
-        Settings(),
-        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
-        sse_heartbeat_seconds=0,
-        typing_expiry_seconds=3600.0,  # no expiry timer fires inside an example
-        rate_limit_enabled=False,
-    )
-    runtime = Runtime(chat_settings)
-    await runtime.start()
-    try:
-        principals = {
-            name: (await runtime.accounts.sign_in(name, f"{name}-pass", "127.0.0.1")).principal
-            for name in USERS
-        }
-        clients = {
-            name: (
-                await runtime.manager.connect(
-                    user_id=p.user_id, tenant_id=p.tenant_id, kind=ClientKind.TAB
-                )
-            ).client
-            for name, p in principals.items()
-        }
-        views, _ = await runtime.conversations.list_for(principals["alice"])
-        direct = next(v for v in views if v.kind == "direct")
-        group = next(v for v in views if v.kind == "group")
-        by_id = {p.user_id: name for name, p in principals.items()}
-        yield World(
-            runtime=runtime,
-            principals=principals,
-            clients=clients,
-            conversation_ids={"direct": direct.id, "group": group.id},
-            participants={
-                "direct": frozenset(by_id[p.id] for p in direct.participants),
-                "group": frozenset(by_id[p.id] for p in group.participants),
-            },
-        )
-    finally:
-        await runtime.stop()
+    async with chat_world(tmp_path, ClientKind.TAB) as opened:
+        yield opened
 
 
 @dataclass(frozen=True, slots=True)

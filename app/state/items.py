@@ -102,16 +102,6 @@ def preview(content: str) -> str:
     return cut.rstrip() + "…"
 
 
-def with_new_message(item: ConversationItem, message: MessageItem) -> ConversationItem:
-    return dataclasses.replace(
-        item,
-        preview_sender="You" if message.mine else message.sender_name,
-        preview_text=preview(message.content),
-        last_message_at=message.created_at,
-        last_message_id=message.id,
-    )
-
-
 def person_item(data: dict[str, Any]) -> PersonItem:
     return PersonItem(
         user_id=data["userId"],

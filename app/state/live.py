@@ -37,8 +37,8 @@ from app.state.tab_socket import socket_check
 
 logger = logging.getLogger(__name__)
 
-# How long a new listener waits for the one it replaces to leave the manager. It leaves at
-# once unless it is waiting for the state lock; past this the new one goes ahead anyway.
+# How long a new listener waits for the one it replaces to leave the manager (it leaves at
+# once when cancelled: it holds no state lock); past this the new one goes ahead anyway.
 HANDOVER_SECONDS = 10.0
 TOO_MANY_TABS = (
     "Too many open tabs: this one gets no live updates. "

@@ -7,27 +7,14 @@
  */
 import { createInterface } from "node:readline";
 
-import {
-  applyClosed,
-  applyConversation,
-  applyEvent,
-  applyHistory,
-  applySnapshot,
-  emptyModel,
-  forgetSilentTypists,
-  reflexVars,
-} from "../../assets/live_model.js";
+import { applyItem, emptyModel, forgetSilentTypists, reflexVars } from "../../assets/live_model.js";
 
 const models = new Map();
 
+// The store's own dispatch (applyItem), and `{"forget": true}` for its typing timer.
 function apply(model, item, now) {
-  if (item.snapshot) return [applySnapshot(model, item.snapshot), false];
-  if (item.history) return [applyHistory(model, item.history), false];
-  if (item.conversation) return [applyConversation(model, item.conversation), false];
-  if (item.event) return applyEvent(model, item.event, item, now);
-  if (item.closed) return [applyClosed(model), false];
   if (item.forget) return [forgetSilentTypists(model, now), false];
-  throw new Error(`unknown feed item ${JSON.stringify(item)}`);
+  return applyItem(model, item, now);
 }
 
 const input = createInterface({ input: process.stdin });
