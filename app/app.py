@@ -6,6 +6,7 @@ import reflex as rx
 
 from app import routes
 from app.api import build_api
+from app.components.connection_toast import offline_overlay
 from app.pages.chat import ON_LOAD, chat
 from app.pages.login import login
 from app.runtime import lifespan
@@ -21,6 +22,8 @@ app = rx.App(
     backend_exception_handler=backend_exception_handler,
     frontend_exception_handler=frontend_exception_handler,
 )
+# Words for people, not developers, while the page is offline.
+app.app_wraps[(5, "Overlay")] = offline_overlay
 # Only the handlers of app/state/surface.py, with arguments of their declared types.
 gate.install(app)
 # Live vars reach the page through its feed only, never in Reflex's own deltas.

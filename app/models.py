@@ -111,3 +111,6 @@ class Message(SQLModel, table=True):
     sender_id: int = Field(foreign_key="user.id")
     content: str = Field(max_length=20000)
     created_at: datetime = Field(default_factory=utcnow)
+    edited_at: datetime | None = None
+    # A deleted message keeps its row (and its place in history) with the content blanked.
+    deleted_at: datetime | None = None

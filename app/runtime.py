@@ -18,11 +18,13 @@ from app.db import Database, create_schema, make_engine
 from app.domain.accounts import Accounts
 from app.domain.conversations import Conversations
 from app.domain.members import Members
+from app.domain.message_notifications import MessageNotifications
 from app.domain.messages import Messages
 from app.domain.notifications import Notifications
 from app.domain.presence import PresenceTracker
 from app.domain.presence_redis import RedisPresenceTracker
 from app.domain.read_receipts import ReadReceipts
+from app.domain.search import Search
 from app.domain.seed import seed_demo_data
 from app.domain.typing import TypingTracker
 from app.gc_pauses import freeze_startup_heap
@@ -89,13 +91,16 @@ class Runtime:
         self.accounts = Accounts(self.db, settings, self.throttle, self.manager)
         self.members = Members(self.db, self.accounts)
         self.notifications = Notifications(self.db, self.service, settings)
-        self.conversations = Conversations(self.db, settings)
+        self.conversations = Conversations(self.db, self.service, settings)
         self.typing = TypingTracker(
             self.service,
             settings,
             self._limiter(settings.rate_limit_typing_per_minute, settings.rate_limit_typing_burst),
             recipients_of=self.conversations.recipients,
         )
+        # Each needs the other: typing asks who takes part, and whoever leaves stops typing.
+        self.conversations.typing = self.typing
+        self.message_notifications = MessageNotifications(self.db, self.notifications, settings)
         self.messages = Messages(
             self.db,
             self.service,
@@ -104,8 +109,10 @@ class Runtime:
                 settings.rate_limit_messages_per_minute, settings.rate_limit_messages_burst
             ),
             self.typing,
+            notifier=self.message_notifications,
         )
         self.read_receipts = ReadReceipts(self.messages)
+        self.search = Search(self.db)
         self.presence: PresenceTracker | RedisPresenceTracker
         if settings.redis_url:
             self.presence = RedisPresenceTracker(
@@ -134,6 +141,7 @@ class Runtime:
             logger.info("seeded demo data (alice, bob, carol, dave, erin)")
         await self.manager.start()
         await self.presence.start()
+        self.message_notifications.start()
         if self.settings.sse_heartbeat_seconds > 0:
             self._tasks.append(asyncio.create_task(self._end_stale_sessions(), name="session-sweep"))
 
@@ -141,6 +149,7 @@ class Runtime:
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self._started:
+            await self.message_notifications.stop()
             await self.typing.close()
             await self.read_receipts.close()
             await self.manager.stop()

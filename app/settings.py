@@ -148,6 +148,8 @@ class Settings:
     presence_grace_seconds: float = 5.0
     # No activity for this long turns an online user away.
     presence_idle_seconds: float = 300.0
+    # A 1:1 message its recipient has not read this long after it was sent notifies them.
+    dm_notify_after_seconds: float = 5.0
     rate_limit_messages_per_minute: int = 60
     rate_limit_messages_burst: int = 20
     rate_limit_typing_per_minute: int = 60
@@ -229,6 +231,9 @@ class Settings:
                 "PRESENCE_GRACE_SECONDS", defaults.presence_grace_seconds
             ),
             presence_idle_seconds=_env_float("PRESENCE_IDLE_SECONDS", defaults.presence_idle_seconds),
+            dm_notify_after_seconds=_env_float(
+                "DM_NOTIFY_AFTER_SECONDS", defaults.dm_notify_after_seconds
+            ),
             rate_limit_messages_per_minute=_env_int(
                 "RATE_LIMIT_MESSAGES_PER_MINUTE", defaults.rate_limit_messages_per_minute
             ),

@@ -28,6 +28,9 @@ export function emptyModel() {
     notificationsShown: 20,
     typingForgetSeconds: 10,
     recent: {}, // conversation id -> its last live messages, oldest first
+    // conversation id -> its last edits and deletes, oldest first, as [{id, patch}]: applied
+    // to every copy of the message the tab holds, and to a history page read before them.
+    changes: {},
   };
 }
 
@@ -40,6 +43,8 @@ export function messageItem(message, me) {
     sender_name: message.senderName,
     created_at: message.createdAt,
     mine: message.senderId === me,
+    edited: message.editedAt != null,
+    deleted: message.deleted === true,
   };
 }
 
@@ -72,6 +77,14 @@ function byPresence(a, b) {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+// `messages` with each change to one of them applied, in order.
+function withChanges(messages, changes) {
+  if (!changes || !changes.length) return messages;
+  return messages.map((m) =>
+    changes.reduce((item, c) => (c.id === item.id ? { ...item, ...c.patch } : item), m),
+  );
+}
+
 function mergeById(...lists) {
   const byId = new Map();
   for (const list of lists) for (const m of list) byId.set(m.id, m);
@@ -98,13 +111,14 @@ export function applyHistory(model, h) {
   const id = h.conversationId;
   if (h.older) {
     if (model.messagesOf !== id) return model; // the user moved on meanwhile
-    return { ...model, messages: mergeById(h.messages, model.messages), hasOlder: h.hasOlder };
+    const page = withChanges(h.messages, model.changes[id]);
+    return { ...model, messages: mergeById(page, model.messages), hasOlder: h.hasOlder };
   }
   const newest = h.messages.length ? h.messages[h.messages.length - 1].id : 0;
   const arrived = (model.recent[id] || []).filter((m) => m.id > newest);
   return {
     ...model,
-    messages: mergeById(h.messages, arrived),
+    messages: mergeById(withChanges(h.messages, model.changes[id]), arrived),
     messagesOf: id,
     hasOlder: h.hasOlder,
   };
@@ -136,6 +150,33 @@ export function applyEvent(model, event, extra, now) {
   switch (event.type) {
     case "chat:message":
       return applyMessage(model, data, extra.preview, now);
+    case "chat:message-updated": {
+      const { content, edited, deleted } = messageItem(data.message, model.me);
+      const patch = { content, edited, deleted };
+      return applyChange(model, data.conversationId, data.message.id, patch, extra.preview);
+    }
+    case "chat:message-deleted": {
+      const patch = { content: "", deleted: true };
+      return applyChange(model, data.conversationId, data.messageId, patch, extra.preview);
+    }
+    case "chat:conversation":
+      // Started, joined, renamed, its people changed, or left: the rows come with a fresh
+      // snapshot (the server's own rows: names, previews and order as a reload would show
+      // them). One we are no longer in goes at once.
+      if (data.action === "removed") {
+        const id = data.conversationId;
+        return [
+          {
+            ...model,
+            conversations: model.conversations.filter((c) => c.id !== id),
+            typists: Object.fromEntries(
+              Object.entries(model.typists).filter(([key]) => key !== String(id)),
+            ),
+          },
+          true,
+        ];
+      }
+      return [model, true];
     case "chat:unread-count":
       return [
         {
@@ -218,6 +259,26 @@ function applyMessage(model, data, preview, now) {
     next.messages = mergeById(model.messages, [item]);
   }
   return [next, needsList];
+}
+
+// An edit or a delete changes the message in place, and the conversation's preview when
+// it is the last message (`preview` is the server's, as for a new message).
+function applyChange(model, conversationId, messageId, patch, preview) {
+  const change = { id: messageId, patch };
+  const changes = [...(model.changes[conversationId] || []), change].slice(-RECENT_KEPT);
+  const recent = model.recent[conversationId] || [];
+  const next = {
+    ...model,
+    changes: { ...model.changes, [conversationId]: changes },
+    recent: { ...model.recent, [conversationId]: withChanges(recent, [change]) },
+    conversations: model.conversations.map((c) =>
+      c.id === conversationId && c.last_message_id === messageId
+        ? { ...c, preview_text: preview }
+        : c,
+    ),
+  };
+  if (model.messagesOf === conversationId) next.messages = withChanges(model.messages, [change]);
+  return [next, false];
 }
 
 // One item of the tab's feed (app/state/tab_feed.py), as the page's store applies it.

@@ -6,7 +6,7 @@
 // dispatch calls it at once, so two frames in a row are two updates, never one.
 import { useContext, useEffect } from "react";
 import { StateStoreContext, eventLoop } from "$/utils/context-registry";
-import { ReflexEvent } from "$/utils/state";
+import { ReflexEvent, refs } from "$/utils/state";
 import {
   applyItem,
   emptyModel,
@@ -15,23 +15,63 @@ import {
   reflexVars,
 } from "./live_model.js";
 
+import { createDesktopNotify } from "./desktop_notify.js";
+import { createMentionPicker } from "./mention_picker.js";
+import { createMessageView } from "./message_view.js";
+
 const FIELD_MARKER = "_rx_state_";
-// A list scrolled to within this of its end follows new messages.
-const FOLLOW_PX = 80;
+// Left by a tab that switched workspace (app/state/browser_session.py).
+const SWITCH_KEY = "chat:workspace-switch";
+const SWITCH_NEWS_MS = 30_000;
 
-function messageList() {
-  return document.getElementById("message-list");
+function tabId() {
+  let id = sessionStorage.getItem("chat:tab");
+  if (!id) {
+    id = Math.random().toString(36).slice(2);
+    sessionStorage.setItem("chat:tab", id);
+  }
+  return id;
 }
 
-function atEnd(el) {
-  return !el || el.scrollHeight - el.scrollTop - el.clientHeight <= FOLLOW_PX;
+// Signing out elsewhere sends the tab to sign in at once, but a workspace switch signs
+// the old session out a moment before the switching tab has stored the new one: wait
+// for its word (up to SWITCH_WAIT_MS), then reload.
+const SWITCH_WAIT_MS = 1500;
+
+function switchNote() {
+  try {
+    return JSON.parse(localStorage.getItem(SWITCH_KEY) || "null");
+  } catch {
+    return null;
+  }
 }
 
-function scrollToEnd() {
-  // After React has rendered the new rows.
-  requestAnimationFrame(() => {
-    const el = messageList();
-    if (el) el.scrollTop = el.scrollHeight;
+// The switch note this page was loaded after: a reload waits for a newer one (a second
+// switch right after a first must not reload before its cookie is stored).
+const noteAtLoad = switchNote()?.at ?? 0;
+
+function reloadWhenSettled() {
+  const started = Date.now();
+  const check = () => {
+    const note = switchNote();
+    if ((note && note.at > noteAtLoad) || Date.now() - started > SWITCH_WAIT_MS) {
+      window.location.reload();
+    } else {
+      setTimeout(check, 100);
+    }
+  };
+  check();
+}
+
+// After a reload caused by another tab's workspace switch: say so, once.
+function sayIfSwitchedElsewhere() {
+  const note = switchNote();
+  if (!note || note.tab === tabId() || Date.now() - note.at > SWITCH_NEWS_MS) return;
+  if (sessionStorage.getItem(SWITCH_KEY) === String(note.at)) return;
+  sessionStorage.setItem(SWITCH_KEY, String(note.at));
+  refs.__toast?.info(`You switched to ${note.name} in another tab.`, {
+    id: "workspace-switched",
+    duration: 8000,
   });
 }
 
@@ -42,8 +82,9 @@ export function LiveStore({
   presenceState,
   notificationState,
   reloadEvent,
-  sessionEvent,
   listenEvent,
+  loadOlderEvent,
+  refreshEvent,
 }) {
   const store = useContext(StateStoreContext);
   useEffect(() => {
@@ -58,6 +99,13 @@ export function LiveStore({
     let written = {};
     let lastFeed = store.getSnapshot(feedState)?.["feed" + FIELD_MARKER];
     let typingTimer = null;
+    const activeId = () => store.getSnapshot(chatState)?.["active_id" + FIELD_MARKER] || 0;
+    tabId();
+    const view = createMessageView({ store, chatState, loadOlderEvent, getModel: () => model });
+    const detachView = view.attach();
+    const detachPicker = createMentionPicker({ store, chatState }).attach();
+    const desktop = createDesktopNotify({ store, chatState });
+    const detachDesktop = desktop.attach();
 
     const write = () => {
       const vars = reflexVars(model);
@@ -72,6 +120,9 @@ export function LiveStore({
         }
         if (Object.keys(delta).length) store.dispatchers[states[part]]?.(delta);
       }
+      // The unread total in the tab's title, as chat apps do.
+      const title = model.totalUnread ? `(${model.totalUnread}) Chat` : "Chat";
+      if (document.title !== title) document.title = title;
     };
 
     const scheduleForget = () => {
@@ -87,29 +138,37 @@ export function LiveStore({
 
     const apply = (items) => {
       let askForList = false;
-      let follow = false;
       let then = null;
+      let reload = false;
+      let refresh = false;
       const before = model;
+      const where = view.before(items);
       for (const item of items) {
         const [next, needsList] = applyItem(model, item, Date.now() / 1000);
-        if (item.event && next.messages !== model.messages) {
-          const last = next.messages[next.messages.length - 1];
-          follow ||= last.mine || atEnd(messageList());
-        }
-        // Signed out elsewhere: the session check sends the tab to sign in. Cut off as a
-        // slow consumer: a new listener (and snapshot) picks up where it is.
-        if (item.closed?.reason === "session_ended") then = sessionEvent;
+        // Signed out elsewhere, or another tab switched workspace: reloaded, the page
+        // brings the browser's session cookie again, and lands where it now points (the
+        // new workspace, or the sign-in page). Cut off as a slow consumer: a new listener
+        // (and snapshot) picks up where it is.
+        if (item.closed?.reason === "session_ended") reload = true;
         else if (item.closed?.reason === "slow_consumer") then = listenEvent;
+        if (item.snapshot) sayIfSwitchedElsewhere();
+        if (item.event) desktop.onEvent(item.event, model.me);
+        // The open conversation was renamed, its people changed, or we left it: its
+        // header is read again (or it closes, if it is no longer ours).
+        if (item.event?.type === "chat:conversation" && item.event.data.conversationId === activeId())
+          refresh = true;
         model = next;
         askForList ||= needsList;
       }
       if (model !== before) {
         write();
         if (model.typists !== before.typists) scheduleForget();
-        if (follow) scrollToEnd();
       }
+      view.after(where, before, model, items);
       if (askForList) eventLoop.addEvents([ReflexEvent(reloadEvent, {})]);
       if (then) eventLoop.addEvents([ReflexEvent(then, {})]);
+      if (refresh) eventLoop.addEvents([ReflexEvent(refreshEvent, {})]);
+      if (reload) reloadWhenSettled();
     };
 
     const unsubscribe = store.subscribe(feedState, () => {
@@ -120,6 +179,9 @@ export function LiveStore({
     });
     return () => {
       unsubscribe();
+      detachView();
+      detachPicker();
+      detachDesktop();
       clearTimeout(typingTimer);
     };
   }, [
@@ -130,8 +192,9 @@ export function LiveStore({
     presenceState,
     notificationState,
     reloadEvent,
-    sessionEvent,
     listenEvent,
+    loadOlderEvent,
+    refreshEvent,
   ]);
   return null;
 }

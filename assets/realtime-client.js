@@ -29,6 +29,9 @@
 /** Every event type of the contract; listeners for them are on every EventSource. */
 export const EVENT_TYPES = Object.freeze([
   "chat:message",
+  "chat:message-updated",
+  "chat:message-deleted",
+  "chat:conversation",
   "chat:typing",
   "chat:unread-count",
   "notification:new",

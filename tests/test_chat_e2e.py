@@ -1,5 +1,5 @@
 """Chat over REST and `/api/sse` against the real backend process: messages, unread counts,
-presence, typing, ordering under concurrent sends, and bad input.
+presence, typing, ordering under concurrent sends, edits and deletes, and bad input.
 
 The backend is shared with the rest of the suite, so every test reads the current state over
 REST first and asserts changes relative to it; contents carry a per-test tag so they never
@@ -27,7 +27,10 @@ from tests.backend import cached_token as _token
 
 T = TypeVar("T")
 
-MESSAGE_KEYS = {"id", "conversationId", "content", "senderId", "senderName", "createdAt"}
+MESSAGE_KEYS = {
+    "id", "conversationId", "content", "senderId", "senderName", "createdAt", "editedAt",
+    "deleted",
+}
 PRESENCE_KEYS = {"userId", "userName", "status", "lastSeen"}
 MISSING_ID = 999_999_999
 GRACE_SECONDS = float(TEST_ENV["PRESENCE_GRACE_SECONDS"])
@@ -666,7 +669,138 @@ async def test_content_is_stored_and_streamed_verbatim_but_trimmed(
     assert list(reversed(history)) == sent
 
 
-# -- 7. bad input -----------------------------------------------------------------------------
+# -- 7. editing and deleting ----------------------------------------------------------------
+
+
+def _message_path(conversation_id: int, message_id: int) -> str:
+    return f"/api/conversations/{conversation_id}/messages/{message_id}"
+
+
+async def _edit(
+    http: httpx.AsyncClient, token: str, conversation_id: int, message_id: int, content: str
+) -> httpx.Response:
+    return await http.patch(
+        _message_path(conversation_id, message_id), headers=_auth(token), json={"content": content}
+    )
+
+
+async def _delete(
+    http: httpx.AsyncClient, token: str, conversation_id: int, message_id: int
+) -> httpx.Response:
+    return await http.delete(_message_path(conversation_id, message_id), headers=_auth(token))
+
+
+async def _new_pair(http: httpx.AsyncClient, alice: str, bob: str, tag: str) -> int:
+    """A group of alice and bob of this test's own: other tests' messages stay out of it."""
+    bob_id = (await _me(http, bob))["id"]
+    return _ok(await _create(http, alice, [bob_id], f"edits {tag}"), 201)["id"]
+
+
+async def test_an_edit_and_a_delete_reach_every_participant_and_history_keeps_the_place(
+    backend: Backend, http: httpx.AsyncClient
+) -> None:
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
+    tag = _tag()
+    conversation = await _new_pair(http, alice, bob, tag)
+    kept = await _send(http, alice, conversation, f"helo {tag}")
+    regret = await _send(http, alice, conversation, f"regret {tag}")
+    changes_only = {"events": "chat:message-updated,chat:message-deleted"}
+
+    async with (
+        open_stream(http, bob, params=changes_only) as bob_stream,
+        open_stream(http, alice) as alice_stream,  # her other tabs
+    ):
+        edited = _ok(await _edit(http, alice, conversation, kept["id"], f"  hello {tag} "))
+        deleted = await _delete(http, alice, conversation, regret["id"])
+        assert (deleted.status_code, deleted.content) == (204, b"")
+        for stream in (bob_stream, alice_stream):
+            assert _data(await stream.next(), "chat:message-updated") == {
+                "conversationId": conversation,
+                "message": edited,
+            }
+            assert _data(await stream.next(), "chat:message-deleted") == {
+                "conversationId": conversation,
+                "messageId": regret["id"],
+            }
+        # Deleting again is a 204 that announces nothing: the next event is the one after.
+        again = await _delete(http, alice, conversation, regret["id"])
+        assert again.status_code == 204
+        barrier = _ok(await _edit(http, alice, conversation, kept["id"], f"barrier {tag}"))
+        assert _data(await bob_stream.next(), "chat:message-updated")["message"] == barrier
+
+    assert set(edited) == MESSAGE_KEYS
+    assert edited == {**kept, "content": f"hello {tag}", "editedAt": edited["editedAt"]}
+    assert edited["editedAt"].endswith("Z") and edited["editedAt"] >= kept["createdAt"]
+    assert (kept["editedAt"], kept["deleted"]) == (None, False)
+    placeholder = {**regret, "content": "", "deleted": True}
+    history = (await _history_page(http, bob, conversation))["items"]
+    assert history == [placeholder, barrier]
+    listed = next(c for c in (await _conversations(http, bob))["items"] if c["id"] == conversation)
+    assert listed["lastMessage"] == placeholder
+
+
+async def test_only_the_sender_may_edit_or_delete_and_a_deleted_message_stays_deleted(
+    backend: Backend, http: httpx.AsyncClient
+) -> None:
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
+    tag = _tag()
+    conversation = await _new_pair(http, alice, bob, tag)
+    message = await _send(http, alice, conversation, f"alice's {tag}")
+    async with open_stream(http, alice, params={"events": "chat:message-updated"}) as stream:
+        assert _error(await _edit(http, bob, conversation, message["id"], "bob's"), 403)[
+            "code"
+        ] == "forbidden"
+        assert _error(await _delete(http, bob, conversation, message["id"]), 403)
+        # The same content again: 200, nothing stored or announced.
+        same = _ok(await _edit(http, alice, conversation, message["id"], f"alice's {tag}"))
+        assert same == message
+        assert _ok(await _delete(http, alice, conversation, message["id"]), 204) is None
+        assert _error(await _edit(http, alice, conversation, message["id"], "back"), 409)[
+            "code"
+        ] == "conflict"
+        barrier = await _send(http, alice, conversation, f"barrier {tag}")
+        barrier_edit = _ok(await _edit(http, alice, conversation, barrier["id"], f"b2 {tag}"))
+        # The first update this stream sees is the barrier's: none of the above announced one.
+        assert _data(await stream.next(), "chat:message-updated")["message"] == barrier_edit
+    history = (await _history_page(http, alice, conversation))["items"]
+    assert history == [barrier_edit, {**message, "content": "", "deleted": True}]
+
+
+async def test_reconnecting_with_last_event_id_replays_the_edits_and_deletes_missed(
+    backend: Backend, http: httpx.AsyncClient
+) -> None:
+    alice, bob = _token(backend, "alice"), _token(backend, "bob")
+    tag = _tag()
+    conversation = await _new_pair(http, alice, bob, tag)
+    chat_only = {"events": "chat:message,chat:message-updated,chat:message-deleted"}
+    async with open_stream(http, bob, params=chat_only) as stream:
+        first = await _send(http, alice, conversation, f"first {tag}")
+        second = await _send(http, alice, conversation, f"second {tag}")
+        await stream.next()
+        last_seen = await stream.next()
+        assert _data(last_seen, "chat:message")["message"] == second
+    # bob is away: alice changes both.
+    edited = _ok(await _edit(http, alice, conversation, first["id"], f"first, edited {tag}"))
+    assert (await _delete(http, alice, conversation, second["id"])).status_code == 204
+    async with open_stream(
+        http, bob, params=chat_only, headers={"Last-Event-ID": last_seen.id}
+    ) as resumed:
+        update = await resumed.next()
+        removal = await resumed.next()
+    assert _data(update, "chat:message-updated") == {
+        "conversationId": conversation,
+        "message": edited,
+    }
+    assert _data(removal, "chat:message-deleted") == {
+        "conversationId": conversation,
+        "messageId": second["id"],
+    }
+    assert [int(e.id.split("-")[1]) for e in (last_seen, update, removal)] == sorted(
+        int(e.id.split("-")[1]) for e in (last_seen, update, removal)
+    )
+
+
+# -- 8. bad input -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -709,6 +843,9 @@ class Bad:
 
 
 MESSAGES = "/api/conversations/{direct}/messages"
+# alice's own conversation, naming a message that is not in it (the team's newest).
+OTHERS_MESSAGE = "/api/conversations/{direct}/messages/{team_message}"
+UNKNOWN_MESSAGE = f"/api/conversations/{{direct}}/messages/{MISSING_ID}"
 READ = "/api/conversations/{direct}/read"
 TYPING = "/api/conversations/{direct}/typing"
 CREATE = "/api/conversations"
@@ -758,6 +895,27 @@ BAD_INPUT = [
     _case(Bad("POST", TYPING, lambda _: {}), 422, "is-typing-missing"),
     _case(Bad("POST", TYPING, lambda _: {"isTyping": "true"}), 422, "is-typing-string"),
     _case(Bad("POST", TYPING, lambda _: {"isTyping": "maybe"}), 422, "is-typing-other-string"),
+    _case(Bad("PATCH", UNKNOWN_MESSAGE, _content("x")), 404, "edit-unknown-message"),
+    _case(Bad("DELETE", UNKNOWN_MESSAGE), 404, "delete-unknown-message"),
+    _case(Bad("PATCH", OTHERS_MESSAGE, _content("x")), 404, "edit-message-of-other-conversation"),
+    _case(Bad("DELETE", OTHERS_MESSAGE), 404, "delete-message-of-other-conversation"),
+    _case(Bad("PATCH", OTHERS_MESSAGE, _content("x"), who="dave"), 404, "edit-foreign-tenant"),
+    _case(Bad("DELETE", OTHERS_MESSAGE, who="carol"), 404, "delete-not-participant"),
+    _case(Bad("PATCH", f"{MESSAGES}/abc", _content("x")), 422, "edit-message-id-not-integer"),
+    _case(Bad("DELETE", f"{MESSAGES}/{2**70}"), 422, "delete-message-id-huge"),
+    _case(Bad("DELETE", f"{MESSAGES}/0"), 422, "delete-message-id-zero"),
+    _case(Bad("PATCH", UNKNOWN_MESSAGE), 422, "edit-body-missing"),
+    _case(Bad("PATCH", UNKNOWN_MESSAGE, lambda _: {}), 422, "edit-content-missing"),
+    _case(Bad("PATCH", UNKNOWN_MESSAGE, lambda _: {"content": 5}), 422, "edit-content-not-text"),
+    _case(
+        Bad("PATCH", UNKNOWN_MESSAGE, lambda _: {"content": "x", "deleted": True}),
+        422,
+        "edit-unknown-field",
+    ),
+    _case(Bad("PATCH", OTHERS_MESSAGE, _content(" \n ")), 422, "edit-whitespace-content"),
+    _case(
+        Bad("PATCH", OTHERS_MESSAGE, raw_body=b'{"content": "unterminated'), 400, "edit-malformed"
+    ),
 ]
 
 
@@ -783,6 +941,8 @@ async def test_bad_chat_input_gets_a_json_4xx_and_changes_nothing(
     error = _error(response, status)
     if status == 404:
         assert error["code"] == "not_found"
+        # Said by the route about what it names, not by the catch-all about a missing route.
+        assert not error["message"].startswith("No API endpoint"), error
     if status == 400:
         assert error["code"] == "malformed_json"
     assert (await _history_page(http, alice, world.direct, limit=1))["items"] == newest_before

@@ -25,9 +25,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event as sa_event
+from sqlalchemy import text
 
 from app.api import build_api
-from app.domain.errors import InvalidInput, NotFound, RateLimited
+from app.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from app.domain.presence import PresenceTracker, Status
 from app.domain.principal import Principal
 from app.domain.typing import TypingTracker
@@ -368,10 +369,12 @@ async def test_a_foreign_or_unknown_history_anchor_is_not_found(
 
 
 def reach_attempts(
-    runtime: Runtime, principal: Principal, conversation_id: int
+    runtime: Runtime, principal: Principal, conversation_id: int, message_id: int
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     """Every use case that must refuse a caller who cannot reach the conversation."""
     return {
+        "edit": lambda: runtime.messages.edit(principal, conversation_id, message_id, "mine"),
+        "delete": lambda: runtime.messages.delete(principal, conversation_id, message_id),
         "get": lambda: runtime.conversations.get(principal, conversation_id),
         "send": lambda: runtime.messages.send(principal, conversation_id, "let me in"),
         "history": lambda: runtime.messages.history(
@@ -382,7 +385,13 @@ def reach_attempts(
     }
 
 
-CHAT_TYPES = (EventType.CHAT_MESSAGE, EventType.CHAT_TYPING, EventType.CHAT_UNREAD_COUNT)
+CHAT_TYPES = (
+    EventType.CHAT_MESSAGE,
+    EventType.CHAT_MESSAGE_UPDATED,
+    EventType.CHAT_MESSAGE_DELETED,
+    EventType.CHAT_TYPING,
+    EventType.CHAT_UNREAD_COUNT,
+)
 
 
 async def test_a_non_participant_gets_not_found_and_nothing_is_emitted(
@@ -390,7 +399,7 @@ async def test_a_non_participant_gets_not_found_and_nothing_is_emitted(
 ) -> None:
     watchers = [await listen(runtime, p, *CHAT_TYPES) for p in (seeded.alice, seeded.bob)]
     carol, direct = seeded.carol, seeded.direct_id
-    for name, attempt in reach_attempts(runtime, carol, direct).items():
+    for name, attempt in reach_attempts(runtime, carol, direct, seeded.welcome_id).items():
         with pytest.raises(NotFound):
             await attempt()
         assert [w.queued for w in watchers] == [0, 0], name
@@ -410,7 +419,7 @@ async def test_a_principal_of_another_tenant_gets_not_found(
     group = seeded.group_id
     # carol takes part in the group, but in Acme: acting in Globex she cannot reach it.
     for outsider in (seeded.carol_globex, seeded.dave):
-        for name, attempt in reach_attempts(runtime, outsider, group).items():
+        for name, attempt in reach_attempts(runtime, outsider, group, seeded.welcome_id).items():
             with pytest.raises(NotFound):
                 await attempt()
             assert [w.queued for w in watchers] == [0, 0, 0], (outsider.username, name)
@@ -577,6 +586,224 @@ async def test_a_receipt_the_caller_may_not_give_is_skipped_and_the_rest_are_sto
     assert bob_counts[seeded.group_id] == 0
     assert carol_counts[seeded.group_id] == 2  # the welcome and "hello": nothing moved
     assert seeded.direct_id not in carol_counts
+
+
+# -- editing and deleting --------------------------------------------------------------------
+
+
+async def stored_row(runtime: Runtime, message_id: int) -> tuple[str, bool, bool]:
+    """What the database holds for a message: (content, edited, deleted), read raw."""
+
+    def load(session: Any) -> tuple[str, bool, bool]:
+        content, edited_at, deleted_at = session.execute(
+            text("SELECT content, edited_at, deleted_at FROM message WHERE id = :id"),
+            {"id": message_id},
+        ).one()
+        return content, edited_at is not None, deleted_at is not None
+
+    return await runtime.db.run(load)
+
+
+def record_what_is_stored_at_publish(
+    runtime: Runtime, message_id: int
+) -> list[tuple[str, tuple[str, bool, bool]]]:
+    """(event type, the message's stored row) as each chat event is published: proof that
+    an event goes out only once what it announces is committed."""
+    seen: list[tuple[str, tuple[str, bool, bool]]] = []
+    publish = runtime.manager.publish
+
+    async def publish_after_looking(event: Event) -> Any:
+        if event.type in CHAT_TYPES:  # not the connects' presence news
+            seen.append((event.type, await stored_row(runtime, message_id)))
+        return await publish(event)
+
+    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]
+    return seen
+
+
+async def test_the_sender_edits_a_message_and_every_participant_hears_it_once_stored(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    (message_id,) = await send_all(runtime, seeded.bob, seeded.group_id, "helo team")
+    clients = {
+        p.username: await listen(runtime, p, *CHAT_TYPES)
+        for p in (seeded.alice, seeded.bob, seeded.carol)
+    }
+    seen = record_what_is_stored_at_publish(runtime, message_id)
+    edited = await runtime.messages.edit(seeded.bob, seeded.group_id, message_id, "  hello team ")
+
+    assert edited.content == "hello team" and edited.edited_at is not None
+    assert not edited.deleted
+    body = edited.to_data()
+    assert body["editedAt"].endswith("Z") and body["editedAt"] >= body["createdAt"]
+    for name, client in clients.items():  # bob's other tabs too; and no unread change
+        assert [(e.type, e.data) for e in await drain(client)] == [
+            (
+                EventType.CHAT_MESSAGE_UPDATED,
+                {"conversationId": seeded.group_id, "message": body},
+            )
+        ], name
+    assert seen == [(EventType.CHAT_MESSAGE_UPDATED, ("hello team", True, False))]
+    page = await runtime.messages.history(seeded.carol, seeded.group_id, before=None, limit=10)
+    assert [m.id for m in page.items] == [message_id, seeded.welcome_id]  # the same place
+    assert page.items[0].to_data() == body
+    assert (await unread_of(runtime, seeded.carol))[1] == 2  # the welcome and bob's
+
+
+async def test_the_sender_deletes_a_message_its_content_is_gone_and_its_place_kept(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    m1, m2 = await send_all(runtime, seeded.bob, seeded.group_id, "oops, a secret", "after")
+    clients = [await listen(runtime, p, *CHAT_TYPES) for p in (seeded.alice, seeded.bob)]
+    seen = record_what_is_stored_at_publish(runtime, m1)
+    await runtime.messages.delete(seeded.bob, seeded.group_id, m1)
+
+    expected = {"conversationId": seeded.group_id, "messageId": m1}
+    for client in clients:
+        assert [(e.type, e.data) for e in await drain(client)] == [
+            (EventType.CHAT_MESSAGE_DELETED, expected)
+        ]
+    assert seen == [(EventType.CHAT_MESSAGE_DELETED, ("", False, True))]
+    assert await stored_row(runtime, m1) == ("", False, True)  # blanked, not kept
+    page = await runtime.messages.history(seeded.alice, seeded.group_id, before=None, limit=10)
+    assert [(m.id, m.content, m.deleted) for m in page.items] == [
+        (m2, "after", False),
+        (m1, "", True),
+        (seeded.welcome_id, page.items[2].content, False),
+    ]
+    assert page.items[1].sender_id == seeded.bob.user_id
+
+    # Again: still 204-quiet, nothing announced, nothing changed.
+    await runtime.messages.delete(seeded.bob, seeded.group_id, m1)
+    assert [c.queued for c in clients] == [0, 0]
+    assert await stored_row(runtime, m1) == ("", False, True)
+
+
+async def test_a_deleted_last_message_is_still_the_conversations_last_message(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    (message_id,) = await send_all(runtime, seeded.alice, seeded.direct_id, "take this back")
+    await runtime.messages.delete(seeded.alice, seeded.direct_id, message_id)
+    views, _ = await runtime.conversations.list_for(seeded.bob)
+    direct = next(v for v in views if v.id == seeded.direct_id)
+    assert direct.last_message is not None
+    assert (direct.last_message.id, direct.last_message.content) == (message_id, "")
+    assert direct.last_message.deleted
+    assert [v.id for v in views][0] == seeded.direct_id  # the order is unchanged
+
+
+async def test_a_deleted_message_cannot_be_edited(runtime: Runtime, seeded: Seeded) -> None:
+    (message_id,) = await send_all(runtime, seeded.alice, seeded.direct_id, "gone soon")
+    await runtime.messages.delete(seeded.alice, seeded.direct_id, message_id)
+    bob = await listen(runtime, seeded.bob, *CHAT_TYPES)
+    with pytest.raises(Conflict):
+        await runtime.messages.edit(seeded.alice, seeded.direct_id, message_id, "back again")
+    assert bob.queued == 0
+    assert await stored_row(runtime, message_id) == ("", False, True)
+
+
+async def test_the_same_content_again_is_accepted_and_announces_nothing(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    (message_id,) = await send_all(runtime, seeded.alice, seeded.direct_id, "as it was")
+    bob = await listen(runtime, seeded.bob, *CHAT_TYPES)
+    unchanged = await runtime.messages.edit(
+        seeded.alice, seeded.direct_id, message_id, " as it was\n"
+    )
+    assert (unchanged.content, unchanged.edited_at) == ("as it was", None)
+    assert bob.queued == 0
+    assert await stored_row(runtime, message_id) == ("as it was", False, False)
+
+
+async def test_edited_content_is_cleaned_and_limited_like_a_sent_message(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(message_max_chars=10)
+    (message_id,) = await send_all(runtime, seeded.alice, seeded.direct_id, "short")
+    bob = await listen(runtime, seeded.bob, *CHAT_TYPES)
+    for content in ("", " \n\t ", "x" * 11):
+        with pytest.raises(InvalidInput):
+            await runtime.messages.edit(seeded.alice, seeded.direct_id, message_id, content)
+    assert bob.queued == 0
+    assert await stored_row(runtime, message_id) == ("short", False, False)
+    edited = await runtime.messages.edit(seeded.alice, seeded.direct_id, message_id, " z" * 5)
+    assert edited.content == "z z z z z"
+    edited = await runtime.messages.edit(seeded.alice, seeded.direct_id, message_id, "z" * 10)
+    assert edited.content == "z" * 10
+
+
+async def test_another_participant_may_not_edit_or_delete_a_message(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    (message_id,) = await send_all(runtime, seeded.alice, seeded.group_id, "alice's words")
+    watchers = [
+        await listen(runtime, p, *CHAT_TYPES) for p in (seeded.alice, seeded.bob, seeded.carol)
+    ]
+    for other in (seeded.bob, seeded.carol):
+        with pytest.raises(Forbidden):
+            await runtime.messages.edit(other, seeded.group_id, message_id, "bob's words")
+        with pytest.raises(Forbidden):
+            await runtime.messages.delete(other, seeded.group_id, message_id)
+    assert [w.queued for w in watchers] == [0, 0, 0]
+    assert await stored_row(runtime, message_id) == ("alice's words", False, False)
+
+
+async def test_a_message_out_of_reach_gets_the_answer_of_a_missing_one(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    """Another tenant (carol herself, signed in to Globex, naming the message she wrote in
+    Acme), a conversation the caller is not in, or a message of another conversation: each
+    refusal is word for word that of an id that names nothing."""
+    (carols,) = await send_all(runtime, seeded.carol, seeded.group_id, "carol in Acme")
+    (alices,) = await send_all(runtime, seeded.alice, seeded.direct_id, "to bob only")
+    watchers = [
+        await listen(runtime, p, *CHAT_TYPES)
+        for p in (seeded.alice, seeded.bob, seeded.carol, seeded.carol_globex)
+    ]
+    missing = 987_654
+
+    async def refusal(principal: Principal, conversation_id: int, message_id: int) -> list[str]:
+        answers = []
+        for attempt in (
+            runtime.messages.edit(principal, conversation_id, message_id, "changed"),
+            runtime.messages.delete(principal, conversation_id, message_id),
+        ):
+            with pytest.raises(NotFound) as refused:
+                await attempt
+            answers.append(refused.value.message)
+        return answers
+
+    no_conversation = await refusal(seeded.carol, missing, missing)
+    no_message = await refusal(seeded.carol, seeded.group_id, missing)
+    assert await refusal(seeded.carol_globex, seeded.group_id, carols) == no_conversation
+    assert await refusal(seeded.dave, seeded.group_id, carols) == no_conversation
+    assert await refusal(seeded.carol, seeded.direct_id, alices) == no_conversation
+    assert await refusal(seeded.carol, seeded.group_id, alices) == no_message
+    assert await refusal(seeded.alice, seeded.group_id, alices) == no_message
+    assert [w.queued for w in watchers] == [0, 0, 0, 0]
+    assert await stored_row(runtime, carols) == ("carol in Acme", False, False)
+    assert await stored_row(runtime, alices) == ("to bob only", False, False)
+
+
+async def test_edits_count_against_the_senders_message_rate_limit(
+    make_runtime: MakeRuntime, seeded: Seeded
+) -> None:
+    runtime = await make_runtime(rate_limit_messages_burst=3, rate_limit_messages_per_minute=1)
+    (message_id,) = await send_all(runtime, seeded.alice, seeded.direct_id, "v0")
+    bob = await listen(runtime, seeded.bob, *CHAT_TYPES)
+    for version in ("v1", "v2"):
+        await runtime.messages.edit(seeded.alice, seeded.direct_id, message_id, version)
+    assert len(data_of(await drain(bob), EventType.CHAT_MESSAGE_UPDATED)) == 2
+    with pytest.raises(RateLimited) as refused:
+        await runtime.messages.edit(seeded.alice, seeded.direct_id, message_id, "v3")
+    assert refused.value.retry_after >= 1
+    assert bob.queued == 0
+    assert await stored_row(runtime, message_id) == ("v2", True, False)
+    # Deleting is not limited: it happens once per message at most.
+    await runtime.messages.delete(seeded.alice, seeded.direct_id, message_id)
+    assert data_of(await drain(bob), EventType.CHAT_MESSAGE_DELETED) == [
+        {"conversationId": seeded.direct_id, "messageId": message_id}
+    ]
 
 
 # -- rate limits -----------------------------------------------------------------------------

@@ -4,9 +4,10 @@ state a client had before it, must give what a fresh read gives after it.
 Each of alice, bob and carol holds one manager client (no type filter) opened before the
 snapshot is taken, as a real consumer does. Hypothesis generates sequences of actions (sends
 by anyone into the 1:1 or the group, reads to the newest or to an earlier message, typing on
-and off, including actions by a non-participant, which must fail with NotFound and emit
-nothing); after each action every client's queue is drained and applied by `apply_event`, a
-small pure consumer, and each user's applied state must equal a fresh read.
+and off, edits and deletes of any message by anyone; an action by a non-participant must fail
+with NotFound, a change of another's or of a deleted message as the rules say, and a refusal
+emits nothing); after each action every client's queue is drained and applied by
+`apply_event`, a small pure consumer, and each user's applied state must equal a fresh read.
 
 Chosen over a seeded `random.Random` loop: `@given` with pytest-asyncio's Hypothesis support
 runs fine on one runtime shared by all examples (every example starts from a fresh snapshot,
@@ -30,14 +31,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain.errors import NotFound
+from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.realtime.client import Client, ClientKind
 from app.realtime.events import Event, EventType
 from app.runtime import Runtime
-from tests.chat_world import USERS, ConversationName, World, chat_world
-
-HISTORY_LIMIT = 100_000  # "everything": examples add a few hundred messages at most
+from tests.chat_world import (
+    HISTORY_LIMIT,
+    USERS,
+    ConversationName,
+    Delete,
+    Edit,
+    MessageChange,
+    World,
+    chat_world,
+    expected_refusal,
+    perform_change,
+    picked_message,
+)
 
 
 # -- the consumer's state and the pure consumer --------------------------------------------
@@ -66,8 +77,34 @@ def _with_conversation(
     return replace(state, conversations=MappingProxyType(conversations))
 
 
+def _with_message_changed(
+    state: ChatState, conversation_id: int, message: Mapping[str, Any]
+) -> ChatState:
+    """`message` in place of the one with its id, wherever the conversation holds it."""
+    conv = state.conversations[conversation_id]
+    messages = tuple(message if m["id"] == message["id"] else m for m in conv.messages)
+    last = conv.last_message
+    if last is not None and last["id"] == message["id"]:
+        last = message
+    return _with_conversation(
+        state, conversation_id, replace(conv, messages=messages, last_message=last)
+    )
+
+
+def _held_message(state: ChatState, conversation_id: int, message_id: int) -> Mapping[str, Any]:
+    return next(m for m in state.conversations[conversation_id].messages if m["id"] == message_id)
+
+
 def apply_event(state: ChatState, event_type: str, data: Mapping[str, Any]) -> ChatState:
     """What a consumer does with one event; events of other kinds leave the state alone."""
+    if event_type == EventType.CHAT_MESSAGE_UPDATED:
+        return _with_message_changed(state, data["conversationId"], data["message"])
+    if event_type == EventType.CHAT_MESSAGE_DELETED:
+        conversation_id = data["conversationId"]
+        held = _held_message(state, conversation_id, data["messageId"])
+        return _with_message_changed(
+            state, conversation_id, {**held, "content": "", "deleted": True}
+        )
     if event_type == EventType.CHAT_MESSAGE:
         conversation_id = data["conversationId"]
         conv = state.conversations[conversation_id]
@@ -153,7 +190,7 @@ class Typing:
     is_typing: bool
 
 
-Action = Send | Read | Typing
+Action = Send | Read | Typing | Edit | Delete
 
 users = st.sampled_from(USERS)
 conversation_names: st.SearchStrategy[ConversationName] = st.sampled_from(("direct", "group"))
@@ -167,6 +204,8 @@ actions: st.SearchStrategy[Action] = st.one_of(
     st.builds(Send, users, conversation_names, contents),
     st.builds(Read, users, conversation_names, st.none() | st.integers(0, 50)),
     st.builds(Typing, users, conversation_names, st.booleans()),
+    st.builds(Edit, users, conversation_names, st.integers(0, 50), contents),
+    st.builds(Delete, users, conversation_names, st.integers(0, 50)),
 )
 
 
@@ -188,6 +227,9 @@ async def drain(client: Client) -> list[Event]:
 
 
 async def perform(world: World, action: Action) -> None:
+    if isinstance(action, MessageChange):
+        await perform_change(world, action, await picked_message(world, action))
+        return
     runtime = world.runtime
     principal = world.principals[action.user]
     conversation_id = world.conversation_ids[action.conversation]
@@ -215,16 +257,17 @@ async def verify_actions(world: World, sequence: list[Action]) -> None:
         name: await read_state(world.runtime, p) for name, p in world.principals.items()
     }
     for step, action in enumerate(sequence):
-        allowed = action.user in world.participants[action.conversation]
+        target = await picked_message(world, action) if isinstance(action, MessageChange) else None
+        refusal = expected_refusal(world, action, target)
         try:
             await perform(world, action)
-        except NotFound:
-            assert not allowed, f"step {step}: {action} was refused"
+        except DomainError as error:
+            assert type(error) is refusal, f"step {step}: {action} was refused: {error!r}"
         else:
-            assert allowed, f"step {step}: {action} by a non-participant went through"
+            assert refusal is None, f"step {step}: {action} went through, not {refusal}"
         for name, principal in world.principals.items():
             events = await drain(world.clients[name])
-            if not allowed:
+            if refusal is not None:
                 assert [e for e in events if e.type.startswith("chat:")] == [], (
                     f"step {step}: refused {action} still emitted to {name}"
                 )
@@ -268,5 +311,15 @@ async def test_a_scripted_conversation_keeps_every_consumer_in_step(world: World
             Read("alice", "direct", 0),
             Read("alice", "direct", None),
             Send("carol", "group", "bye"),
+            Edit("carol", "group", -1, "  bye all "),  # her last message, the group's too
+            Edit("carol", "group", -1, "bye all"),  # the same content: nothing emitted
+            Edit("bob", "group", -1, "not his"),  # Forbidden
+            Delete("alice", "group", -1),  # Forbidden
+            Edit("carol", "direct", 0, "not hers"),  # NotFound
+            Delete("bob", "direct", -1),  # the 1:1's last message, his "hi alice"
+            Delete("bob", "direct", -1),  # again: nothing emitted
+            Edit("bob", "direct", -1, "undo"),  # Conflict
+            Delete("alice", "group", 0),  # her welcome, an older message
+            Send("alice", "group", "after the delete"),
         ],
     )

@@ -569,6 +569,26 @@ def replay_after_network_drop(driver: JsClientDriver, proxy: DroppingProxy, api_
 # -- Node ---------------------------------------------------------------------------------------
 
 
+def test_the_js_kit_listens_for_every_event_type_of_the_server() -> None:
+    """EVENT_TYPES is the kit's own copy (it has no dependencies): kept honest here, as
+    tests/test_client_python.py keeps the Python kit's."""
+    from app.realtime.events import EventType
+
+    node = shutil.which("node")
+    if node is None:
+        _fail_under_ci_else_skip("Node is not installed")
+    script = (
+        "const kit = await import(process.argv[1]);"
+        " console.log(JSON.stringify(kit.EVENT_TYPES));"
+    )
+    module = (ROOT / "assets" / "realtime-client.js").as_uri()
+    printed = subprocess.run(
+        [str(node), "--input-type=module", "-e", script, module],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    assert set(json.loads(printed.stdout)) == {t.value for t in EventType}
+
+
 @pytest.fixture
 def node() -> Iterator[NodeDriver]:
     driver = NodeDriver()

@@ -182,6 +182,16 @@ def test_the_kit_knows_the_servers_event_types() -> None:
     assert KIT_CONTROL_TYPES == CONTROL_TYPES
 
 
+def test_tail_describes_an_edit_and_a_delete_in_a_line() -> None:
+    from app.client.format import describe
+
+    message = {"id": 9, "senderName": "Alice", "content": "hello, edited"}
+    edited = ClientEvent("chat:message-updated", "1-2", {"conversationId": 3, "message": message})
+    deleted = ClientEvent("chat:message-deleted", "1-3", {"conversationId": 3, "messageId": 9})
+    assert describe(edited) == "#3 Alice: hello, edited (edited)"
+    assert describe(deleted) == "#3 message 9 deleted"
+
+
 def test_the_kit_works_copied_into_another_project_under_another_name(tmp_path: Path) -> None:
     # The kit promises: copy the folder, depend on httpx and httpx-sse only. A copy under
     # another name, run where the repository is not importable, must import and start.

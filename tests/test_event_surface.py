@@ -35,11 +35,13 @@ from app.domain.principal import Principal
 from app.state import replies
 from app.state.arguments import BadArguments, parameters_of, parse_arguments, parse_value
 from app.state.chat import ChatState
+from app.state.conversation_settings import ConversationSettingsState
 from app.state.handler_errors import backend_exception_handler, frontend_exception_handler
 from app.state.items import MessageItem
 from app.state.live import LiveState
 from app.state.notifications import NotificationState
 from app.state.presence import PresenceState
+from app.state.search import SearchState
 from app.state.session import SessionState
 from app.state.surface import SURFACE, Caller, allowed
 from tests.backend import Backend, bearer, cached_token
@@ -326,14 +328,35 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
         for state, name, payload in [
             (ChatState, "open_conversation", {"conversation_id": acme.team_id}),
             (ChatState, "close_conversation", {}),
+            (ChatState, "open_message",
+             {"conversation_id": acme.team_id, "message_id": acme.oldest_filler_id}),
+            (ChatState, "open_linked", {}),
             (ChatState, "load_older", {"before": acme.oldest_filler_id}),
             (ChatState, "reload_conversations", {}),
             (ChatState, "send", {"form_data": {"content": "hello"}}),
+            (ChatState, "send_held", {}),
+            (ChatState, "show_new_conversation", {"show": True}),
+            (ChatState, "start_editing", {"message_id": acme.oldest_filler_id}),
+            (ChatState, "stop_editing", {}),
+            (ChatState, "save_edit", {"form_data": {"content": "edited"}}),
+            (ChatState, "ask_delete", {"message_id": acme.oldest_filler_id}),
+            (ChatState, "cancel_delete", {}),
+            (ChatState, "delete_message", {}),
             (ChatState, "typed", {"key": "a"}),
             (ChatState, "stopped_typing", {}),
             (ChatState, "start_conversation", {"form_data": {f"person-{acme.alice_id}": "on"}}),
             (NotificationState, "mark_read", {"notification_id": acme.bob_notification_id}),
+            (NotificationState, "open_notification",
+             {"notification_id": acme.bob_notification_id}),
             (NotificationState, "mark_all_read", {}),
+            (ChatState, "refresh_conversation", {}),
+            (ConversationSettingsState, "show", {"show": True}),
+            (ConversationSettingsState, "rename", {"form_data": {"title": "renamed"}}),
+            (ConversationSettingsState, "add_people", {"form_data": {f"add-{acme.alice_id}": "on"}}),
+            (ConversationSettingsState, "remove_person", {"person_id": acme.alice_id}),
+            (ConversationSettingsState, "leave", {}),
+            (SearchState, "search", {"form_data": {"q": "hello"}}),
+            (SearchState, "clear_search", {}),
             (PresenceState, "activity", {}),
             (PresenceState, "toggle_away", {}),
             (LiveState, "listen", {}),
@@ -344,6 +367,7 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
             (SessionState, "sign_out", {}),
             (SessionState, "switch_tenant", {"tenant_id": str(acme.tenant_id)}),
             (SessionState, "require_session", {}),
+            (SessionState, "refresh_workspaces", {"open": True}),
             (SessionState, "skip_login_if_signed_in", {}),
             (rx.State, "hydrate_and_load", {}),
             (_state("OnLoadInternalState"), "on_load_internal", {}),
@@ -391,16 +415,25 @@ QUIET = Outcome()
 
 SIGNED_OUT_OUTCOMES: dict[str, Outcome] = {
     "open_conversation": SIGNED_OUT, "load_older": SIGNED_OUT, "send": SIGNED_OUT,
+    "open_message": SIGNED_OUT, "open_linked": QUIET,
     "start_conversation": SIGNED_OUT, "mark_read": SIGNED_OUT, "mark_all_read": SIGNED_OUT,
-    "activity": SIGNED_OUT, "toggle_away": SIGNED_OUT,
+    "open_notification": SIGNED_OUT,
+    "activity": SIGNED_OUT, "toggle_away": SIGNED_OUT, "search": SIGNED_OUT,
+    "clear_search": QUIET, "refresh_conversation": QUIET,
+    "show": SIGNED_OUT, "rename": SIGNED_OUT, "add_people": SIGNED_OUT,
+    "remove_person": SIGNED_OUT, "leave": SIGNED_OUT,
     # Nothing open, nothing to say: they return before anything is read.
     "close_conversation": QUIET, "reload_conversations": QUIET, "typed": QUIET,
-    "stopped_typing": QUIET, "listen": QUIET,
+    "stopped_typing": QUIET, "listen": QUIET, "send_held": QUIET, "show_new_conversation": QUIET,
+    # Nothing open or asked for: nothing to edit or delete.
+    "start_editing": QUIET, "stop_editing": QUIET, "save_edit": QUIET, "ask_delete": QUIET,
+    "cancel_delete": QUIET, "delete_message": QUIET,
     "show_event_log": QUIET, "hide_event_log": QUIET,
     "sign_in": Outcome(var=(SessionState, "login_error", "Invalid username or password.")),
     "sign_out": Outcome(redirect="/login"),
     "switch_tenant": Outcome(redirect="/login"),
     "require_session": Outcome(redirect="/login"),
+    "refresh_workspaces": QUIET,
     "skip_login_if_signed_in": QUIET,
     "hydrate_and_load": QUIET, "on_load_internal": QUIET, "update_vars_internal": QUIET,
     "handle_frontend_exception": QUIET,
@@ -444,6 +477,10 @@ CROSS_CASES = [
     CrossCase("open_direct_conversation",
               lambda a: [(ChatState, "open_conversation", {"conversation_id": a.direct_id})],
               Outcome(toast="No such conversation."), lambda a: "Alice", path="/"),
+    CrossCase("open_message",
+              lambda a: [(ChatState, "open_message",
+                          {"conversation_id": a.team_id, "message_id": a.oldest_filler_id})],
+              Outcome(toast="No such conversation."), lambda a: a.filler),
     CrossCase("setvar_then_load_older",
               lambda a: [(ChatState, "open_conversation", {"conversation_id": a.team_id}),
                          _setvar(a),
@@ -461,6 +498,25 @@ CROSS_CASES = [
                           {"notification_id": a.bob_notification_id})],
               # Bob's tab lists the notice already; what the call brings is its read event.
               Outcome(toast="No such notification."), lambda a: "notification:read", path="/"),
+    CrossCase("open_notification",
+              lambda a: [(NotificationState, "open_notification",
+                          {"notification_id": a.bob_notification_id})],
+              # The mark_read case has read bob's notice already: bob's click is tested in
+              # tests/test_ui_first_day.py.
+              Outcome(toast="No such notification."), path="/"),
+    CrossCase("edit_and_delete_an_acme_message",
+              lambda a: [(ChatState, "open_conversation", {"conversation_id": a.team_id}),
+                         (ChatState, "start_editing", {"message_id": a.oldest_filler_id}),
+                         (ChatState, "save_edit", {"form_data": {"content": "erin was here"}}),
+                         (ChatState, "ask_delete", {"message_id": a.oldest_filler_id}),
+                         (ChatState, "delete_message", {})],
+              Outcome(toast="No such conversation.")),
+    CrossCase("search_for_acme_words",
+              # Erin's search ran and found nothing; bob's finds the message (its words
+              # come as snippet pieces: the tag is one of them).
+              lambda a: [(SearchState, "search", {"form_data": {"q": a.secret.split()[-1]}})],
+              Outcome(var=(SearchState, "results", [])), lambda a: a.secret.split()[-1],
+              path="/"),
     CrossCase("start_conversation_with_alice",
               lambda a: [(ChatState, "start_conversation",
                           {"form_data": {f"person-{a.alice_id}": "on"}})],
@@ -520,7 +576,8 @@ def _refused_calls(acme: Acme) -> list[tuple[str, Any]]:
         calls.append((handler_name(ChatState, "setvar"), {"var_name": bad, "value": 1}))
         calls.append((handler_name(SessionState, "setvar"), {"var_name": bad, "value": 1}))
     # Every private method of our states, by name: finding 1 called one with a Principal.
-    for state in (ChatState, NotificationState, PresenceState, LiveState, SessionState):
+    for state in (ChatState, NotificationState, PresenceState, LiveState, SessionState,
+                  SearchState, ConversationSettingsState):
         for attr, value in vars(state).items():
             if attr.startswith("_") and not attr.startswith("__") and callable(value):
                 calls.append((handler_name(state, attr), forged))

@@ -23,7 +23,10 @@ shows it still delivers.
 
 Deliberate choices:
 - Path values that could name a real row are filtered out: DELETE /api/members/{user_id}
-  with a real id would remove a demo user from the shared server.
+  with a real id would remove a demo user from the shared server (and DELETE
+  .../participants/{user_id} a participant of "Acme team").
+- A body valid by accident may rename "Acme team" (PATCH /api/conversations/{id}): the
+  module gives it its title back when it ends, as it does the users' presence.
 - /api/auth/token parses its own body (JSON or the OAuth form), so OpenAPI shows no
   requestBody for it: `HAND_PARSED_BODIES` names it, and a test keeps that list honest.
 """
@@ -188,6 +191,11 @@ def fuzz(backend_process: Backend) -> Iterator[Fuzz]:
             # server's demo users away for the tests that follow.
             for actor in ACTORS:
                 client.put("/api/presence", headers=world.headers(actor), json={"status": "online"})
+            client.patch(
+                f"/api/conversations/{world.conversation_id}",
+                headers=world.headers("alice"),
+                json={"title": "Acme team"},
+            )
 
 
 class ConsumerStream(threading.Thread):

@@ -109,19 +109,30 @@ def sign_in_world(backend: Backend, client: httpx.Client) -> World:
 
 
 def create_globex_data(world: World, client: httpx.Client) -> None:
-    """A Globex conversation (dave, carol, erin), a message carol wrote there, and a
-    notification each for carol and erin: every text carries the world's marker."""
+    """A Globex conversation (dave, carol, erin: started by dave with carol, erin added,
+    then renamed, so every `chat:conversation` action but "removed" happens in Globex), a
+    message carol wrote there, and a notification each for carol and erin: every text
+    carries the world's marker."""
     dave = _bearer(world.tokens["dave"])
     created = client.post(
         "/api/conversations",
         headers=dave,
-        json={
-            "participantIds": [world.user_ids["carol"], world.user_ids["erin"]],
-            "title": f"{world.marker} plans",
-        },
+        json={"participantIds": [world.user_ids["carol"]], "title": f"{world.marker} draft"},
     )
     assert created.status_code == 201, created.text
     conversation_id = created.json()["id"]
+    added = client.post(
+        f"/api/conversations/{conversation_id}/participants",
+        headers=dave,
+        json={"userIds": [world.user_ids["erin"]]},
+    )
+    assert added.status_code == 200, added.text
+    renamed = client.patch(
+        f"/api/conversations/{conversation_id}",
+        headers=_bearer(world.tokens["erin"]),
+        json={"title": f"{world.marker} plans"},
+    )
+    assert renamed.status_code == 200, renamed.text
     message = client.post(
         f"/api/conversations/{conversation_id}/messages",
         headers=_bearer(world.tokens["carol@globex"]),
@@ -256,6 +267,16 @@ def _conversation(extra: Callable[[World, Ids], dict[str, Any]] | None = None) -
     return build
 
 
+def _message(body: dict[str, Any] | None, *, own_conversation: bool = False) -> Builder:
+    def build(world: World, ids: Ids) -> Call:
+        conversation = world.acme_team if own_conversation else ids.conversation
+        return Call(
+            path_params={"conversation_id": conversation, "message_id": ids.message}, json=body
+        )
+
+    return build
+
+
 BEARER_NO_IDS = Route(Access.BEARER, scoped=_no_ids)
 CATCH_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -301,6 +322,31 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/conversations/{conversation_id}"): Route(
         Access.BEARER, foreign=(_conversation(),)
     ),
+    ("PATCH", "/api/conversations/{conversation_id}"): Route(
+        Access.BEARER, foreign=(_conversation(lambda w, ids: {"title": "isolation probe"}),)
+    ),
+    ("POST", "/api/conversations/{conversation_id}/participants"): Route(
+        Access.BEARER,
+        foreign=(
+            _conversation(lambda w, ids: {"userIds": [w.user_ids["bob"]]}),
+            # Your own conversation, joined by another tenant's user.
+            lambda w, ids: Call(
+                path_params={"conversation_id": w.acme_team}, json={"userIds": [ids.user]}
+            ),
+        ),
+    ),
+    ("DELETE", "/api/conversations/{conversation_id}/participants/{user_id}"): Route(
+        Access.BEARER,
+        foreign=(
+            lambda w, ids: Call(
+                path_params={"conversation_id": ids.conversation, "user_id": ids.user}
+            ),
+            # Your own conversation, naming another tenant's user.
+            lambda w, ids: Call(
+                path_params={"conversation_id": w.acme_team, "user_id": ids.user}
+            ),
+        ),
+    ),
     ("GET", "/api/conversations/{conversation_id}/messages"): Route(
         Access.BEARER,
         foreign=(
@@ -327,6 +373,17 @@ ROUTES: dict[tuple[str, str], Route] = {
             ),
         ),
     ),
+    **{
+        (method, "/api/conversations/{conversation_id}/messages/{message_id}"): Route(
+            Access.BEARER,
+            foreign=(
+                _message(body),
+                # Your own conversation, naming another tenant's message (carol's, for her).
+                _message(body, own_conversation=True),
+            ),
+        )
+        for method, body in (("PATCH", {"content": "isolation probe"}), ("DELETE", None))
+    },
     ("GET", "/api/presence"): BEARER_NO_IDS,
     ("PUT", "/api/presence"): Route(
         Access.BEARER, scoped=lambda w, ids: Call(json={"status": "online"})
@@ -337,6 +394,10 @@ ROUTES: dict[tuple[str, str], Route] = {
         Access.BEARER,
         foreign=(lambda w, ids: Call(path_params={"user_id": ids.user}),),
         admin_only=True,
+    ),
+    # The exact words of the Globex message: a leak would show the marker in a snippet.
+    ("GET", "/api/search"): Route(
+        Access.BEARER, scoped=lambda w, ids: Call(params={"q": w.marker})
     ),
     **{
         (method, "/api/{path:path}"): Route(Access.UNKNOWN)
@@ -905,6 +966,111 @@ def test_carols_globex_data_is_untouched_by_everything_done_from_acme(
     assert [m["content"] for m in history] == [f"{world.marker} message"]
 
 
+def _search(client: httpx.Client, token: str, words: str) -> list[dict[str, Any]]:
+    response = send(client, "GET", "/api/search", Call(params={"q": words}), token=token)
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def test_search_finds_the_globex_message_from_globex_only(
+    backend: Backend, client: httpx.Client, world: World
+) -> None:
+    """The control for the search route's scoped case: the words do find the message, in
+    Globex; from Acme (carol too, who is in both and wrote it) they find nothing."""
+    for actor in ("carol@globex", "erin", "dave"):
+        hits = _search(client, world.tokens[actor], world.marker)
+        assert [h["messageId"] for h in hits] == [world.globex.message], actor
+    for actor in ("alice", "bob", "carol@acme"):
+        for words in (world.marker, f"{world.marker} message", "GLOBEX-ONLY"):
+            hits = _search(client, world.tokens[actor], words)
+            assert world.globex.message not in {h["messageId"] for h in hits}, actor
+            assert not leaks(hits, world), actor
+
+
+def test_a_removed_member_finds_nothing_of_the_old_tenant(private: PrivateServers) -> None:
+    """Carol, removed from Globex, is still a participant row of its conversation."""
+    world = private.removed_world
+    with httpx.Client(base_url=private.removed.url, timeout=10) as c:
+        hits = _search(c, world.tokens["carol@acme"], world.marker)
+    assert hits == []
+
+
+# -- an Acme message named from Globex -------------------------------------------------------
+
+
+def test_an_acme_message_is_out_of_globexs_reach_and_its_changes_stay_in_acme(
+    backend: Backend, client: httpx.Client, acme_watchers: tuple[World, dict[str, StreamWatch]]
+) -> None:
+    """Carol writes in Acme. Signed in to Globex (and as dave), editing or deleting it gets
+    what an id naming nothing gets; when she edits and deletes it from Acme, her Globex
+    stream, on the very user channel her Acme streams use, hears of neither."""
+    world, watchers = acme_watchers
+    acme_carol, globex_carol = world.tokens["carol@acme"], world.tokens["carol@globex"]
+    path = "/api/conversations/{conversation_id}/messages/{message_id}"
+    words = f"carol's Acme words {uuid.uuid4().hex}"
+    sent = client.post(
+        f"/api/conversations/{world.acme_team}/messages",
+        headers=_bearer(acme_carol),
+        json={"content": words},
+    )
+    assert sent.status_code == 201, sent.text
+    acme_message = Ids(world.acme_team, sent.json()["id"], NOWHERE_ID, NOWHERE_ID)
+    globex_stream = StreamWatch(backend.url, globex_carol)
+    globex_stream.start()
+    try:
+        globex_stream.wait_open()
+        for method, body in (("PATCH", {"content": "from Globex"}), ("DELETE", None)):
+            build = _message(body)
+            for actor in ("carol@globex", "dave"):
+                token = world.tokens[actor]
+                foreign = send(client, method, path, build(world, acme_message), token=token)
+                nowhere = send(client, method, path, build(world, NOWHERE), token=token)
+                assert_json_error(foreign, 404)
+                assert_json_error(nowhere, 404)
+                assert foreign.json() == nowhere.json(), actor
+        history = client.get(
+            f"/api/conversations/{world.acme_team}/messages",
+            headers=_bearer(acme_carol),
+            params={"limit": "100"},
+        ).json()["items"]
+        assert next(m for m in history if m["id"] == acme_message.message)["content"] == words
+
+        edit = _message({"content": f"{words}, edited"})(world, acme_message)
+        edited_response = send(client, "PATCH", path, edit, token=acme_carol)
+        assert edited_response.status_code == 200, edited_response.text
+        edited = edited_response.json()
+        delete = _message(None)(world, acme_message)
+        assert send(client, "DELETE", path, delete, token=acme_carol).status_code == 204
+        # Her Acme streams hear both (so the absence below means something)...
+        announced = {
+            "chat:message-updated": {"conversationId": world.acme_team, "message": edited},
+            "chat:message-deleted": {
+                "conversationId": world.acme_team,
+                "messageId": acme_message.message,
+            },
+        }
+        for name in ("carol@acme", "carol@globex?tenant=1", "alice"):
+            for event_type, data in announced.items():
+                watchers[name].wait_for(
+                    lambda e, t=event_type, d=data: e.event == t and json.loads(e.data) == d
+                )
+        # ...and her Globex stream, once a later Globex event of hers is in, heard neither.
+        barrier = f"Globex barrier {uuid.uuid4().hex}"
+        notified = client.post(
+            "/api/notifications",
+            headers=_bearer(world.tokens["dave"]),
+            json={"userId": world.user_ids["carol"], "title": barrier},
+        )
+        assert notified.status_code == 201, notified.text
+        globex_stream.wait_for(_is_notification(barrier))
+    finally:
+        globex_stream.stop()
+        globex_stream.join()
+    heard = [e.event for e, _ in globex_stream.data_events()]
+    assert "chat:message-updated" not in heard and "chat:message-deleted" not in heard, heard
+    assert words not in "".join(e.data for e in globex_stream.events)
+
+
 # -- and no Globex event on any Acme stream ------------------------------------------------
 
 
@@ -934,9 +1100,14 @@ def test_no_acme_stream_received_a_globex_event_while_globex_ones_flowed(
     for watcher in watchers.values():
         watcher.wait_for(_is_notification(acme_barrier))
 
-    # The control saw Globex's events: the conversation's message and its notification.
+    # The control saw Globex's events: the conversation's message and its notification,
+    # and the conversation itself ("added", then "updated").
     control_types = {(e.event, world.marker in e.data) for e, _ in control.data_events()}
-    assert {("chat:message", True), ("notification:new", True)} <= control_types
+    assert {
+        ("chat:message", True),
+        ("notification:new", True),
+        ("chat:conversation", True),
+    } <= control_types
     for name, watcher in watchers.items():
         events = watcher.data_events()
         assert events, f"{name} received nothing"

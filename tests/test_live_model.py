@@ -8,8 +8,8 @@ event reaches the model as the feed item the server builds for every tab
 (`tab_feed.event_item`), the snapshot and history as `page_data` builds them. After every
 action, each model's Reflex vars must equal those of a fresh model fed a fresh snapshot and
 history: conversation rows (order, previews, unread counts), the total, the open
-conversation's newest messages; who is shown typing must be who the typing use case says
-is typing.
+conversation's newest messages (edited and deleted ones included); who is shown typing must
+be who the typing use case says is typing.
 """
 
 from __future__ import annotations
@@ -27,14 +27,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain.errors import NotFound
+from app.domain.errors import DomainError
 from app.realtime.client import Client, ClientKind
 from app.realtime.events import Event
 from app.state import page_data
 from app.state.tab_feed import event_item
 from tests.backend import ROOT
 from tests.browser import _fail_under_ci_else_skip
-from tests.chat_world import USERS, ConversationName, World, chat_world
+from tests.chat_world import (
+    USERS,
+    ConversationName,
+    Delete,
+    Edit,
+    MessageChange,
+    World,
+    chat_world,
+    expected_refusal,
+    perform_change,
+    picked_message,
+)
 
 
 class Model:
@@ -106,7 +117,7 @@ class Typing:
     is_typing: bool
 
 
-Action = Send | Read | Typing
+Action = Send | Read | Typing | Edit | Delete
 
 users = st.sampled_from(USERS)
 conversation_names: st.SearchStrategy[ConversationName] = st.sampled_from(("direct", "group"))
@@ -115,6 +126,8 @@ actions: st.SearchStrategy[Action] = st.one_of(
     st.builds(Send, users, conversation_names, contents),
     st.builds(Read, users, conversation_names),
     st.builds(Typing, users, conversation_names, st.booleans()),
+    st.builds(Edit, users, conversation_names, st.integers(0, 50), contents),
+    st.builds(Delete, users, conversation_names, st.integers(0, 50)),
 )
 
 
@@ -140,6 +153,9 @@ async def _fresh_items(world: World, name: str) -> list[dict[str, Any]]:
 
 
 async def _perform(world: World, action: Action) -> None:
+    if isinstance(action, MessageChange):
+        await perform_change(world, action, await picked_message(world, action))
+        return
     runtime = world.runtime
     principal = world.principals[action.user]
     conversation_id = world.conversation_ids[action.conversation]
@@ -193,11 +209,14 @@ async def verify_actions(world: World, model: Model, sequence: list[Action]) -> 
         await _drain(world.clients[name])  # the connects' presence news: in the snapshot
         model.apply(tab[name], await _fresh_items(world, name))
     for step, action in enumerate(sequence):
-        allowed = action.user in world.participants[action.conversation]
+        target = await picked_message(world, action) if isinstance(action, MessageChange) else None
+        refusal = expected_refusal(world, action, target)
         try:
             await _perform(world, action)
-        except NotFound:
-            assert not allowed, f"step {step}: {action} was refused"
+        except DomainError as error:
+            assert type(error) is refusal, f"step {step}: {action} was refused: {error!r}"
+        else:
+            assert refusal is None, f"step {step}: {action} went through, not {refusal}"
         for name in USERS:
             events = await _drain(world.clients[name])
             applied = model.apply(tab[name], [event_item(e) for e in events])
@@ -249,8 +268,31 @@ async def test_a_scripted_conversation_keeps_every_page_in_step(
             Read("alice", "direct"),
             *[Send("carol", "group", f"message {i}") for i in range(32)],  # past one page
             Read("bob", "group"),
+            Edit("carol", "group", -1, "the last word " * 10),  # the preview follows, cut
+            Delete("carol", "group", -2),  # not the last: no preview change
+            Delete("carol", "group", -1),  # the last: "Message deleted"
+            Edit("carol", "group", -1, "too late"),  # refused: deleted
+            Edit("alice", "direct", 0, "hi bob, edited"),  # in a conversation not open
+            Delete("bob", "direct", -1),  # the 1:1's last, bob's long word
+            Edit("alice", "group", 0, "welcome, edited"),  # a message past the open page
         ],
     )
+
+
+# A tab of user 1 that lists no conversation, and a message of bob's in conversation 3, as
+# the stream and a history page carry it.
+EMPTY_SNAPSHOT = {
+    "me": 1, "conversations": [], "totalUnread": 0, "people": [], "notifications": [],
+    "notificationsUnread": 0, "notificationsShown": 20, "typingForgetSeconds": 10,
+}
+BOBS_MESSAGE = {
+    "id": 5, "conversationId": 3, "content": "earlier", "senderId": 2, "senderName": "Bob",
+    "createdAt": "2026-12-02T10:00:00.000Z", "editedAt": None, "deleted": False,
+}
+BOBS_ROW = {
+    "id": 5, "conversation_id": 3, "content": "earlier", "sender_id": 2, "sender_name": "Bob",
+    "created_at": "2026-12-02T10:00:00.000Z", "mine": False, "edited": False, "deleted": False,
+}
 
 
 async def test_a_message_that_crossed_a_click_is_in_the_opened_conversation(
@@ -258,19 +300,10 @@ async def test_a_message_that_crossed_a_click_is_in_the_opened_conversation(
 ) -> None:
     """The history page was read before a message arrived, and the message reached the
     tab before the page did: the tab shows both, once each."""
-    message = {
-        "id": 7, "conversationId": 3, "content": "late", "senderId": 2,
-        "senderName": "Bob", "createdAt": "2026-12-02T10:00:00Z",
-    }
-    snapshot = {
-        "me": 1, "conversations": [], "totalUnread": 0, "people": [], "notifications": [],
-        "notificationsUnread": 0, "notificationsShown": 20, "typingForgetSeconds": 10,
-    }
+    message = {**BOBS_MESSAGE, "id": 7, "content": "late"}
     event = {"id": "1-1", "type": "chat:message", "data": {"conversationId": 3, "message": message}}
-    row = {**{k: message[v] for k, v in (("id", "id"), ("content", "content"))},
-           "conversation_id": 3, "sender_id": 2, "sender_name": "Bob",
-           "created_at": message["createdAt"], "mine": False}
-    earlier = {**row, "id": 5, "content": "earlier"}
+    earlier = {**BOBS_ROW, "id": 5, "content": "earlier"}
+    snapshot = EMPTY_SNAPSHOT
     page = {"conversationId": 3, "messages": [earlier], "hasOlder": False, "older": False}
     answer = model.apply("crossed", [
         {"snapshot": snapshot},
@@ -281,3 +314,32 @@ async def test_a_message_that_crossed_a_click_is_in_the_opened_conversation(
     assert [m["id"] for m in answer["vars"]["chat"]["messages"]] == [5, 7]
     assert answer["vars"]["chat"]["messages_of"] == 3
     assert answer["needsList"], "a conversation the tab does not list asks for the list"
+
+
+async def test_an_edit_and_a_delete_that_crossed_a_click_are_in_the_opened_conversation(
+    model: Model,
+) -> None:
+    """The history page was read before bob edited one message and deleted another, and
+    both events reached the tab before the page did: the page's old copies give way."""
+    edited_at = "2026-12-02T10:05:00.000Z"
+    edited = {**BOBS_MESSAGE, "content": "earlier, edited", "editedAt": edited_at}
+    update = {"conversationId": 3, "message": edited}
+    page = {
+        "conversationId": 3,
+        "messages": [BOBS_ROW, {**BOBS_ROW, "id": 6, "content": "regret"}],
+        "hasOlder": False,
+        "older": False,
+    }
+    answer = model.apply("crossed-changes", [
+        {"snapshot": EMPTY_SNAPSHOT},
+        {"event": {"id": "1-1", "type": "chat:message-updated", "data": update},
+         "preview": "earlier, edited"},
+        {"event": {"id": "1-2", "type": "chat:message-deleted",
+                   "data": {"conversationId": 3, "messageId": 6}},
+         "preview": "Message deleted"},
+        {"history": page},
+    ])
+    assert answer["vars"]["chat"]["messages"] == [
+        {**BOBS_ROW, "content": "earlier, edited", "edited": True},
+        {**BOBS_ROW, "id": 6, "content": "", "deleted": True},
+    ]

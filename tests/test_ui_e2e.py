@@ -7,6 +7,7 @@ import queue
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,20 +248,34 @@ def _event_log_with(page: Page, event_id: str) -> list[dict[str, Any]]:
 def test_a_tab_and_a_stream_receive_identical_events(
     browser: Browser, backend: Backend, bob_stream: queue.Queue[dict[str, Any]]
 ) -> None:
+    """Every kind of event a chat makes for bob, as his tab and his stream get it."""
     with signed_in(browser, backend, "bob") as (_, bob_tab), _api(backend, "alice") as alice:
         bob_id = _user_id(backend, "bob")
-        direct = _direct_with(alice, bob_id)
-        alice.post(f"/api/conversations/{direct}/messages", json={"content": "same for both?"})
+        created = alice.post("/api/conversations", json={
+            "participantIds": [bob_id], "title": f"Identical {uuid.uuid4().hex[:6]}"})
+        assert created.status_code == 201, created.text
+        group = created.json()["id"]
+        posted = alice.post(f"/api/conversations/{group}/messages", json={"content": "same?"})
+        message = posted.json()["id"]
+        edit = alice.patch(f"/api/conversations/{group}/messages/{message}",
+                           json={"content": "same for both?"})
+        assert edit.status_code == 200, edit.text
+        gone = alice.delete(f"/api/conversations/{group}/messages/{message}")
+        assert gone.status_code == 204, gone.text
         alice.post("/api/notifications", json={"userId": bob_id, "title": "identical"})
 
-        wanted = 3  # chat:message, chat:unread-count, notification:new
         from_stream: list[dict[str, Any]] = []
-        while len([e for e in from_stream if e["type"] != "presence:update"]) < wanted:
-            from_stream.append(bob_stream.get(timeout=10))
-        from_stream = [e for e in from_stream if e["type"] != "presence:update"]
-
+        while not any(e["type"] == "notification:new" for e in from_stream):
+            event = bob_stream.get(timeout=10)
+            if event["type"] != "presence:update":
+                from_stream.append(event)
         from_tab = {e["id"]: e for e in _event_log_with(bob_tab, from_stream[-1]["id"])}
-    assert [e["type"] for e in from_stream] == ["chat:message", "chat:unread-count", "notification:new"]
+    types = [e["type"] for e in from_stream]
+    for wanted in ["chat:conversation", "chat:message", "chat:unread-count",
+                   "chat:message-updated", "chat:message-deleted", "notification:new"]:
+        assert wanted in types, types
+    assert types.index("chat:conversation") < types.index("chat:message")
+    assert types.index("chat:message-updated") < types.index("chat:message-deleted")
     for event in from_stream:
         assert from_tab[event["id"]] == event
 
@@ -321,16 +336,33 @@ def test_older_history_loads_on_demand(browser: Browser, backend: Backend) -> No
     assert erin_id != dave_id
 
 
-def test_a_very_long_message_is_capped_and_wrapped(browser: Browser, backend: Backend) -> None:
+def test_a_paste_over_the_limit_is_kept_whole_counted_and_not_sent(
+    browser: Browser, backend: Backend
+) -> None:
     with _api(backend, "dave") as dave:
         assert _direct_with(dave, _user_id(backend, "erin"))
     with signed_in(browser, backend, "erin") as (_, tab):
         _open(tab, "Dave")
-        tab.fill("#composer", "x" * 5000)  # the composer stops at the server's 4000 limit
-        assert len(tab.input_value("#composer")) == 4000
+        sent_before = tab.get_by_test_id("message").count()
+        tab.fill("#composer", "x" * 5000)
+        # Nothing cut behind the writer's back: the box holds the whole paste and says why
+        # it cannot go.
+        assert len(tab.input_value("#composer")) == 5000
+        counter = tab.get_by_test_id("composer-counter")
+        expect(counter).to_have_text(
+            "1000 characters too many: a message is at most 4000.", timeout=TIMEOUT_MS
+        )
+        expect(tab.get_by_test_id("send")).to_be_disabled()
+        tab.press("#composer", "Enter")
+        assert len(tab.input_value("#composer")) == 5000  # Enter did not send it either
+        # Cut to the limit by the writer: the counter counts down, and it goes.
+        tab.fill("#composer", "x" * 4000)
+        expect(counter).to_have_text("4000 / 4000")
+        expect(tab.get_by_test_id("send")).to_be_enabled()
         tab.press("#composer", "Enter")
         last = tab.get_by_test_id("message-text").last
         expect(last).to_have_text("x" * 4000, timeout=TIMEOUT_MS)
+        expect(tab.get_by_test_id("message")).to_have_count(sent_before + 1)
         box = last.bounding_box()
         assert box is not None and box["width"] < 1280  # wrapped, not overflowing the page
 

@@ -21,8 +21,15 @@ def test_the_page_shows_a_lost_connection_and_recovers_when_the_backend_returns(
     with signed_in(browser, backend, "bob") as (_, page):
         backend.stop()
         expect(page.get_by_test_id("connection-lost")).to_be_visible(timeout=TIMEOUT_MS)
+        # Words for the person at the page, not Reflex's "... reachable at ws://...".
+        toast = page.locator("[data-sonner-toast]").filter(has_text="You are offline")
+        expect(toast).to_be_visible(timeout=TIMEOUT_MS)
+        expect(toast).to_contain_text("keeps trying to reconnect")
+        expect(page.get_by_text("reachable at")).to_have_count(0)
+        expect(page.get_by_text("ws://")).to_have_count(0)
         backend.start()
         expect(page.get_by_test_id("live")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(toast).to_have_count(0, timeout=TIMEOUT_MS)
         # Live again for real: an event published now reaches the page without a reload.
         headers = {"Authorization": f"Bearer {backend.token('alice')}"}
         bob_id = httpx.get(

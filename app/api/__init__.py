@@ -13,6 +13,7 @@ from app.api import (
     not_found,
     notifications,
     presence,
+    search,
     sse,
 )
 from app.api.errors import BodySizeLimit, install_error_handlers
@@ -34,6 +35,7 @@ def build_api() -> FastAPI:
     api.include_router(conversations.router)
     api.include_router(presence.router)
     api.include_router(members.router)
+    api.include_router(search.router)
     api.include_router(metrics.router)
     api.include_router(client_script.router)  # the JavaScript kit, where the README imports it
     api.include_router(not_found.router)  # last: unknown /api paths get a JSON 404

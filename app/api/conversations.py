@@ -7,12 +7,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from app.api.deps import ActivePrincipalDep, PrincipalDep, RuntimeDep
-from app.api.schemas import MAX_ID, ConversationCreate, MessageCreate, ReadUpdate, TypingUpdate
+from app.api.schemas import (
+    MAX_ID,
+    ConversationCreate,
+    ConversationRename,
+    MessageCreate,
+    MessageEdit,
+    ParticipantsAdd,
+    ReadUpdate,
+    TypingUpdate,
+)
 from app.domain.conversations import ConversationView
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
 ConversationId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MessageId = Annotated[int, Path(ge=1, le=MAX_ID)]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _conversation_out(view: ConversationView) -> dict[str, Any]:
@@ -55,6 +66,50 @@ async def get_conversation(
     return _conversation_out(await runtime.conversations.get(principal, conversation_id))
 
 
+@router.patch("/{conversation_id}")
+async def rename_conversation(
+    conversation_id: ConversationId,
+    body: ConversationRename,
+    principal: ActivePrincipalDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """A group's title, `null` or blank for none (422 for a 1:1)."""
+    view = await runtime.conversations.rename(principal, conversation_id, body.title)
+    return _conversation_out(view)
+
+
+@router.post("/{conversation_id}/participants")
+async def add_participants(
+    conversation_id: ConversationId,
+    body: ParticipantsAdd,
+    principal: ActivePrincipalDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """Members of your tenant join a group; those already in it are left alone."""
+    view = await runtime.conversations.add_people(principal, conversation_id, body.user_ids)
+    return _conversation_out(view)
+
+
+@router.delete(
+    "/{conversation_id}/participants/{user_id}",
+    response_model=None,
+    responses={204: {"description": "You left the conversation."}},
+)
+async def remove_participant(
+    conversation_id: ConversationId,
+    user_id: UserId,
+    principal: ActivePrincipalDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any] | Response:
+    """Another participant of a group: 200 with the conversation. Your own id: you leave,
+    204."""
+    if user_id == principal.user_id:
+        await runtime.conversations.leave(principal, conversation_id)
+        return Response(status_code=204)
+    view = await runtime.conversations.remove_person(principal, conversation_id, user_id)
+    return _conversation_out(view)
+
+
 @router.get("/{conversation_id}/messages")
 async def list_messages(
     conversation_id: ConversationId,
@@ -79,6 +134,31 @@ async def send_message(
 ) -> dict[str, Any]:
     sent = await runtime.messages.send(principal, conversation_id, body.content)
     return sent.message.to_data()
+
+
+@router.patch("/{conversation_id}/messages/{message_id}")
+async def edit_message(
+    conversation_id: ConversationId,
+    message_id: MessageId,
+    body: MessageEdit,
+    principal: ActivePrincipalDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """Your own message only (403 for another's); 409 once it is deleted."""
+    edited = await runtime.messages.edit(principal, conversation_id, message_id, body.content)
+    return edited.to_data()
+
+
+@router.delete("/{conversation_id}/messages/{message_id}", status_code=204)
+async def delete_message(
+    conversation_id: ConversationId,
+    message_id: MessageId,
+    principal: ActivePrincipalDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Your own message only (403 for another's); deleting it again changes nothing."""
+    await runtime.messages.delete(principal, conversation_id, message_id)
+    return Response(status_code=204)
 
 
 @router.post("/{conversation_id}/typing", status_code=204)

@@ -106,7 +106,27 @@ class ConversationCreate(ApiModel):
         return value
 
 
+class ConversationRename(ApiModel):
+    # Required, and null (or blank) for no title: a body that forgets it changes nothing.
+    title: str | None = Field(max_length=10_000)
+
+
+class ParticipantsAdd(ApiModel):
+    user_ids: list[int] = Field(min_length=1, max_length=1000)
+
+    @field_validator("user_ids")
+    @classmethod
+    def _ids_in_range(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= user_id <= MAX_ID for user_id in value):
+            raise ValueError("user ids are positive integers")
+        return value
+
+
 class MessageCreate(ApiModel):
+    content: str = Field(max_length=60_000)
+
+
+class MessageEdit(ApiModel):
     content: str = Field(max_length=60_000)
 
 

@@ -14,6 +14,9 @@ class EventType(StrEnum):
     standalone, and tests/test_client_python.py checks that the two agree)."""
 
     CHAT_MESSAGE = "chat:message"
+    CHAT_MESSAGE_UPDATED = "chat:message-updated"
+    CHAT_MESSAGE_DELETED = "chat:message-deleted"
+    CHAT_CONVERSATION = "chat:conversation"
     CHAT_TYPING = "chat:typing"
     CHAT_UNREAD_COUNT = "chat:unread-count"
     NOTIFICATION_NEW = "notification:new"

@@ -14,6 +14,21 @@ def _message(data: dict[str, Any]) -> str:
     return f"#{data.get('conversationId')} {message.get('senderName')}: {message.get('content')}"
 
 
+def _message_updated(data: dict[str, Any]) -> str:
+    return f"{_message(data)} (edited)"
+
+
+def _message_deleted(data: dict[str, Any]) -> str:
+    return f"#{data.get('conversationId')} message {data.get('messageId')} deleted"
+
+
+def _conversation(data: dict[str, Any]) -> str:
+    conversation = data.get("conversation") or {}
+    names = ", ".join(str(p.get("displayName")) for p in conversation.get("participants") or [])
+    title = conversation.get("title") or names
+    return f"#{data.get('conversationId')} {data.get('action')}: {title}"
+
+
 def _typing(data: dict[str, Any]) -> str:
     doing = "is typing" if data.get("isTyping") else "stopped typing"
     return f"#{data.get('conversationId')} {data.get('userName')} {doing}"
@@ -43,6 +58,9 @@ def _resync(data: dict[str, Any]) -> str:
 
 _DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
     EventType.CHAT_MESSAGE: _message,
+    EventType.CHAT_MESSAGE_UPDATED: _message_updated,
+    EventType.CHAT_MESSAGE_DELETED: _message_deleted,
+    EventType.CHAT_CONVERSATION: _conversation,
     EventType.CHAT_TYPING: _typing,
     EventType.CHAT_UNREAD_COUNT: _unread,
     EventType.NOTIFICATION_NEW: _notification,

@@ -6,6 +6,7 @@ import reflex as rx
 
 from app.components.bidi import initial, joined, user_text
 from app.components.new_conversation import new_conversation_dialog
+from app.components.search_box import search_box
 from app.state.chat import ChatState
 from app.state.items import ConversationItem
 
@@ -41,10 +42,14 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.text(joined(item.name_parts), weight="medium", trim="both", **_ONE_LINE),
-                    rx.moment(
-                        item.last_message_at, format="HH:mm", font_size="12px",
-                        color="var(--gray-10)", flex_shrink="0",
-                        custom_attrs={"data-testid": "conversation-time"},
+                    # The time of the last message; a conversation without one shows none.
+                    rx.cond(
+                        item.preview_sender != "",
+                        rx.moment(
+                            item.last_message_at, format="HH:mm", font_size="12px",
+                            color="var(--gray-10)", flex_shrink="0",
+                            custom_attrs={"data-testid": "conversation-time"},
+                        ),
                     ),
                     width="100%",
                     align="center",
@@ -102,6 +107,7 @@ def conversation_list() -> rx.Component:
             align="center",
             padding="12px 12px 4px",
         ),
+        search_box(),
         # A plain scrolling box: Radix's ScrollArea lays its content out as a table that
         # grows to its widest row, so one long preview widened every row past the pane.
         rx.box(

@@ -8,7 +8,6 @@ from app.state.chat import ChatState
 from app.state.live import LiveState
 from app.state.notifications import NotificationState
 from app.state.presence import PresenceState
-from app.state.session import SessionState
 from app.state.tab_feed import FeedState
 
 
@@ -22,8 +21,9 @@ class LiveStore(rx.Component):
     presence_state: rx.Var[str]
     notification_state: rx.Var[str]
     reload_event: rx.Var[str]
-    session_event: rx.Var[str]
     listen_event: rx.Var[str]
+    load_older_event: rx.Var[str]
+    refresh_event: rx.Var[str]
 
 
 def live_store() -> rx.Component:
@@ -34,6 +34,7 @@ def live_store() -> rx.Component:
         presence_state=PresenceState.get_full_name(),
         notification_state=NotificationState.get_full_name(),
         reload_event=f"{ChatState.get_full_name()}.reload_conversations",
-        session_event=f"{SessionState.get_full_name()}.require_session",
         listen_event=f"{LiveState.get_full_name()}.listen",
+        load_older_event=f"{ChatState.get_full_name()}.load_older",
+        refresh_event=f"{ChatState.get_full_name()}.refresh_conversation",
     )

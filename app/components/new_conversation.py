@@ -29,6 +29,8 @@ def _person(person: rx.Var[PersonItem]) -> rx.Component:
 
 
 def new_conversation_dialog() -> rx.Component:
+    # Controlled: the dialog closes when the conversation is made, and stays open, with the
+    # reason, when it is not.
     return rx.dialog.root(
         rx.dialog.trigger(
             rx.icon_button(
@@ -51,11 +53,18 @@ def new_conversation_dialog() -> rx.Component:
                     rx.input(name="title", placeholder="Group title (optional)", max_length=200),
                     rx.cond(
                         ChatState.new_conversation_error != "",
-                        rx.callout(ChatState.new_conversation_error, color_scheme="red", size="1"),
+                        rx.callout(
+                            ChatState.new_conversation_error,
+                            color_scheme="red",
+                            size="1",
+                            custom_attrs={"data-testid": "new-conversation-error"},
+                        ),
                     ),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
-                        rx.dialog.close(rx.button("Start", type="submit")),
+                        rx.button(
+                            "Start", type="submit", custom_attrs={"data-testid": "start-conversation"}
+                        ),
                         justify="end",
                         width="100%",
                     ),
@@ -63,8 +72,11 @@ def new_conversation_dialog() -> rx.Component:
                     padding_top="12px",
                 ),
                 on_submit=ChatState.start_conversation,
-                reset_on_submit=True,
+                # Kept on a refusal; the content unmounts when the dialog closes.
+                reset_on_submit=False,
             ),
             max_width="420px",
         ),
+        open=ChatState.new_conversation_open,
+        on_open_change=ChatState.show_new_conversation,
     )

@@ -34,7 +34,8 @@ def _item(item: rx.Var[NotificationItem]) -> rx.Component:
                 size="1",
                 variant="ghost",
                 title="Mark as read",
-                on_click=NotificationState.mark_read(item.id),
+                # Only this: the item's own click would follow the link too.
+                on_click=NotificationState.mark_read(item.id).stop_propagation,
                 custom_attrs={"data-testid": "notification-read"},
             ),
         ),
@@ -42,8 +43,10 @@ def _item(item: rx.Var[NotificationItem]) -> rx.Component:
         width="100%",
         padding="8px",
         border_radius="6px",
+        cursor=rx.cond(item.link != "", "pointer", "default"),
         _hover={"background": "var(--gray-3)"},
-        custom_attrs={"data-testid": "notification"},
+        on_click=NotificationState.open_notification(item.id),
+        custom_attrs={"data-testid": "notification", "data-link": item.link},
     )
 
 

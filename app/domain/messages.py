@@ -1,4 +1,5 @@
-"""Sending messages, paging history, and the per-user read cursor (unread counts)."""
+"""Sending, editing and deleting messages, paging history, and the per-user read cursor
+(unread counts). Whom a message notifies: app/domain/message_notifications.py."""
 
 from __future__ import annotations
 
@@ -12,15 +13,28 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from app.db import Database
-from app.domain.conversations import message_body, require_participant, unread_totals
-from app.domain.errors import DomainError, InvalidInput, NotFound, RateLimited
+from app.domain.conversations import (
+    message_body,
+    participant_ids,
+    require_participant,
+    unread_totals,
+)
+from app.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited
+from app.domain.message_notifications import MessageNotifications
 from app.domain.principal import Principal
 from app.domain.typing import TypingTracker
-from app.models import ConversationMember, Message, User
-from app.realtime.events import ChatMessageBody, ChatMessagePayload, ChatUnreadCountPayload
+from app.models import ConversationKind, ConversationMember, Message, User
+from app.realtime.events import (
+    ChatMessageBody,
+    ChatMessageDeletedPayload,
+    ChatMessagePayload,
+    ChatMessageUpdatedPayload,
+    ChatUnreadCountPayload,
+)
 from app.realtime.service import RealtimeService
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
+from app.timeutil import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +49,17 @@ class SentMessage:
     message: ChatMessageBody
     participants: list[int]
     unread: list[UnreadChange]
+    # The other person of a 1:1; None in a group.
+    direct_recipient: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedMessage:
+    message: ChatMessageBody
+    participants: list[int]
+    # False when there was nothing to store or announce (the same content, a second delete).
+    changed: bool
+    previous_content: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +76,10 @@ class Messages:
         settings: Settings,
         limiter: RateLimiter,
         typing: TypingTracker,
+        notifier: MessageNotifications | None = None,
     ) -> None:
         self._typing = typing
+        self._notifier = notifier
         self._db = db
         self._service = service
         self._settings = settings
@@ -95,6 +122,10 @@ class Messages:
             await self._emit_unread(principal.tenant_id, conversation_id, sent.unread)
         # A sent message ends the sender's typing there (the stop follows the message).
         await self._typing.stop((principal.tenant_id, conversation_id, principal.user_id))
+        if self._notifier is not None:
+            await self._notifier.sent(
+                principal, conversation_id, sent.message.id, content, sent.direct_recipient
+            )
         return sent
 
     def _store(
@@ -135,11 +166,61 @@ class Messages:
         )
         changed = [uid for uid in counts if uid != principal.user_id or sender_had_unread]
         totals = unread_totals(session, principal.tenant_id, changed)
+        others = [uid for uid in counts if uid != principal.user_id]
+        direct = conversation.kind == ConversationKind.DIRECT.value and len(others) == 1
         return SentMessage(
             message=message_body(message, principal.display_name),
             participants=sorted(counts),
             unread=[UnreadChange(uid, counts[uid], totals[uid]) for uid in changed],
+            direct_recipient=others[0] if direct else None,
         )
+
+    async def edit(
+        self, principal: Principal, conversation_id: int, message_id: int, content: str
+    ) -> ChatMessageBody:
+        """The sender's new content, cleaned as a sent message is; every participant hears
+        of it. The same content again is accepted and announces nothing."""
+        content = self.clean_content(content)
+        # The sends' bucket: an edit is as much a write as a send, and unlike a delete it
+        # can be repeated without end.
+        retry_after = await self._limiter.take(f"message:{principal.user_id}")
+        if retry_after is not None:
+            raise RateLimited("You are changing messages too fast.", retry_after)
+        self._service.ensure_accepting()
+        async with self._in_order(conversation_id):
+            edited = await self._db.run(
+                lambda s: _store_edit(s, principal, conversation_id, message_id, content)
+            )
+            if edited.changed:
+                await self._service.emit_message_updated(
+                    tenant_id=principal.tenant_id,
+                    participant_ids=edited.participants,
+                    payload=ChatMessageUpdatedPayload(
+                        conversation_id=conversation_id, message=edited.message
+                    ),
+                )
+        if edited.changed and self._notifier is not None:
+            await self._notifier.edited(
+                principal, conversation_id, message_id, edited.previous_content, content
+            )
+        return edited.message
+
+    async def delete(self, principal: Principal, conversation_id: int, message_id: int) -> None:
+        """Blank the sender's message for good, keeping its place in history; every
+        participant hears of it once, however often it is deleted."""
+        self._service.ensure_accepting()
+        async with self._in_order(conversation_id):
+            deleted = await self._db.run(
+                lambda s: _store_delete(s, principal, conversation_id, message_id)
+            )
+            if deleted.changed:
+                await self._service.emit_message_deleted(
+                    tenant_id=principal.tenant_id,
+                    participant_ids=deleted.participants,
+                    payload=ChatMessageDeletedPayload(
+                        conversation_id=conversation_id, message_id=message_id
+                    ),
+                )
 
     async def _emit_unread(
         self, tenant_id: int, conversation_id: int, changes: list[UnreadChange]
@@ -252,6 +333,59 @@ class Messages:
         changes = await self._db.run(lambda session: counts(session, moved))
         for principal, conversation_id, change in changes:
             await self._emit_unread(principal.tenant_id, conversation_id, [change])
+
+
+def _own_message(
+    session: Session, principal: Principal, conversation_id: int, message_id: int
+) -> Message:
+    """The caller's own message. NotFound for whatever the caller cannot see (the answer
+    for a missing id, so another tenant's ids are never confirmed); Forbidden for another
+    participant's message, which the caller does see."""
+    require_participant(session, principal, conversation_id)
+    message = session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation_id:
+        raise NotFound("No such message in this conversation.")
+    if message.sender_id != principal.user_id:
+        raise Forbidden("Only its sender may change a message.")
+    return message
+
+
+def _store_edit(
+    session: Session, principal: Principal, conversation_id: int, message_id: int, content: str
+) -> ChangedMessage:
+    message = _own_message(session, principal, conversation_id, message_id)
+    if message.deleted_at is not None:
+        raise Conflict("A deleted message cannot be edited.")
+    previous_content = message.content
+    changed = previous_content != content
+    if changed:
+        message.content = content
+        message.edited_at = utcnow()
+        session.add(message)
+        session.commit()
+    return ChangedMessage(
+        message=message_body(message, principal.display_name),
+        participants=participant_ids(session, conversation_id),
+        changed=changed,
+        previous_content=previous_content,
+    )
+
+
+def _store_delete(
+    session: Session, principal: Principal, conversation_id: int, message_id: int
+) -> ChangedMessage:
+    message = _own_message(session, principal, conversation_id, message_id)
+    changed = message.deleted_at is None
+    if changed:
+        message.content = ""  # never kept: a deleted message's words are gone
+        message.deleted_at = utcnow()
+        session.add(message)
+        session.commit()
+    return ChangedMessage(
+        message=message_body(message, principal.display_name),
+        participants=participant_ids(session, conversation_id),
+        changed=changed,
+    )
 
 
 def _move_read_cursor(session: Session, user_id: int, conversation_id: int, target: int) -> bool:

@@ -1,8 +1,11 @@
-"""Notifications: an admin notifies a user or the whole tenant; users read them."""
+"""Notifications: an admin notifies a user or the whole tenant; users read them. The
+server's own (mentions, unread 1:1 messages: app/domain/message_notifications.py) are
+stored and announced by the same `deliver`."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,6 +30,14 @@ class NotificationDraft:
     title: str
     body: str
     link: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One notification for one user, validated (`Notifications.validate`)."""
+
+    user_id: int
+    draft: NotificationDraft
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,33 +107,52 @@ class Notifications:
         if whole_tenant == (user_id is not None):
             raise InvalidInput("Give exactly one of userId or tenant: true.")
         draft = self.validate(draft)
-        self._service.ensure_accepting()
         tenant_id = actor.tenant_id
 
-        def store(session: Session) -> list[tuple[int, NotificationNewPayload]]:
+        def recipients(session: Session) -> list[Delivery]:
             members = select(Membership.user_id).where(Membership.tenant_id == tenant_id)
             if user_id is not None:
                 members = members.where(Membership.user_id == user_id)
-            recipients = list(session.exec(members).all())
-            if not recipients:
+            found = list(session.exec(members).all())
+            if not found:
                 raise NotFound("No such user in this tenant.")
+            return [Delivery(recipient, draft) for recipient in found]
+
+        return await self.deliver(tenant_id, recipients, created_by=actor.user_id)
+
+    async def deliver(
+        self,
+        tenant_id: int,
+        choose: Callable[[Session], list[Delivery]],
+        *,
+        created_by: int | None,
+    ) -> list[NotificationNewPayload]:
+        """Store the notifications `choose` picks (in the same transaction, so what it
+        checked still holds when they are stored), then tell each recipient. `choose` is
+        trusted with the tenant: every recipient must be a member of it."""
+        self._service.ensure_accepting()
+
+        def store(session: Session) -> list[tuple[int, NotificationNewPayload]]:
+            deliveries = choose(session)
+            if not deliveries:
+                return []
             now = utcnow()
             rows = [
                 Notification(
                     tenant_id=tenant_id,
-                    user_id=recipient,
-                    type=draft.type,
-                    title=draft.title,
-                    body=draft.body,
-                    link=draft.link,
-                    created_by=actor.user_id,
+                    user_id=delivery.user_id,
+                    type=delivery.draft.type,
+                    title=delivery.draft.title,
+                    body=delivery.draft.body,
+                    link=delivery.draft.link,
+                    created_by=created_by,
                     created_at=now,
                 )
-                for recipient in recipients
+                for delivery in deliveries
             ]
             session.add_all(rows)
             session.commit()
-            counts = _unread_counts(session, tenant_id, recipients)
+            counts = _unread_counts(session, tenant_id, sorted({row.user_id for row in rows}))
             return [(row.user_id, _payload(row, counts[row.user_id])) for row in rows]
 
         stored = await self._db.run(store)
@@ -159,7 +189,14 @@ class Notifications:
         return await self._db.run(load)
 
     async def mark_read(self, principal: Principal, notification_id: int) -> NotificationReadPayload:
-        def store(session: Session) -> tuple[bool, int]:
+        return (await self.follow(principal, notification_id))[0]
+
+    async def follow(
+        self, principal: Principal, notification_id: int
+    ) -> tuple[NotificationReadPayload, str | None]:
+        """A click on a notification: read, and where its link goes (None: nowhere)."""
+
+        def store(session: Session) -> tuple[bool, int, str | None]:
             row = session.get(Notification, notification_id)
             if (
                 row is None
@@ -173,15 +210,15 @@ class Notifications:
                 session.add(row)
                 session.commit()
             unread = _unread_counts(session, principal.tenant_id, [principal.user_id])
-            return changed, unread[principal.user_id]
+            return changed, unread[principal.user_id], row.link
 
-        changed, unread_count = await self._db.run(store)
+        changed, unread_count, link = await self._db.run(store)
         payload = NotificationReadPayload(id=notification_id, all=False, unread_count=unread_count)
         if changed:
             await self._service.emit_notification_read(
                 tenant_id=principal.tenant_id, user_id=principal.user_id, payload=payload
             )
-        return payload
+        return payload, link
 
     async def mark_all_read(self, principal: Principal) -> NotificationReadPayload:
         def store(session: Session) -> int:

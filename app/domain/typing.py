@@ -93,6 +93,17 @@ class TypingTracker:
         await self._announce(key, typist, is_typing=False)
         return True
 
+    async def forget(self, tenant_id: int, conversation_id: int, user_ids: list[int]) -> None:
+        """People who left a conversation: their typing there ends (the others hear the
+        stop now, not at the expiry), and nobody's typing there reaches them any more."""
+        gone = set(user_ids)
+        for key, typist in list(self._typists.items()):
+            if key[:2] != (tenant_id, conversation_id):
+                continue
+            typist.recipients = [uid for uid in typist.recipients if uid not in gone]
+            if key[2] in gone:
+                await self.stop(key)
+
     async def close(self) -> None:
         for typist in self._typists.values():
             if typist.expiry is not None:

@@ -107,4 +107,4 @@ def _page() -> rx.Component:
     )
 
 
-ON_LOAD = [SessionState.require_session, LiveState.listen]
+ON_LOAD = [SessionState.require_session, LiveState.listen, ChatState.open_linked]

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -21,8 +21,11 @@ from app.realtime.ids import EventId
 
 class EventType(StrEnum):
     CHAT_MESSAGE = "chat:message"
+    CHAT_MESSAGE_UPDATED = "chat:message-updated"
+    CHAT_MESSAGE_DELETED = "chat:message-deleted"
     CHAT_TYPING = "chat:typing"
     CHAT_UNREAD_COUNT = "chat:unread-count"
+    CHAT_CONVERSATION = "chat:conversation"
     NOTIFICATION_NEW = "notification:new"
     NOTIFICATION_READ = "notification:read"
     PRESENCE_UPDATE = "presence:update"
@@ -51,11 +54,26 @@ class ChatMessageBody(Payload):
     sender_id: int
     sender_name: str
     created_at: str
+    edited_at: str | None = None
+    # A deleted message keeps its place in history, with content "".
+    deleted: bool = False
 
 
 class ChatMessagePayload(Payload):
     conversation_id: int
     message: ChatMessageBody
+
+
+class ChatMessageUpdatedPayload(Payload):
+    """An edit: the whole message as it is now, so a consumer replaces it by id."""
+
+    conversation_id: int
+    message: ChatMessageBody
+
+
+class ChatMessageDeletedPayload(Payload):
+    conversation_id: int
+    message_id: int
 
 
 class ChatTypingPayload(Payload):
@@ -69,6 +87,37 @@ class ChatUnreadCountPayload(Payload):
     conversation_id: int
     count: int
     total: int
+
+
+class ConversationParticipantBody(Payload):
+    id: int
+    username: str
+    display_name: str
+
+
+class ConversationBody(Payload):
+    """A conversation as every participant sees it (no per-reader unread count)."""
+
+    id: int
+    kind: str
+    title: str | None
+    participants: list[ConversationParticipantBody]
+    created_at: str
+
+
+# What happened to a conversation, as the reader of the event sees it: "created" (someone
+# started it with them, or they did in another tab), "added" (they were added to it),
+# "updated" (its title or people changed), "removed" (they left it or were removed: drop it).
+ConversationAction = Literal["created", "added", "updated", "removed"]
+
+
+class ChatConversationPayload(Payload):
+    """A conversation the reader's list must show, change or drop, without a reload;
+    `conversation` is always the conversation as it now is."""
+
+    conversation_id: int
+    action: ConversationAction
+    conversation: ConversationBody
 
 
 class NotificationNewPayload(Payload):

@@ -13,7 +13,10 @@ from collections.abc import Iterable
 from app.realtime.broker.base import BrokerUnavailable
 from app.realtime.channels import tenant_channel, user_channel
 from app.realtime.events import (
+    ChatConversationPayload,
+    ChatMessageDeletedPayload,
     ChatMessagePayload,
+    ChatMessageUpdatedPayload,
     ChatTypingPayload,
     ChatUnreadCountPayload,
     Event,
@@ -54,6 +57,31 @@ class RealtimeService:
         """To every participant, the sender's other tabs included."""
         return await self._emit(
             EventType.CHAT_MESSAGE, payload, _users(participant_ids), tenant_id
+        )
+
+    async def emit_message_updated(
+        self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessageUpdatedPayload
+    ) -> Event | None:
+        """To the audience of the message itself: every participant."""
+        return await self._emit(
+            EventType.CHAT_MESSAGE_UPDATED, payload, _users(participant_ids), tenant_id
+        )
+
+    async def emit_message_deleted(
+        self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessageDeletedPayload
+    ) -> Event | None:
+        """To the audience of the message itself: every participant."""
+        return await self._emit(
+            EventType.CHAT_MESSAGE_DELETED, payload, _users(participant_ids), tenant_id
+        )
+
+    async def emit_conversation(
+        self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatConversationPayload
+    ) -> Event | None:
+        """To the users given: the participants (the actor's other tabs included), the
+        people added, or the one who left or was removed, one audience per action."""
+        return await self._emit(
+            EventType.CHAT_CONVERSATION, payload, _users(participant_ids), tenant_id
         )
 
     async def emit_typing(

@@ -47,9 +47,23 @@ def _session_request(method: str, headers: dict[str, str], then: str = "") -> st
     )
 
 
-def store_session_cookie(token: str, *, reload_after: bool = False) -> str:
-    then = ".finally(() => window.location.reload())" if reload_after else ""
+def store_session_cookie(token: str, *, reload_after: bool = False, stored: str = "") -> str:
+    """`stored`: a script to run once the cookie is set (before the reload, if any)."""
+    then = f".then(() => {{ {stored} }})" if stored else ""
+    if reload_after:
+        then += ".finally(() => window.location.reload())"
     return _session_request("POST", {"Authorization": f"Bearer {token}"}, then)
+
+
+# Where a tab that switched workspace leaves word, once the cookie holds the new session,
+# for the user's other tabs, which the switch signed out of the old one: they wait for it,
+# reload into the new workspace and say why (assets/live_store.js reads it).
+WORKSPACE_SWITCH_KEY = "chat:workspace-switch"
+
+
+def note_workspace_switch(tenant_name: str) -> str:
+    note = "JSON.stringify({name: %s, at: Date.now(), tab: sessionStorage.getItem('chat:tab')})"
+    return f"localStorage.setItem({json.dumps(WORKSPACE_SWITCH_KEY)}, {note % json.dumps(tenant_name)});"
 
 
 def drop_session_cookie() -> str:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import Any
 
 import reflex as rx
 
-from app.domain.errors import DomainError
+from app.domain.conversations import ConversationView
+from app.domain.errors import DomainError, RateLimited
 from app.domain.principal import Principal
+from app import routes
 from app.runtime import get_runtime
 from app.state import page_data, replies, tab_feed
 from app.state.arguments import parse_id
-from app.state.items import ConversationItem, MessageItem, conversation_item
+from app.state.items import ConversationItem, MentionOption, MessageItem, conversation_item
 from app.state.session import SessionState
 from app.state.tab_feed import numbered
 
@@ -22,7 +25,34 @@ TYPING_REPEAT_SECONDS = 2.5
 
 # Vars only the page's store writes (assets/live_store.js, from the tab's feed): declared
 # here for the components, never set by the server (app/state/live_vars.py).
-LIVE_VARS = ("conversations", "total_unread", "messages", "messages_of", "has_older", "typists")
+# The pane's view vars (assets/message_view.js writes them): how far the reader is from
+# the newest message, and how long the composer's text is.
+VIEW_VARS = (
+    "unseen_below", "scrolled_up", "loading_older", "composer_length",
+    # The composer's "@" (assets/mention_picker.js): the members it offers, and the chosen one.
+    "mention_matches", "mention_index",
+    # Whether this browser shows desktop notifications (assets/desktop_notify.js).
+    "desktop_notify",
+)
+LIVE_VARS = (
+    "conversations", "total_unread", "messages", "messages_of", "has_older", "typists",
+    *VIEW_VARS,
+)
+
+
+@dataclasses.dataclass
+class HeldMessage:
+    """A message the rate limit held back: shown greyed until it goes out."""
+
+    key: int
+    conversation_id: int
+    content: str
+
+
+def too_fast(waiting: int, retry_after: float) -> str:
+    seconds = max(1, round(retry_after))
+    held = "1 message waits" if waiting == 1 else f"{waiting} messages wait"
+    return f"You are sending messages too fast: {held}, the next goes out in {seconds} s."
 
 
 class ChatState(rx.State):
@@ -36,13 +66,35 @@ class ChatState(rx.State):
     has_older: bool = False
     # conversation id -> typist name -> when to forget them (epoch seconds)
     typists: dict[str, dict[str, float]] = {}
+    # -- view: written by the page's message view only --------------------------------
+    unseen_below: int = 0  # messages that arrived below while the reader was scrolled up
+    scrolled_up: bool = False
+    loading_older: bool = False
+    composer_length: int = 0
+    mention_matches: list[MentionOption] = []
+    mention_index: int = 0
+    desktop_notify: bool = False
     # -- this tab's own ------------------------------------------------------------
     active_id: int = 0
     active_name_parts: list[str] = []
     active_members: list[str] = []
+    # The open conversation's usernames: mentions of them are highlighted, and offered.
+    active_usernames: list[str] = []
+    active_people: list[MentionOption] = []
     composer_error: str = ""
     sending: bool = False
     new_conversation_error: str = ""
+    new_conversation_open: bool = False
+    # The first message that was unread when the conversation opened: "New messages" above.
+    unread_from_id: int = 0
+    # The sender's own message being edited here, and the one whose deletion awaits a yes.
+    editing_id: int = 0
+    edit_error: str = ""
+    deleting_id: int = 0
+    # Sent in order once the rate limit allows it (send_held): nothing typed is lost.
+    held: list[HeldMessage] = []
+    _held_serial: int = 0
+    _sending_held: bool = False
     _typing_sent_at: float = 0.0
 
     # -- helpers ---------------------------------------------------------------------
@@ -55,6 +107,10 @@ class ChatState(rx.State):
         self.active_id = 0
         self.active_name_parts = []
         self.active_members = []
+        self.active_usernames = []
+        self.active_people = []
+        self.unread_from_id = 0
+        self.editing_id = self.deleting_id = 0
         link = tab_feed.links.get(self.router.session.client_token)
         if link is not None:
             link.watching = 0
@@ -63,6 +119,26 @@ class ChatState(rx.State):
 
     @rx.event
     async def open_conversation(self, conversation_id: int):  # type: ignore[no-untyped-def]
+        return await self._open(conversation_id)
+
+    @rx.event
+    async def open_message(self, conversation_id: int, message_id: int):  # type: ignore[no-untyped-def]
+        """A search result or a notification: the conversation, scrolled to the message."""
+        return await self._open(conversation_id, focus=message_id)
+
+    @rx.event
+    async def open_linked(self):  # type: ignore[no-untyped-def]
+        """The chat page's on_load: a link "/?c=12&m=345" opens conversation 12 at message
+        345 (the use case checks it is the caller's), then the address is plain "/" again."""
+        link = f"{self.router.url.path}?{self.router.url.query}"
+        conversation_id = routes.conversation_in_link(link)
+        if conversation_id is None or await self._principal() is None:
+            return None  # signed out, require_session sends the tab to sign in
+        opened = await self._open(conversation_id, focus=routes.message_in_link(link) or 0)
+        plain = rx.call_script(f"window.history.replaceState(null, '', {routes.CHAT!r})")
+        return [opened, plain] if opened is not None else plain
+
+    async def _open(self, conversation_id: int, *, focus: int = 0):  # type: ignore[no-untyped-def]
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
@@ -77,18 +153,49 @@ class ChatState(rx.State):
         except DomainError as exc:
             self._close()
             return replies.refused(exc.message)
-        item = conversation_item(view, principal.user_id)
         self.active_id = conversation_id
-        self.active_name_parts = item.name_parts
-        self.active_members = item.members
+        self._show_header(view, principal)
+        # Newest first: the unread ones are the first `unread_count` of the page.
+        unread = page.items[: view.unread_count]
+        self.unread_from_id = unread[-1].id if unread else 0
+        self.editing_id = self.deleting_id = 0
         self.composer_error = ""
         link = tab_feed.links.get(self.router.session.client_token)
         if link is not None:
             link.watching = conversation_id
         # Before this handler's own delta: the messages are there when active_id changes.
-        history = page_data.history(conversation_id, page, principal.user_id)
+        history = page_data.history(conversation_id, page, principal.user_id, focus=focus)
+        # The page's message view scrolls to the newest when the history arrives.
         await tab_feed.push_to_tab(self.router.session.session_id, [numbered("history", history)])
-        return rx.call_script(_SCROLL_TO_END)
+        return None
+
+    @rx.event
+    async def refresh_conversation(self):  # type: ignore[no-untyped-def]
+        """The store heard the open conversation changed (chat:conversation): its header
+        as it now is, or closed if the caller is no longer in it."""
+        if not self.active_id:
+            return None
+        principal = await self._principal()
+        if principal is None:
+            return replies.signed_out()
+        try:
+            view = await get_runtime().conversations.get(principal, self.active_id)
+        except DomainError:
+            self._close()
+            return rx.toast.info("You are no longer in that conversation.")
+        self._show_header(view, principal)
+        return None
+
+    def _show_header(self, view: ConversationView, principal: Principal) -> None:
+        item = conversation_item(view, principal.user_id)
+        self.active_name_parts = item.name_parts
+        self.active_members = item.members
+        self.active_usernames = [p.username for p in view.participants]
+        self.active_people = [
+            MentionOption(p.username, p.display_name)
+            for p in view.participants
+            if p.id != principal.user_id
+        ]
 
     @rx.event
     def close_conversation(self) -> None:
@@ -123,20 +230,69 @@ class ChatState(rx.State):
         if not self.active_id:
             self.composer_error = "Open a conversation first."
             return
+        if self.held:
+            # Behind those already waiting, so they all go out in the order they were typed.
+            self._hold(self.active_id, content)
+            return
         self.sending = True
         self.composer_error = ""
         yield
         try:
             # Shown when its chat:message comes back, as in every other tab of ours.
             await get_runtime().messages.send(principal, self.active_id, content)
+        except RateLimited as exc:
+            self._hold(self.active_id, content)
+            self.composer_error = too_fast(len(self.held), exc.retry_after)
+            yield ChatState.send_held
         except DomainError as exc:
             self.composer_error = exc.message
             # Give the text back: nothing was sent.
             yield rx.set_value("composer", content)
-            return
         finally:
             self.sending = False
             self._typing_sent_at = 0.0
+
+    def _hold(self, conversation_id: int, content: str) -> None:
+        self._held_serial += 1
+        self.held = [*self.held, HeldMessage(self._held_serial, conversation_id, content)]
+
+    @rx.event(background=True)
+    async def send_held(self):  # type: ignore[no-untyped-def]
+        """The held messages, oldest first, each as soon as the rate limit lets it go."""
+        async with self:
+            if self._sending_held or not self.held:
+                return
+            self._sending_held = True
+        try:
+            while True:
+                async with self:
+                    if not self.held:
+                        self.composer_error = ""
+                        return
+                    first = self.held[0]
+                    principal = await self._principal()
+                if principal is None:
+                    async with self:
+                        self.held = []
+                    yield replies.signed_out()
+                    return
+                try:
+                    await get_runtime().messages.send(principal, first.conversation_id, first.content)
+                except RateLimited as exc:
+                    async with self:
+                        self.composer_error = too_fast(len(self.held), exc.retry_after)
+                    await asyncio.sleep(max(0.2, exc.retry_after))
+                    continue
+                except DomainError as exc:
+                    async with self:
+                        self.held = self.held[1:]
+                        self.composer_error = f"Not sent: {exc.message}"
+                    continue
+                async with self:
+                    self.held = self.held[1:]
+        finally:
+            async with self:
+                self._sending_held = False
 
     @rx.event
     async def typed(self, key: str):  # type: ignore[no-untyped-def]
@@ -174,6 +330,70 @@ class ChatState(rx.State):
         if link is not None and link.alive():
             link.want_snapshot()
 
+    # -- editing and deleting one's own messages --------------------------------------
+
+    @rx.event
+    def start_editing(self, message_id: int) -> None:
+        """Shows the edit box in place of a message of the page's; saving checks it is the
+        caller's own."""
+        self.editing_id = message_id
+        self.edit_error = ""
+
+    @rx.event
+    def stop_editing(self) -> None:
+        self.editing_id = 0
+        self.edit_error = ""
+
+    @rx.event
+    async def save_edit(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+        content = form_data.get("content", "")
+        if not self.editing_id or not self.active_id:
+            return None
+        if not isinstance(content, str) or not content.strip():
+            self.edit_error = "A message cannot be empty: delete it instead."
+            return None
+        principal = await self._principal()
+        if principal is None:
+            return replies.signed_out()
+        try:
+            # Shown when its chat:message-updated comes back, in every tab alike.
+            await get_runtime().messages.edit(principal, self.active_id, self.editing_id, content)
+        except DomainError as exc:
+            self.edit_error = exc.message
+            return None
+        self.editing_id = 0
+        self.edit_error = ""
+        return None
+
+    @rx.event
+    def ask_delete(self, message_id: int) -> None:
+        """Asks for a yes first; deleting checks the message is the caller's own."""
+        self.deleting_id = message_id
+
+    @rx.event
+    def cancel_delete(self) -> None:
+        self.deleting_id = 0
+
+    @rx.event
+    async def delete_message(self):  # type: ignore[no-untyped-def]
+        message_id, self.deleting_id = self.deleting_id, 0
+        if not message_id or not self.active_id:
+            return None
+        principal = await self._principal()
+        if principal is None:
+            return replies.signed_out()
+        try:
+            await get_runtime().messages.delete(principal, self.active_id, message_id)
+        except DomainError as exc:
+            return replies.refused(exc.message)
+        return None
+
+    @rx.event
+    def show_new_conversation(self, show: bool) -> None:
+        """The dialog opens with no error left from last time."""
+        self.new_conversation_open = show is True
+        self.new_conversation_error = ""
+
     @rx.event
     async def start_conversation(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
         principal = await self._principal()
@@ -201,6 +421,7 @@ class ChatState(rx.State):
             self.new_conversation_error = exc.message
             return None
         self.new_conversation_error = ""
+        self.new_conversation_open = False
         item = dataclasses.asdict(conversation_item(view, principal.user_id))
         await tab_feed.push_to_tab(self.router.session.session_id, [numbered("conversation", item)])
         return ChatState.open_conversation(view.id)
@@ -216,9 +437,3 @@ def typing_label(names: list[str]) -> str:
     if len(names) == 2:
         return f"{names[0]} and {names[1]} are typing…"
     return "Several people are typing…"
-
-
-_SCROLL_TO_END = (
-    "setTimeout(() => { const el = document.getElementById('message-list');"
-    " if (el) el.scrollTop = el.scrollHeight; }, 50)"
-)

@@ -17,6 +17,8 @@ class MessageItem:
     sender_name: str
     created_at: str
     mine: bool
+    edited: bool
+    deleted: bool  # its content is "": the page shows a placeholder
 
 
 @dataclasses.dataclass
@@ -35,6 +37,14 @@ class ConversationItem:
     last_message_at: str
     last_message_id: int
     unread_count: int
+
+
+@dataclasses.dataclass
+class MentionOption:
+    """A member of the open conversation, as the composer's "@" offers them."""
+
+    username: str
+    name: str
 
 
 @dataclasses.dataclass
@@ -66,6 +76,8 @@ def message_item(data: dict[str, Any], me: int) -> MessageItem:
         sender_name=data["senderName"],
         created_at=data["createdAt"],
         mine=data["senderId"] == me,
+        edited=data["editedAt"] is not None,
+        deleted=data["deleted"],
     )
 
 
@@ -80,7 +92,7 @@ def conversation_item(view: ConversationView, me: int) -> ConversationItem:
         kind=view.kind,
         members=[p.display_name for p in view.participants],
         preview_sender=("You" if last.sender_id == me else last.sender_name) if last else "",
-        preview_text=preview(last.content) if last else "",
+        preview_text=message_preview(last.content, last.deleted) if last else "",
         last_message_at=last.created_at if last else view.created_at,
         last_message_id=last.id if last else 0,
         unread_count=view.unread_count,
@@ -88,6 +100,12 @@ def conversation_item(view: ConversationView, me: int) -> ConversationItem:
 
 
 PREVIEW_CHARS = 80
+DELETED_PREVIEW = "Message deleted"
+
+
+def message_preview(content: str, deleted: bool) -> str:
+    """What the conversation list shows of its last message."""
+    return DELETED_PREVIEW if deleted else preview(content)
 
 
 def preview(content: str) -> str:

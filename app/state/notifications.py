@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app import routes
 from app.domain.errors import DomainError
 from app.domain.principal import Principal
 from app.runtime import get_runtime
 from app.state import replies
+from app.state.chat import ChatState
 from app.state.items import NotificationItem
 from app.state.session import SessionState
 
@@ -44,3 +46,27 @@ class NotificationState(rx.State):
             return replies.signed_out()
         await get_runtime().notifications.mark_all_read(principal)
         return None
+
+    @rx.event
+    async def open_notification(self, notification_id: int):  # type: ignore[no-untyped-def]
+        """A click on a notification: read in every tab, and its link followed (an in-app
+        link to a conversation opens it here; another path of the app is navigated to; an
+        outside link opens in a new tab)."""
+        principal = await self._principal()
+        if principal is None:
+            return replies.signed_out()
+        try:
+            _, link = await get_runtime().notifications.follow(principal, notification_id)
+        except DomainError as exc:
+            return replies.refused(exc.message)
+        if not link:
+            return None
+        conversation_id = routes.conversation_in_link(link)
+        if conversation_id is not None:
+            message_id = routes.message_in_link(link)
+            if message_id is not None:
+                return ChatState.open_message(conversation_id, message_id)
+            return ChatState.open_conversation(conversation_id)
+        if link.startswith("/"):
+            return rx.redirect(link)
+        return rx.redirect(link, is_external=True)

@@ -49,12 +49,14 @@ async def snapshot(runtime: Runtime, principal: Principal) -> dict[str, Any]:
 
 
 def history(
-    conversation_id: int, page: HistoryPage, me: int, *, older: bool = False
+    conversation_id: int, page: HistoryPage, me: int, *, older: bool = False, focus: int = 0
 ) -> dict[str, Any]:
     """A page of the conversation's messages, oldest first: the newest page (`older`
     False: the store shows it, with what arrived live meanwhile) or the page before the
-    oldest shown (`older` True: the store puts it in front)."""
+    oldest shown (`older` True: the store puts it in front). `focus`: a message the view
+    scrolls to (paging back to it if need be), from a search result or a link."""
     return {
+        "focus": focus,
         "conversationId": conversation_id,
         "messages": [
             dataclasses.asdict(message_item(m.to_data(), me)) for m in reversed(page.items)

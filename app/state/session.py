@@ -14,6 +14,7 @@ from app.runtime import get_runtime
 from app.security.tokens import token_digest
 from app.state.browser_session import (
     drop_session_cookie,
+    note_workspace_switch,
     session_digest_from,
     store_session_cookie,
 )
@@ -37,6 +38,8 @@ class SessionState(rx.State):
     tenant_name: str = ""
     is_admin: bool = False
     memberships: list[dict[str, Any]] = []
+    # The user's own unread totals in their other workspaces, by tenant id (as text).
+    unread_elsewhere: dict[str, int] = {}
     login_error: str = ""
     signing_in: bool = False
 
@@ -89,6 +92,7 @@ class SessionState(rx.State):
         self.tenant_name = ""
         self.is_admin = False
         self.memberships = []
+        self.unread_elsewhere = {}
 
     @rx.event
     async def sign_in(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -141,7 +145,11 @@ class SessionState(rx.State):
         self._remember(grant.principal)
         # A full reload once the cookie holds the new token: every live view belongs to the
         # tenant that was left.
-        return rx.call_script(store_session_cookie(grant.access_token, reload_after=True))
+        # The user's other tabs were signed out of the old one: they reload too, and say why.
+        note = note_workspace_switch(grant.principal.membership.tenant_name)
+        return rx.call_script(
+            store_session_cookie(grant.access_token, reload_after=True, stored=note)
+        )
 
     @rx.event
     async def require_session(self):  # type: ignore[no-untyped-def]
@@ -151,7 +159,23 @@ class SessionState(rx.State):
             self._forget()
             return rx.redirect(routes.LOGIN)
         self._remember(principal)
+        await self._count_elsewhere(principal)
         return None
+
+    @rx.event
+    async def refresh_workspaces(self, open: bool):  # type: ignore[no-untyped-def]
+        """The workspace switcher opened: how many unread wait in each of the others."""
+        if open is not True:
+            return None
+        principal = await self._principal()
+        if principal is None:
+            return None
+        await self._count_elsewhere(principal)
+        return None
+
+    async def _count_elsewhere(self, principal: Principal) -> None:
+        counts = await get_runtime().conversations.unread_elsewhere(principal)
+        self.unread_elsewhere = {str(tenant): n for tenant, n in counts.items()}
 
     @rx.event
     async def skip_login_if_signed_in(self):  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ from socketio import packet as sio_packet
 from app.domain.principal import Principal
 from app.realtime.client import Client
 from app.realtime.events import Event, EventType
-from app.state.items import preview
+from app.state.items import DELETED_PREVIEW, preview
 
 EVENT_LOG_SIZE = 50
 _next_frame_number = itertools.count(1)
@@ -72,10 +72,12 @@ _EVENT_PACKETS_KEPT = 256
 
 def event_item(event: Event) -> dict[str, Any]:
     item: dict[str, Any] = {"event": event.as_dict()}
-    if event.type == EventType.CHAT_MESSAGE:
+    if event.type in (EventType.CHAT_MESSAGE, EventType.CHAT_MESSAGE_UPDATED):
         # The conversation list's preview, cut by the one Python rule (app/state/items.py)
         # once per event instead of by a second copy of it in the page.
         item["preview"] = preview(event.data["message"]["content"])
+    elif event.type == EventType.CHAT_MESSAGE_DELETED:
+        item["preview"] = DELETED_PREVIEW
     return item
 
 
