@@ -84,7 +84,8 @@ export function createDesktopNotify({ store, chatState }) {
   };
 
   const attach = () => {
-    write(enabled());
+    // Only a change is written: the var starts false.
+    if (enabled()) write(true);
     document.addEventListener("click", onClick, true);
     return () => document.removeEventListener("click", onClick, true);
   };

@@ -75,6 +75,9 @@ function sayIfSwitchedElsewhere() {
   });
 }
 
+// The store's model per Reflex state store, kept when the component unmounts.
+const carried = new WeakMap();
+
 export function LiveStore({
   feedState,
   liveState,
@@ -95,9 +98,14 @@ export function LiveStore({
       presence: presenceState,
       notifications: notificationState,
     };
-    let model = emptyModel();
-    let written = {};
-    let lastFeed = store.getSnapshot(feedState)?.["feed" + FIELD_MARKER];
+    // Mounted again on the same store (React's development mode mounts every effect twice):
+    // carry on from where the first mount was, or the frame it applied is lost to this one.
+    const saved = carried.get(store);
+    let model = saved ? saved.model : emptyModel();
+    let written = saved ? saved.written : {};
+    // The feed never comes in a hydrate (app/state/live_vars.py): whatever it holds at the
+    // first mount is a frame of this page that came before the mount, still to apply.
+    let lastFeed = saved ? saved.lastFeed : undefined;
     let typingTimer = null;
     const activeId = () => store.getSnapshot(chatState)?.["active_id" + FIELD_MARKER] || 0;
     tabId();
@@ -171,14 +179,18 @@ export function LiveStore({
       if (reload) reloadWhenSettled();
     };
 
-    const unsubscribe = store.subscribe(feedState, () => {
+    const onFeed = () => {
       const feed = store.getSnapshot(feedState)?.["feed" + FIELD_MARKER];
       if (feed === lastFeed) return;
       lastFeed = feed;
       if (Array.isArray(feed) && feed.length) apply(feed);
-    });
+    };
+    const unsubscribe = store.subscribe(feedState, onFeed);
+    // A frame that came while no mount listened is applied now.
+    onFeed();
     return () => {
       unsubscribe();
+      carried.set(store, { model, written, lastFeed });
       detachView();
       detachPicker();
       detachDesktop();

@@ -5,7 +5,7 @@
 // It writes two view vars of ChatState (VIEW_VARS in app/state/chat.py): the matches the
 // composer shows and which one is chosen; ChatState.active_people is where members come
 // from. While it is open the composer carries data-mention-open, so Enter picks instead
-// of sending (ENTER_SENDS in app/components/composer.py).
+// of sending (its Enter key, assets/message_view.js).
 const FIELD_MARKER = "_rx_state_";
 const COMPOSER_ID = "composer";
 const MAX_SHOWN = 8;

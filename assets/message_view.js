@@ -257,6 +257,18 @@ export function createMessageView({ store, chatState, loadOlderEvent, getModel }
     else localStorage.removeItem(draftKey(conversationId));
   };
 
+  // Enter sends, Shift+Enter makes a new line (and an IME's Enter composes); not while the
+  // send button is off (a text over the limit: the counter says why), nor while the "@"
+  // list is open (Enter picks a person there, assets/mention_picker.js).
+  const onKeyDown = (e) => {
+    const box = e.target;
+    if (box?.id !== COMPOSER_ID || e.key !== "Enter" || e.shiftKey || e.isComposing) return;
+    if (box.dataset.mentionOpen) return;
+    e.preventDefault();
+    const send = box.form?.querySelector("[data-testid=send]");
+    if (box.form && !send?.disabled) box.form.requestSubmit();
+  };
+
   const onSubmit = (e) => {
     if (!e.target?.querySelector?.(`#${COMPOSER_ID}`)) return;
     const conversationId = activeId();
@@ -269,7 +281,9 @@ export function createMessageView({ store, chatState, loadOlderEvent, getModel }
     document.addEventListener("click", onClick, true);
     document.addEventListener("input", onInput, true);
     document.addEventListener("submit", onSubmit, true);
+    document.addEventListener("keydown", onKeyDown, true);
     return () => {
+      document.removeEventListener("keydown", onKeyDown, true);
       document.removeEventListener("scroll", onScroll, true);
       document.removeEventListener("click", onClick, true);
       document.removeEventListener("input", onInput, true);

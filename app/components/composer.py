@@ -12,24 +12,6 @@ from app.state.items import MentionOption
 # The counter shows from this share of the limit on.
 _COUNTER_FROM = 0.9
 
-# Enter submits the composer's form unless Shift is held (or an IME is composing).
-ENTER_SENDS = rx.script(
-    """
-document.addEventListener('keydown', (e) => {
-  const t = e.target;
-  // While the "@" list is open Enter picks a person (assets/mention_picker.js).
-  if (t && t.id === 'composer' && e.key === 'Enter' && !e.shiftKey && !e.isComposing
-      && !t.dataset.mentionOpen) {
-    e.preventDefault();
-    // Not while the send button is off (a text over the limit): the counter says why.
-    const send = t.form && t.form.querySelector('[data-testid=send]');
-    if (t.form && !(send && send.disabled)) t.form.requestSubmit();
-  }
-}, true);
-"""
-)
-
-
 def _counter(limit: int) -> rx.Component:
     """Near the limit, how many characters are left; past it, how many are too many (the
     box does not cut a paste: the writer decides what goes)."""

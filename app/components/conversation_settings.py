@@ -29,7 +29,7 @@ def _participant(person: rx.Var[ParticipantOption]) -> rx.Component:
 def _candidate(person: rx.Var[ParticipantOption]) -> rx.Component:
     return rx.el.label(
         rx.hstack(
-            rx.checkbox(name="add-" + person.user_id.to_string()),
+            rx.checkbox(name="add-" + person.user_id.to_string(), default_checked=False),
             user_text(person.name, size="2"),
             align="center",
             spacing="2",

@@ -17,7 +17,8 @@ def _person(person: rx.Var[PersonItem]) -> rx.Component:
         person.user_id != SessionState.user_id,
         rx.el.label(
             rx.hstack(
-                rx.checkbox(name="person-" + person.user_id.to_string()),
+                # Uncontrolled from the start: without a default, Radix warns once it is clicked.
+                rx.checkbox(name="person-" + person.user_id.to_string(), default_checked=False),
                 presence_dot(person.status),
                 user_text(person.name),
                 align="center",

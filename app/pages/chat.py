@@ -5,7 +5,6 @@ from __future__ import annotations
 import reflex as rx
 
 from app.components.chat_window import chat_window
-from app.components.composer import ENTER_SENDS
 from app.components.conversation_list import conversation_list
 from app.components.header import header
 from app.components.live_store import live_store
@@ -97,7 +96,6 @@ def _page() -> rx.Component:
             # Responsive values cannot pass through rx.cond, so each layout is its own tree.
             rx.cond(ChatState.active_id != 0, _panes(True), _panes(False)),
             _event_log(),
-            ENTER_SENDS,
             height="100vh",
             spacing="0",
             # Key presses in the composer count as activity too (ChatState.typed).
