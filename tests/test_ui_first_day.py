@@ -324,6 +324,22 @@ def test_an_empty_conversation_shows_no_time_and_says_it_is_empty(
         expect(tab.get_by_test_id("no-messages")).to_be_visible(timeout=TIMEOUT_MS)
 
 
+def test_a_long_preview_ends_at_a_word_with_an_ellipsis_live_and_after_a_reload(
+    browser: Browser, backend: Backend
+) -> None:
+    title = f"Preview {_tag()}"
+    team = _group(backend, "bob", ["alice"], title)
+    text = " ".join(f"word{i:02d}" for i in range(40))
+    with signed_in(browser, backend, "alice") as (_, tab), _api(backend, "bob") as bob:
+        _post(bob, team, text)
+        preview = _row(tab, title).get_by_test_id("preview-text")
+        for _ in range(2):  # live, then as the snapshot after a reload shows it
+            expect(preview).to_have_text(re.compile(r"^word00 .* word\d\d…$"), timeout=TIMEOUT_MS)
+            shown = preview.inner_text()
+            assert text.startswith(shown.removesuffix("…")), shown  # cut between words
+            tab.reload()
+
+
 def test_the_tab_title_carries_the_unread_total(browser: Browser, backend: Backend) -> None:
     title = f"Title {_tag()}"
     team = _group(backend, "alice", ["bob"], title)

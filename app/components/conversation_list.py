@@ -28,7 +28,7 @@ def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
         item.preview_sender != "",
         rx.fragment(
             user_text(item.preview_sender, as_="span"), ": ",
-            user_text(item.preview_text, as_="span"),
+            user_text(item.preview_text, as_="span", custom_attrs={"data-testid": "preview-text"}),
         ),
         rx.text("No messages yet", as_="span", style={"font-style": "italic"}),
     )
