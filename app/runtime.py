@@ -112,7 +112,12 @@ class Runtime:
             notifier=self.message_notifications,
         )
         self.read_receipts = ReadReceipts(self.messages)
-        self.search = Search(self.db)
+        self.search = Search(
+            self.db,
+            limiter=self._limiter(
+                settings.rate_limit_searches_per_minute, settings.rate_limit_searches_burst
+            ),
+        )
         self.presence: PresenceTracker | RedisPresenceTracker
         if settings.redis_url:
             self.presence = RedisPresenceTracker(

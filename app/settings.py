@@ -154,6 +154,9 @@ class Settings:
     rate_limit_messages_burst: int = 20
     rate_limit_typing_per_minute: int = 60
     rate_limit_typing_burst: int = 10
+    # Searches per user (each is a full-text query of the database).
+    rate_limit_searches_per_minute: int = 60
+    rate_limit_searches_burst: int = 10
 
     # Input limits
     max_body_bytes: int = 64 * 1024
@@ -245,6 +248,12 @@ class Settings:
             ),
             rate_limit_typing_burst=_env_int(
                 "RATE_LIMIT_TYPING_BURST", defaults.rate_limit_typing_burst
+            ),
+            rate_limit_searches_per_minute=_env_int(
+                "RATE_LIMIT_SEARCHES_PER_MINUTE", defaults.rate_limit_searches_per_minute
+            ),
+            rate_limit_searches_burst=_env_int(
+                "RATE_LIMIT_SEARCHES_BURST", defaults.rate_limit_searches_burst
             ),
         )
 

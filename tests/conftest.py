@@ -50,6 +50,9 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
         Settings(),
         database_url=f"sqlite:///{tmp_path / 'chat.db'}",
         sse_heartbeat_seconds=0,
+        # Property tests search hundreds of times; the limit has a test of its own.
+        rate_limit_searches_per_minute=100_000,
+        rate_limit_searches_burst=10_000,
     )
     runtime = Runtime(settings)
     await runtime.start()

@@ -9,7 +9,8 @@ Globex: dave, erin, and carol again. Each test writes the messages it searches f
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,11 +20,12 @@ from hypothesis import strategies as st
 from sqlmodel import Session
 
 from app.db import create_schema
-from app.domain.errors import InvalidInput
+from app.domain.errors import InvalidInput, RateLimited
 from app.domain.principal import Principal
 from app.domain.search import ELLIPSIS, QUERY_MAX_CHARS, Search, SearchHit
 from app.runtime import Runtime
 from app.search_index import MESSAGE_INDEX, create_search_index
+from app.settings import Settings
 from tests.backend import Backend, bearer, cached_token, conversation_titled
 
 MARKERS = ("\ue000", "\ue001")
@@ -489,3 +491,24 @@ async def test_search_over_http_refuses_bad_parameters_with_a_422(
     assert error["code"] in {"invalid_request", "invalid_input"}
     if "q" in params and not params["q"].strip():
         assert "q must contain" in error["message"]
+
+
+async def test_searches_are_rate_limited_per_user_with_a_retry_after(tmp_path: Path) -> None:
+    settings = replace(
+        Settings(), database_url=f"sqlite:///{tmp_path / 'chat.db'}", sse_heartbeat_seconds=0,
+        rate_limit_searches_per_minute=6, rate_limit_searches_burst=2,
+    )
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        bob = (await runtime.accounts.sign_in("bob", "bob-pass", "127.0.0.1", None)).principal
+        alice = (await runtime.accounts.sign_in("alice", "alice-pass", "127.0.0.1", None)).principal
+        for _ in range(2):
+            await runtime.search.search(bob, "welcome")
+        with pytest.raises(RateLimited) as refused:
+            await runtime.search.search(bob, "welcome")
+        assert 1 <= refused.value.retry_after <= 10
+        # Another user's budget is their own.
+        assert await runtime.search.search(alice, "welcome") is not None
+    finally:
+        await runtime.stop()

@@ -28,10 +28,11 @@ from sqlmodel import Session, and_, col, func, select
 
 from app.db import Database
 from app.domain.conversations import conversation_name, conversation_views
-from app.domain.errors import InvalidInput
+from app.domain.errors import InvalidInput, RateLimited
 from app.domain.principal import Principal
 from app.models import Conversation, ConversationMember, Message, User
 from app.search_index import MESSAGE_INDEX
+from app.security.rate_limit import RateLimiter
 from app.timeutil import iso
 
 QUERY_MAX_CHARS = 200
@@ -137,9 +138,13 @@ def highlight_terms(content: str, terms: list[str]) -> tuple[Segment, ...]:
 
 
 class Search:
-    def __init__(self, db: Database, *, full_text: bool | None = None) -> None:
-        """`full_text` defaults to whether the database is SQLite (which has the index)."""
+    def __init__(
+        self, db: Database, *, full_text: bool | None = None, limiter: RateLimiter | None = None
+    ) -> None:
+        """`full_text` defaults to whether the database is SQLite (which has the index);
+        `limiter` bounds each user's searches (None: unbounded, for tests of ranking)."""
         self._db = db
+        self._limiter = limiter
         self._full_text = db.engine.dialect.name == "sqlite" if full_text is None else full_text
 
     async def search(self, principal: Principal, query: str, limit: int = 20) -> list[SearchHit]:
@@ -148,6 +153,10 @@ class Search:
         terms = search_terms(query)
         if not 1 <= limit <= LIMIT_MAX:
             raise InvalidInput(f"limit must be between 1 and {LIMIT_MAX}.")
+        if self._limiter is not None:
+            retry_after = await self._limiter.take(f"search:{principal.user_id}")
+            if retry_after is not None:
+                raise RateLimited("You are searching too fast: try again in a moment.", retry_after)
 
         def load(session: Session) -> list[SearchHit]:
             if self._full_text:

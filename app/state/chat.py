@@ -9,10 +9,10 @@ from typing import Any
 
 import reflex as rx
 
+from app import routes
 from app.domain.conversations import ConversationView
 from app.domain.errors import DomainError, RateLimited
 from app.domain.principal import Principal
-from app import routes
 from app.runtime import get_runtime
 from app.state import page_data, replies, tab_feed
 from app.state.arguments import parse_id
@@ -20,6 +20,8 @@ from app.state.items import ConversationItem, MentionOption, MessageItem, conver
 from app.state.session import SessionState
 from app.state.tab_feed import numbered
 
+# Messages the rate limit may hold back in one tab before the next is refused.
+MAX_HELD = 50
 # This tab tells the server "still typing" at most this often.
 TYPING_REPEAT_SECONDS = 2.5
 
@@ -229,6 +231,14 @@ class ChatState(rx.State):
             return
         if not self.active_id:
             self.composer_error = "Open a conversation first."
+            return
+        if len(self.held) >= MAX_HELD:
+            # Held in this tab's state: a bound, like every queue here. The text stays.
+            self.composer_error = (
+                f"{len(self.held)} messages are waiting to go out already: send this one "
+                "when they have."
+            )
+            yield rx.set_value("composer", content)
             return
         if self.held:
             # Behind those already waiting, so they all go out in the order they were typed.
