@@ -42,6 +42,7 @@ def _mention_option(option: rx.Var[MentionOption], index: rx.Var[int]) -> rx.Com
         background=rx.cond(chosen, "var(--accent-a4)", "transparent"),
         cursor="pointer",
         align="baseline",
+        width="100%",
         role="option",
         custom_attrs={
             "data-testid": "mention-option",
