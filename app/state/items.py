@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from app.domain.conversations import ConversationView
+from app.domain.conversations import ConversationView, conversation_name
 
 
 @dataclasses.dataclass
@@ -87,7 +87,7 @@ def conversation_item(view: ConversationView, me: int) -> ConversationItem:
     last = view.last_message
     return ConversationItem(
         id=view.id,
-        name=view.title or ", ".join(others) or "Just you",
+        name=conversation_name(view, me),
         name_parts=name_parts,
         kind=view.kind,
         members=[p.display_name for p in view.participants],
