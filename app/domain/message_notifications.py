@@ -34,6 +34,7 @@ from app.db import Database
 from app.domain.conversations import conversation_name, conversation_views
 from app.domain.notifications import Delivery, NotificationDraft, Notifications
 from app.domain.principal import Principal
+from app.domain.text import shorten
 from app.models import ConversationKind, ConversationMember, Membership, Message, Notification, User
 from app.realtime.tasks import cancel_and_wait
 from app.routes import conversation_in_link, message_link
@@ -60,16 +61,8 @@ def mentioned_usernames(text: str) -> frozenset[str]:
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
-    """`text` on one line, at most `limit` characters: cut after a whole word, with "…"."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1]
-    if flat[limit - 1] != " ":
-        space = cut.rfind(" ")
-        if space >= limit // 2:  # else one long word: cut inside it rather than lose it
-            cut = cut[:space]
-    return cut.rstrip() + "…"
+    """`text` on one line, at most `limit` characters, cut after a whole word with "…"."""
+    return shorten(text, limit)
 
 
 class MessageNotifications:

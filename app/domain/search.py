@@ -30,6 +30,7 @@ from app.db import Database
 from app.domain.conversations import conversation_name, conversation_views
 from app.domain.errors import InvalidInput, RateLimited
 from app.domain.principal import Principal
+from app.domain.text import ELLIPSIS
 from app.models import Conversation, ConversationMember, Message, User
 from app.search_index import MESSAGE_INDEX
 from app.security.rate_limit import RateLimiter
@@ -40,7 +41,6 @@ LIMIT_MAX = 50
 # Tokens of context FTS5 shows around the hits (64 at most); the fallback shows characters.
 SNIPPET_TOKENS = 24
 FALLBACK_SNIPPET_CHARS = 160
-ELLIPSIS = "…"
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARKER_CHARS = re.compile(f"[{_MARK_OPEN}{_MARK_CLOSE}]")
 

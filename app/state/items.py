@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from app.domain.conversations import ConversationView, conversation_name
+from app.domain.text import shorten
 
 
 @dataclasses.dataclass
@@ -109,15 +110,9 @@ def message_preview(content: str, deleted: bool) -> str:
 
 
 def preview(content: str) -> str:
-    """The start of a message on one line, cut at a word with an ellipsis when longer."""
-    text = " ".join(content.split())
-    if len(text) <= PREVIEW_CHARS:
-        return text
-    window = text[: PREVIEW_CHARS + 1]
-    cut = window.rsplit(" ", 1)[0] if " " in window else ""
-    if len(cut) < PREVIEW_CHARS // 2:  # a long word (a URL) ends the window: cut inside it
-        cut = text[:PREVIEW_CHARS]
-    return cut.rstrip() + "…"
+    """The start of a message on one line: whole up to PREVIEW_CHARS characters, else cut
+    at a word within them, then "…"."""
+    return shorten(content, PREVIEW_CHARS + 1, whole_up_to=PREVIEW_CHARS)
 
 
 def person_item(data: dict[str, Any]) -> PersonItem:
