@@ -7,10 +7,10 @@
 // which the switch shows.
 import { refs } from "$/utils/state";
 
-const FIELD_MARKER = "_rx_state_";
+import { viewVars } from "./view_vars.js";
+
 const KEY = "chat:desktop-notify";
 const TOGGLE = "[data-desktop-notify-toggle]";
-const BODY_CHARS = 140;
 
 function supported() {
   return typeof window !== "undefined" && "Notification" in window;
@@ -24,22 +24,14 @@ function chosen() {
   }
 }
 
-function shorter(text) {
-  const flat = String(text || "").replace(/\s+/g, " ").trim();
-  return flat.length <= BODY_CHARS ? flat : `${flat.slice(0, BODY_CHARS - 1)}…`;
-}
-
 export function createDesktopNotify({ store, chatState }) {
-  let on = false;
-  const write = (value) => {
-    on = value;
-    store.dispatchers[chatState]?.({ ["desktop_notify" + FIELD_MARKER]: value });
-  };
+  const vars = viewVars(store, chatState, { desktop_notify: false });
+  const write = (value) => vars.write({ desktop_notify: value });
   const enabled = () => supported() && chosen() && Notification.permission === "granted";
 
   const toggle = async () => {
     if (!supported()) return;
-    if (on) {
+    if (vars.get().desktop_notify) {
       localStorage.setItem(KEY, "off");
       write(false);
       return;
@@ -59,20 +51,22 @@ export function createDesktopNotify({ store, chatState }) {
 
   const show = (title, body, tag) => {
     if (!enabled() || !document.hidden) return;
-    const shown = new Notification(title, { body: shorter(body), tag });
+    const shown = new Notification(title, { body, tag });
     shown.onclick = () => {
       window.focus();
       shown.close();
     };
   };
 
-  // Called by the store for each live event the tab applies.
-  const onEvent = (event, me) => {
+  // Called by the store for each live event of the feed it applies (`item`: the event,
+  // and for a message the server's preview of it, app/state/tab_feed.py).
+  const onEvent = (item, me) => {
+    const event = item.event;
     const data = event.data || {};
     if (event.type === "chat:message") {
       const message = data.message || {};
       if (message.senderId === me || message.deleted) return;
-      show(message.senderName, message.content, `conversation-${data.conversationId}`);
+      show(message.senderName, item.preview, `conversation-${data.conversationId}`);
     } else if (event.type === "notification:new") {
       show(data.title, data.body, `notification-${data.id}`);
     }

@@ -18,6 +18,7 @@ import {
 import { createDesktopNotify } from "./desktop_notify.js";
 import { createMentionPicker } from "./mention_picker.js";
 import { createMessageView } from "./message_view.js";
+import { stateVar } from "./view_vars.js";
 
 const FIELD_MARKER = "_rx_state_";
 // Left by a tab that switched workspace (app/state/browser_session.py).
@@ -107,7 +108,7 @@ export function LiveStore({
     // first mount is a frame of this page that came before the mount, still to apply.
     let lastFeed = saved ? saved.lastFeed : undefined;
     let typingTimer = null;
-    const activeId = () => store.getSnapshot(chatState)?.["active_id" + FIELD_MARKER] || 0;
+    const activeId = () => stateVar(store, chatState, "active_id") || 0;
     tabId();
     const view = createMessageView({ store, chatState, loadOlderEvent, getModel: () => model });
     const detachView = view.attach();
@@ -160,7 +161,7 @@ export function LiveStore({
         if (item.closed?.reason === "session_ended") reload = true;
         else if (item.closed?.reason === "slow_consumer") then = listenEvent;
         if (item.snapshot) sayIfSwitchedElsewhere();
-        if (item.event) desktop.onEvent(item.event, model.me);
+        if (item.event) desktop.onEvent(item, model.me);
         // The open conversation was renamed, its people changed, or we left it: its
         // header is read again (or it closes, if it is no longer ours).
         if (item.event?.type === "chat:conversation" && item.event.data.conversationId === activeId())

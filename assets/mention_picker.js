@@ -6,31 +6,23 @@
 // composer shows and which one is chosen; ChatState.active_people is where members come
 // from. While it is open the composer carries data-mention-open, so Enter picks instead
 // of sending (its Enter key, assets/message_view.js).
-const FIELD_MARKER = "_rx_state_";
+import { stateVar, viewVars } from "./view_vars.js";
+
 const COMPOSER_ID = "composer";
 const MAX_SHOWN = 8;
 // "@" at the start or after a space or bracket, then the query up to the caret.
 const QUERY = /(^|[\s(\[])@([\p{L}\p{N}_.-]{0,30})$/u;
 
 export function createMentionPicker({ store, chatState }) {
-  let shown = { mention_matches: [], mention_index: 0 };
+  const { get: shown, write } = viewVars(store, chatState, { mention_matches: [], mention_index: 0 });
   let query = null; // {start, end} of "@query" in the composer's value
 
-  const write = (changes) => {
-    const delta = {};
-    for (const [name, value] of Object.entries(changes)) {
-      if (shown[name] !== value) delta[name + FIELD_MARKER] = value;
-    }
-    shown = { ...shown, ...changes };
-    if (Object.keys(delta).length) store.dispatchers[chatState]?.(delta);
-  };
-
-  const people = () => store.getSnapshot(chatState)?.["active_people" + FIELD_MARKER] || [];
+  const people = () => stateVar(store, chatState, "active_people") || [];
 
   const close = (box) => {
     query = null;
     if (box) delete box.dataset.mentionOpen;
-    if (shown.mention_matches.length) write({ mention_matches: [], mention_index: 0 });
+    if (shown().mention_matches.length) write({ mention_matches: [], mention_index: 0 });
   };
 
   const update = (box) => {
@@ -51,7 +43,7 @@ export function createMentionPicker({ store, chatState }) {
     if (!matches.length) return close(box);
     query = { start: before.length - found[2].length - 1, end: before.length };
     box.dataset.mentionOpen = "1";
-    write({ mention_matches: matches, mention_index: Math.min(shown.mention_index, matches.length - 1) });
+    write({ mention_matches: matches, mention_index: Math.min(shown().mention_index, matches.length - 1) });
   };
 
   const pick = (box, username) => {
@@ -72,16 +64,16 @@ export function createMentionPicker({ store, chatState }) {
 
   const onKeyDown = (e) => {
     const box = e.target;
-    if (box?.id !== COMPOSER_ID || !query || !shown.mention_matches.length) return;
-    const count = shown.mention_matches.length;
+    if (box?.id !== COMPOSER_ID || !query || !shown().mention_matches.length) return;
+    const count = shown().mention_matches.length;
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
       const step = e.key === "ArrowDown" ? 1 : count - 1;
-      write({ mention_index: (shown.mention_index + step) % count });
+      write({ mention_index: (shown().mention_index + step) % count });
     } else if ((e.key === "Enter" && !e.shiftKey) || e.key === "Tab") {
       e.preventDefault();
       e.stopImmediatePropagation();
-      pick(box, shown.mention_matches[shown.mention_index].username);
+      pick(box, shown().mention_matches[shown().mention_index].username);
     } else if (e.key === "Escape") {
       e.preventDefault();
       close(box);

@@ -8,8 +8,8 @@
 // server never sets, exactly as the store writes the live vars.
 import { eventLoop } from "$/utils/context-registry";
 import { ReflexEvent } from "$/utils/state";
+import { stateVar, viewVars } from "./view_vars.js";
 
-const FIELD_MARKER = "_rx_state_";
 // A list scrolled to within this of its end follows new messages.
 const FOLLOW_PX = 80;
 // Scrolled to within this of its top, the list asks for the page before.
@@ -53,7 +53,13 @@ function afterRender(height, then) {
 }
 
 export function createMessageView({ store, chatState, loadOlderEvent, getModel }) {
-  let view = { unseen_below: 0, scrolled_up: false, loading_older: false, composer_length: 0 };
+  const vars = viewVars(store, chatState, {
+    unseen_below: 0,
+    scrolled_up: false,
+    loading_older: false,
+    composer_length: 0,
+  });
+  const { write } = vars;
   let olderTimer = null;
   let draftOf = 0; // the conversation whose draft the composer shows
   // Following: the reader is at the newest message, so the list stays pinned to its end
@@ -105,16 +111,7 @@ export function createMessageView({ store, chatState, loadOlderEvent, getModel }
     });
   };
 
-  const write = (changes) => {
-    const delta = {};
-    for (const [name, value] of Object.entries(changes)) {
-      if (view[name] !== value) delta[name + FIELD_MARKER] = value;
-    }
-    view = { ...view, ...changes };
-    if (Object.keys(delta).length) store.dispatchers[chatState]?.(delta);
-  };
-
-  const activeId = () => store.getSnapshot(chatState)?.["active_id" + FIELD_MARKER] || 0;
+  const activeId = () => stateVar(store, chatState, "active_id") || 0;
   const draftKey = (conversationId) => `chat:draft:${getModel().me}:${conversationId}`;
 
   const composer = () => document.getElementById(COMPOSER_ID);
@@ -131,7 +128,7 @@ export function createMessageView({ store, chatState, loadOlderEvent, getModel }
 
   const askForOlder = () => {
     const model = getModel();
-    if (view.loading_older || !model.hasOlder || !model.messages.length) return;
+    if (vars.get().loading_older || !model.hasOlder || !model.messages.length) return;
     if (model.messagesOf !== activeId()) return;
     write({ loading_older: true });
     clearTimeout(olderTimer);
@@ -183,7 +180,7 @@ export function createMessageView({ store, chatState, loadOlderEvent, getModel }
     const el = list();
     // Measured only for an older page: it forces a layout of every row.
     const first = items.some((i) => i.history?.older) ? firstVisible(el) : null;
-    return { el, atEnd: atEnd(el), height: el ? el.scrollHeight : -1, first };
+    return { atEnd: atEnd(el), height: el ? el.scrollHeight : -1, first };
   };
 
   // After the store wrote `items`, which took the model from `old` to `now`.
@@ -217,7 +214,7 @@ export function createMessageView({ store, chatState, loadOlderEvent, getModel }
       if (added.some((m) => m.mine) || following || where.atEnd) {
         scrollToEnd();
       } else {
-        write({ unseen_below: view.unseen_below + added.length });
+        write({ unseen_below: vars.get().unseen_below + added.length });
       }
     }
   };
