@@ -8,9 +8,11 @@ from app.settings import get_settings
 # after each event and purged expired ones on the event loop (about 14 % of the backend's
 # CPU with 300 tabs open, docs/performance.md). With REFLEX_REDIS_URL Reflex keeps it in
 # Redis and can run several workers; REFLEX_STATE_MANAGER_MODE=disk keeps the disk store.
-_state_manager = {} if os.environ.get("REFLEX_REDIS_URL") else {
-    "state_manager_mode": rx.constants.StateManagerMode.MEMORY
-}
+_state_manager = (
+    {}
+    if os.environ.get("REFLEX_REDIS_URL")
+    else {"state_manager_mode": rx.constants.StateManagerMode.MEMORY}
+)
 
 config = rx.Config(
     app_name="app",

@@ -148,7 +148,9 @@ class Runtime:
         await self.presence.start()
         self.message_notifications.start()
         if self.settings.sse_heartbeat_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._end_stale_sessions(), name="session-sweep"))
+            self._tasks.append(
+                asyncio.create_task(self._end_stale_sessions(), name="session-sweep")
+            )
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -193,8 +195,10 @@ class Runtime:
         for user_id, _ in lost:
             self.accounts.forget_user(user_id)
         return self.manager.close_where(
-            lambda c: c.session_ref is not None
-            and (c.session_ref in ended or (c.user_id, c.tenant_id) in lost),
+            lambda c: (
+                c.session_ref is not None
+                and (c.session_ref in ended or (c.user_id, c.tenant_id) in lost)
+            ),
             CloseReason.SESSION_ENDED,
         )
 

@@ -90,14 +90,14 @@ class BoundedHeadersProtocol(HttpToolsProtocol):
     # that dict from 296 to 1,584 bytes per connection (in slots they cost 64), and one
     # server holds 10,000 streams.
     __slots__ = (
-        "_phase",
         "_begun_in_read",
-        "_parsed_bytes",
-        "_raw_bytes",
         "_deadline",
-        "_refused",
         "_linger_left",
         "_linger_timer",
+        "_parsed_bytes",
+        "_phase",
+        "_raw_bytes",
+        "_refused",
     )
 
     def __init__(

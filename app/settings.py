@@ -181,7 +181,9 @@ class Settings:
             redis_url=_env_str("REDIS_URL", defaults.redis_url),
             app_env=_env_str("APP_ENV", defaults.app_env),
             seed_demo_data=_env_bool("SEED_DEMO_DATA", defaults.seed_demo_data),
-            sse_heartbeat_seconds=_env_float("SSE_HEARTBEAT_SECONDS", defaults.sse_heartbeat_seconds),
+            sse_heartbeat_seconds=_env_float(
+                "SSE_HEARTBEAT_SECONDS", defaults.sse_heartbeat_seconds
+            ),
             sse_retry_ms=_env_int("SSE_RETRY_MS", defaults.sse_retry_ms),
             sse_max_streams_per_user=_env_int(
                 "SSE_MAX_STREAMS_PER_USER", defaults.sse_max_streams_per_user
@@ -211,9 +213,7 @@ class Settings:
             ),
             session_cookie_secure=_env_bool_or_auto("SESSION_COOKIE_SECURE"),
             max_tokens_per_user=_env_int("MAX_TOKENS_PER_USER", defaults.max_tokens_per_user),
-            password_hash_workers=_env_int(
-                "PASSWORD_HASH_WORKERS", defaults.password_hash_workers
-            ),
+            password_hash_workers=_env_int("PASSWORD_HASH_WORKERS", defaults.password_hash_workers),
             password_hash_queue=_env_int("PASSWORD_HASH_QUEUE", defaults.password_hash_queue),
             cors_allowed_origins=_env_list("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins),
             metrics_token=_env_str("METRICS_TOKEN", defaults.metrics_token),
@@ -229,11 +229,15 @@ class Settings:
             typing_throttle_seconds=_env_float(
                 "TYPING_THROTTLE_SECONDS", defaults.typing_throttle_seconds
             ),
-            typing_expiry_seconds=_env_float("TYPING_EXPIRY_SECONDS", defaults.typing_expiry_seconds),
+            typing_expiry_seconds=_env_float(
+                "TYPING_EXPIRY_SECONDS", defaults.typing_expiry_seconds
+            ),
             presence_grace_seconds=_env_float(
                 "PRESENCE_GRACE_SECONDS", defaults.presence_grace_seconds
             ),
-            presence_idle_seconds=_env_float("PRESENCE_IDLE_SECONDS", defaults.presence_idle_seconds),
+            presence_idle_seconds=_env_float(
+                "PRESENCE_IDLE_SECONDS", defaults.presence_idle_seconds
+            ),
             dm_notify_after_seconds=_env_float(
                 "DM_NOTIFY_AFTER_SECONDS", defaults.dm_notify_after_seconds
             ),

@@ -150,8 +150,12 @@ async def run(args: argparse.Namespace) -> PageResult:
         if redis is None:
             raise SystemExit("--workers needs redis-server")
         url = redis[1]
-        extra = {"REDIS_URL": url, "REFLEX_REDIS_URL": url.replace("/0", "/1"),
-                 "WORKERS": str(args.workers), **extra}
+        extra = {
+            "REDIS_URL": url,
+            "REFLEX_REDIS_URL": url.replace("/0", "/1"),
+            "WORKERS": str(args.workers),
+            **extra,
+        }
     server = start_server(work, database_url, extra)
     base = f"http://127.0.0.1:{server.port}"
     try:
@@ -171,8 +175,11 @@ async def _measure(
     # Alice, who posts, is online too (her presence changes are what --presence times).
     alice_sink = Sink()
     alice_stream = await open_stream(
-        "127.0.0.1", server.port, "/api/sse?events=presence:update",
-        {"Authorization": f"Bearer {people.alice_token}"}, alice_sink,
+        "127.0.0.1",
+        server.port,
+        "/api/sse?events=presence:update",
+        {"Authorization": f"Bearer {people.alice_token}"},
+        alice_sink,
     )
     rss_before = server.rss()
     started = time.perf_counter()
@@ -188,14 +195,19 @@ async def _measure(
     streams = await open_many(
         args.streams,
         lambda s, _n=iter(range(10**9)): open_stream(
-            "127.0.0.1", server.port, "/api/sse?events=chat:message",
-            {"Authorization": f"Bearer {tokens[next(_n) % len(tokens)]}"}, s,
+            "127.0.0.1",
+            server.port,
+            "/api/sse?events=chat:message",
+            {"Authorization": f"Bearer {tokens[next(_n) % len(tokens)]}"},
+            s,
         ),
         sink,
     )
     plan = tab_plan(people, len(tabs))
-    room_tabs = {room.conversation_id: sum(1 for _, r in plan if r == room.conversation_id)
-                 for room in people.rooms}
+    room_tabs = {
+        room.conversation_id: sum(1 for _, r in plan if r == room.conversation_id)
+        for room in people.rooms
+    }
     stream_rooms = [people.tab_tokens[i % len(tokens)][1] for i in range(args.streams)]
     post_return: dict[int, float] = {}
     post_ms: list[float] = []
@@ -229,7 +241,8 @@ async def _measure(
     received = sum(t.bytes_received for t in tabs) - bytes_before
     latencies = [
         (at - post_return[seq]) * 1000
-        for seq, arrivals in times.arrivals.items() if seq in post_return
+        for seq, arrivals in times.arrivals.items()
+        if seq in post_return
         for at in arrivals
     ]
     sse_latencies = [x * 1000 for x in sink.take()]
@@ -243,20 +256,30 @@ async def _measure(
     await session.close()
     await close_all([*streams, alice_stream])
     return PageResult(
-        tabs=len(tabs), users=len(people.tab_tokens), rooms=len(people.rooms), streams=args.streams, messages=args.messages,
-        rate=args.rate, connect_seconds=connect_seconds, rss_mb_before_tabs=rss_before / 2**20,
+        tabs=len(tabs),
+        users=len(people.tab_tokens),
+        rooms=len(people.rooms),
+        streams=args.streams,
+        messages=args.messages,
+        rate=args.rate,
+        connect_seconds=connect_seconds,
+        rss_mb_before_tabs=rss_before / 2**20,
         kb_per_idle_tab=kb_per_tab,
-        tab_p50_ms=percentile(latencies, 0.5), tab_p99_ms=percentile(latencies, 0.99),
+        tab_p50_ms=percentile(latencies, 0.5),
+        tab_p99_ms=percentile(latencies, 0.99),
         tab_max_ms=max(latencies, default=float("nan")),
         delivered_share=delivered / max(1, expected),
-        post_p50_ms=percentile(post_ms, 0.5), post_p99_ms=percentile(post_ms, 0.99),
+        post_p50_ms=percentile(post_ms, 0.5),
+        post_p99_ms=percentile(post_ms, 0.99),
         post_max_ms=max(post_ms, default=float("nan")),
-        sse_p50_ms=percentile(sse_latencies, 0.5), sse_p99_ms=percentile(sse_latencies, 0.99),
+        sse_p50_ms=percentile(sse_latencies, 0.5),
+        sse_p99_ms=percentile(sse_latencies, 0.99),
         sse_delivered_share=len(sse_latencies) / max(1, expected_sse),
         cpu_percent=cpu_seconds / elapsed * 100,
         cpu_ms_per_tab_message=cpu_seconds * 1000 / max(1, expected),
         bytes_per_tab_message=received / max(1, expected),
-        presence_p50_ms=percentile(presence, 0.5), presence_p99_ms=percentile(presence, 0.99),
+        presence_p50_ms=percentile(presence, 0.5),
+        presence_p99_ms=percentile(presence, 0.99),
     )
 
 
@@ -266,14 +289,29 @@ def _start_profiler(args: argparse.Namespace, server: Server) -> subprocess.Pope
         return None
     seconds = max(1, int(args.messages / args.rate))
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(server.process.pid), "--duration", str(seconds),
-         "--format", "raw", "--output", str(args.profile), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--output",
+            str(args.profile),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
 async def _post(
-    http: httpx.AsyncClient, room: int, seq: int, post_return: dict[int, float],
+    http: httpx.AsyncClient,
+    room: int,
+    seq: int,
+    post_return: dict[int, float],
     post_ms: list[float],
 ) -> None:
     sent = time.monotonic()
@@ -303,7 +341,7 @@ async def _presence(
             pending = set(range(len(tabs)))
             while pending and time.monotonic() < deadline:
                 for i in list(pending):
-                    for frame in tabs[i].frames[marks[i]:]:
+                    for frame in tabs[i].frames[marks[i] :]:
                         if pattern.search(frame.text):
                             latencies.append((frame.at - returned) * 1000)
                             pending.discard(i)
@@ -314,8 +352,10 @@ async def _presence(
 
 
 def render(result: PageResult) -> str:
-    rows = [f"| {name} | {value:,.2f} |" if isinstance(value, float) else f"| {name} | {value} |"
-            for name, value in asdict(result).items()]
+    rows = [
+        f"| {name} | {value:,.2f} |" if isinstance(value, float) else f"| {name} | {value} |"
+        for name, value in asdict(result).items()
+    ]
     return "| figure | value |\n|---|---|\n" + "\n".join(rows)
 
 

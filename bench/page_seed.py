@@ -64,8 +64,10 @@ def seed_page_bench(database_url: str, users: int, rooms: int) -> PageBenchPeopl
             alice_token = _token(session, alice.id, acme.id, expires)
             for r in range(rooms):
                 room = Conversation(
-                    tenant_id=acme.id, kind=ConversationKind.GROUP.value,
-                    title=f"Bench room {r + 1}", created_by=alice.id,
+                    tenant_id=acme.id,
+                    kind=ConversationKind.GROUP.value,
+                    title=f"Bench room {r + 1}",
+                    created_by=alice.id,
                 )
                 session.add(room)
                 session.flush()
@@ -75,8 +77,10 @@ def seed_page_bench(database_url: str, users: int, rooms: int) -> PageBenchPeopl
                 for i in range(per_room):
                     n = r * per_room + i + 1
                     user = User(
-                        username=f"bench{n:05d}", display_name=f"Bench {n}",
-                        password_hash=shared_hash, default_tenant_id=acme.id,
+                        username=f"bench{n:05d}",
+                        display_name=f"Bench {n}",
+                        password_hash=shared_hash,
+                        default_tenant_id=acme.id,
                     )
                     session.add(user)
                     session.flush()
@@ -95,7 +99,9 @@ def _token(session: Session, user_id: int, tenant_id: int, expires_at: object) -
     token = new_token()
     session.add(
         AuthToken(
-            token_hash=token_digest(token), user_id=user_id, tenant_id=tenant_id,
+            token_hash=token_digest(token),
+            user_id=user_id,
+            tenant_id=tenant_id,
             expires_at=expires_at,  # type: ignore[arg-type]
         )
     )

@@ -129,7 +129,10 @@ def serve_ours(
     log = workdir / log_name
     process = subprocess.Popen(
         _pinned([os.environ.get("BENCH_SERVE_COMMAND", str(ROOT / "scripts" / "serve"))]),
-        cwd=ROOT, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=full_env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     _wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
@@ -141,8 +144,12 @@ def start_ours(workdir: Path, redis_url: str = "") -> Server:
         workdir, "ours.log", {"REDIS_URL": redis_url, "SSE_CLIENT_QUEUE_SIZE": "1000"}
     )
     base = f"http://127.0.0.1:{port}"
-    bob = httpx.post(f"{base}/api/auth/token", json={"username": "bob", "password": "bob-pass"}).json()
-    alice = httpx.post(f"{base}/api/auth/token", json={"username": "alice", "password": "alice-pass"}).json()
+    bob = httpx.post(
+        f"{base}/api/auth/token", json={"username": "bob", "password": "bob-pass"}
+    ).json()
+    alice = httpx.post(
+        f"{base}/api/auth/token", json={"username": "alice", "password": "alice-pass"}
+    ).json()
     bob_id = bob["user"]["id"]
     headers = {"Authorization": f"Bearer {alice['access_token']}"}
     me = httpx.get(f"{base}/api/presence", headers=headers).json()["items"]
@@ -150,7 +157,12 @@ def start_ours(workdir: Path, redis_url: str = "") -> Server:
 
     async def notify(client: httpx.AsyncClient, seq: int, user_id: int) -> None:
         # The path a user triggers: an admin notification, stored, then announced.
-        body = {"userId": user_id, "type": "bench", "title": f"bench {seq}", "body": f"ts:{time.time()!r}"}
+        body = {
+            "userId": user_id,
+            "type": "bench",
+            "title": f"bench {seq}",
+            "body": f"ts:{time.time()!r}",
+        }
         response = await client.post(f"{base}/api/notifications", json=body, headers=headers)
         response.raise_for_status()
 
@@ -172,8 +184,18 @@ def start_ours(workdir: Path, redis_url: str = "") -> Server:
 
 def start_reference(workdir: Path) -> Server:
     command = [
-        sys.executable, "-m", "uvicorn", "bench.reference_server:app",
-        "--host", "127.0.0.1", "--port", "{port}", "--backlog", "16384", "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.reference_server:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--backlog",
+        "16384",
+        "--log-level",
+        "warning",
     ]
     return _start_peer("reference", command, workdir)
 
@@ -192,8 +214,11 @@ def _start_peer(name: str, command: list[str], workdir: Path) -> Server:
     port = free_port()
     log = workdir / f"{name}.log"
     process = subprocess.Popen(
-        _pinned([part.replace("{port}", str(port)) for part in command]), cwd=ROOT,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        _pinned([part.replace("{port}", str(port)) for part in command]),
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     _wait_ready(f"http://127.0.0.1:{port}/publish", process, log)
     base = f"http://127.0.0.1:{port}"
@@ -208,8 +233,13 @@ def _start_peer(name: str, command: list[str], workdir: Path) -> Server:
 def _peer_payload(seq: int) -> str:
     """The same payload our server sends for a notification, for the peers to broadcast."""
     payload = {
-        "id": seq, "type": "bench", "title": f"bench {seq}", "body": f"ts:{time.time()!r}",
-        "link": None, "createdAt": "2026-01-01T00:00:00.000Z", "unreadCount": seq,
+        "id": seq,
+        "type": "bench",
+        "title": f"bench {seq}",
+        "body": f"ts:{time.time()!r}",
+        "link": None,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "unreadCount": seq,
     }
     return json.dumps(payload, separators=(",", ":"))
 
@@ -252,7 +282,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_rates(
-    server: Server, scenario: str, streams_count: int, rates: list[float], seconds: float,
+    server: Server,
+    scenario: str,
+    streams_count: int,
+    rates: list[float],
+    seconds: float,
     progress: Progress,
 ) -> tuple[list[Step], Held]:
     sink = Sink()
@@ -269,7 +303,14 @@ async def run_rates(
     )
     connect_seconds = time.perf_counter() - started
     await asyncio.sleep(2)  # let the server settle before measuring memory
-    held = Held(server.name, scenario, streams_count, connect_seconds, (server.rss() - before) / streams_count, server.rss() / 2**20)
+    held = Held(
+        server.name,
+        scenario,
+        streams_count,
+        connect_seconds,
+        (server.rss() - before) / streams_count,
+        server.rss() / 2**20,
+    )
     progress.remove_task(task)
     steps: list[Step] = []
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -301,14 +342,19 @@ async def run_rates(
             latencies = sink.take()
             steps.append(
                 Step(
-                    server=server.name, scenario=scenario, streams=streams_count, rate=rate,
+                    server=server.name,
+                    scenario=scenario,
+                    streams=streams_count,
+                    rate=rate,
                     target_deliveries=rate * streams_count,
                     deliveries_per_s=len(latencies) / elapsed,
                     delivered_share=len(latencies) / max(1, published * streams_count),
                     p50_ms=percentile(latencies, 0.5) * 1000,
                     p99_ms=percentile(latencies, 0.99) * 1000,
                     max_ms=max(latencies, default=float("nan")) * 1000,
-                    cpu_percent=cpu, rss_mb=server.rss() / 2**20, publish_errors=errors,
+                    cpu_percent=cpu,
+                    rss_mb=server.rss() / 2**20,
+                    publish_errors=errors,
                 )
             )
             progress.remove_task(task)
@@ -361,7 +407,8 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
     return process, f"redis://127.0.0.1:{port}/0"
@@ -371,7 +418,9 @@ async def main(args: argparse.Namespace) -> Report:
     report = Report(command="./bench/run " + " ".join(sys.argv[1:]))
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {int(LOADGEN_CPU)})
-        report.notes.append(f"server pinned to CPU {SERVER_CPU}; load generator and publisher to CPU {LOADGEN_CPU}")
+        report.notes.append(
+            f"server pinned to CPU {SERVER_CPU}; load generator and publisher to CPU {LOADGEN_CPU}"
+        )
     seconds = 2.0 if args.quick else args.seconds
     plan = [
         ("N=1000", 1000, [10, 20, 40, 60]),
@@ -385,8 +434,12 @@ async def main(args: argparse.Namespace) -> Report:
         report.notes.append("node not installed: the better-sse peer was skipped")
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         for repeat in range(args.repeat):
             for starter in (start_ours, start_reference, start_node_peer):
@@ -395,7 +448,9 @@ async def main(args: argparse.Namespace) -> Report:
                     continue
                 try:
                     for scenario, count, rates in plan:
-                        steps, held = await run_rates(server, scenario, count, rates, seconds, progress)
+                        steps, held = await run_rates(
+                            server, scenario, count, rates, seconds, progress
+                        )
                         report.steps.extend(steps)
                         report.held.append(held)
                 finally:
@@ -410,7 +465,9 @@ async def main(args: argparse.Namespace) -> Report:
                         report.held.append(held)
                         for unrelated in (0, 5000):
                             cost = await publish_cost(server, unrelated, 50, progress)
-                            report.publish_cost.setdefault(f"{server.name} {unrelated}", []).append(cost)
+                            report.publish_cost.setdefault(f"{server.name} {unrelated}", []).append(
+                                cost
+                            )
                     finally:
                         server.stop()
             if not args.quick and args.redis and "redis" in wanted:
@@ -422,7 +479,9 @@ async def main(args: argparse.Namespace) -> Report:
                     server = start_ours(_fresh(work, "redis", repeat), redis_url=url)
                     server.name = "ours+redis"
                     try:
-                        steps, held = await run_rates(server, "N=1000", 1000, [10, 20, 40], seconds, progress)
+                        steps, held = await run_rates(
+                            server, "N=1000", 1000, [10, 20, 40], seconds, progress
+                        )
                         report.steps.extend(steps)
                         report.held.append(held)
                     finally:
@@ -456,7 +515,15 @@ def _median_steps(steps: list[Step]) -> list[Step]:
         base = group[0]
         values = {
             name: statistics.median(getattr(s, name) for s in group)
-            for name in ("deliveries_per_s", "delivered_share", "p50_ms", "p99_ms", "max_ms", "cpu_percent", "rss_mb")
+            for name in (
+                "deliveries_per_s",
+                "delivered_share",
+                "p50_ms",
+                "p99_ms",
+                "max_ms",
+                "cpu_percent",
+                "rss_mb",
+            )
         }
         merged.append(Step(**{**asdict(base), **values}))
     return merged
@@ -467,10 +534,15 @@ def _median_held(held: list[Held]) -> list[Held]:
     for h in held:
         grouped.setdefault((h.server, h.scenario, h.streams), []).append(h)
     return [
-        Held(server, scenario, streams, *(
-            statistics.median(getattr(h, name) for h in group)
-            for name in ("connect_seconds", "bytes_per_stream", "rss_mb")
-        ))
+        Held(
+            server,
+            scenario,
+            streams,
+            *(
+                statistics.median(getattr(h, name) for h in group)
+                for name in ("connect_seconds", "bytes_per_stream", "rss_mb")
+            ),
+        )
         for (server, scenario, streams), group in grouped.items()
     ]
 
@@ -482,7 +554,9 @@ def render(report: Report) -> str:
         "",
         f"Command: `{report.command}` (medians over the repeats of that run).",
         "Reference: sse-starlette + encode/broadcaster (memory) on uvicorn, `bench/reference_server.py`.",
-        "better-sse: better-sse 0.16.1 channel on node:http (Node " + _node_version() + "), `bench/node/server.mjs`.",
+        "better-sse: better-sse 0.16.1 channel on node:http (Node "
+        + _node_version()
+        + "), `bench/node/server.mjs`.",
         "Ours: `scripts/serve` (uvicorn + uvloop + httptools, one worker, `SSE_FLUSH_DELAY_MS` 10);",
         "each event is an admin notification through",
         "`POST /api/notifications` (authenticated, stored in SQLite, then published).",
@@ -498,10 +572,15 @@ def render(report: Report) -> str:
             f"| {s.server} | {s.streams} | {s.rate:g} | {s.target_deliveries:,.0f} | {s.deliveries_per_s:,.0f} "
             f"| {s.delivered_share:.1%} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.max_ms:.1f} | {s.cpu_percent:.0f} | {s.rss_mb:.0f} |"
         )
-    lines += ["", "## Ratios (ours / peer, same scenario and rate)", "",
-              "Deliveries/s: higher is better; p99: lower is better.", "",
-              "| streams | events/s | deliveries/s vs reference | p99 vs reference | deliveries/s vs better-sse | p99 vs better-sse |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Ratios (ours / peer, same scenario and rate)",
+        "",
+        "Deliveries/s: higher is better; p99: lower is better.",
+        "",
+        "| streams | events/s | deliveries/s vs reference | p99 vs reference | deliveries/s vs better-sse | p99 vs better-sse |",
+        "|---|---|---|---|---|---|",
+    ]
     by_key = {(s.server, s.scenario, s.rate): s for s in steps}
     for (server, scenario, rate), s in by_key.items():
         if server != "ours":
@@ -512,11 +591,17 @@ def render(report: Report) -> str:
             if other is None:
                 cells += ["-", "-"]
                 continue
-            cells.append(f"{s.deliveries_per_s / other.deliveries_per_s:.2f}" if other.deliveries_per_s else "-")
+            cells.append(
+                f"{s.deliveries_per_s / other.deliveries_per_s:.2f}"
+                if other.deliveries_per_s
+                else "-"
+            )
             cells.append(f"{s.p99_ms / other.p99_ms:.2f}" if other.p99_ms else "-")
         lines.append(f"| {s.streams} | {rate:g} | " + " | ".join(cells) + " |")
     lines += [
-        "", "## Streams held", "",
+        "",
+        "## Streams held",
+        "",
         "Memory per stream: the server's RSS growth while connecting them, divided by their number;",
         "`idle` runs on a fresh process (no memory left over from earlier scenarios to reuse).",
         "",
@@ -524,12 +609,21 @@ def render(report: Report) -> str:
         "|---|---|---|---|---|---|",
     ]
     for h in _median_held(report.held):
-        lines.append(f"| {h.server} | {h.scenario} | {h.streams} | {h.connect_seconds:.1f} | {h.bytes_per_stream / 1024:.1f} | {h.rss_mb:.0f} |")
+        lines.append(
+            f"| {h.server} | {h.scenario} | {h.streams} | {h.connect_seconds:.1f} | {h.bytes_per_stream / 1024:.1f} | {h.rss_mb:.0f} |"
+        )
     if report.publish_cost:
-        lines += ["", "## Publishing cost and unrelated subscribers", "",
-                  "Median time of one publish while 0 or 5,000 streams of *other* consumers are open",
-                  "(ours: a notification to a user who has no stream; the peers have only one channel,",
-                  "so their 5,000 streams are all subscribers).", "", "| server | unrelated streams | median publish ms |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Publishing cost and unrelated subscribers",
+            "",
+            "Median time of one publish while 0 or 5,000 streams of *other* consumers are open",
+            "(ours: a notification to a user who has no stream; the peers have only one channel,",
+            "so their 5,000 streams are all subscribers).",
+            "",
+            "| server | unrelated streams | median publish ms |",
+            "|---|---|---|",
+        ]
         for key, values in report.publish_cost.items():
             name, count = key.rsplit(" ", 1)
             lines.append(f"| {name} | {count} | {statistics.median(values):.2f} |")
@@ -546,12 +640,29 @@ def plot(report: Report, path: Path) -> None:
     steps = _median_steps(report.steps)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key in sorted({(s.server, s.scenario) for s in steps}):
-        series = sorted((s for s in steps if (s.server, s.scenario) == key), key=lambda s: s.target_deliveries)
+        series = sorted(
+            (s for s in steps if (s.server, s.scenario) == key), key=lambda s: s.target_deliveries
+        )
         label = f"{key[0]} {key[1]}"
-        left.plot([s.target_deliveries for s in series], [s.deliveries_per_s for s in series], marker="o", label=label)
-        right.plot([s.target_deliveries for s in series], [s.p99_ms for s in series], marker="o", label=label)
+        left.plot(
+            [s.target_deliveries for s in series],
+            [s.deliveries_per_s for s in series],
+            marker="o",
+            label=label,
+        )
+        right.plot(
+            [s.target_deliveries for s in series],
+            [s.p99_ms for s in series],
+            marker="o",
+            label=label,
+        )
     left.set(xlabel="offered deliveries/s", ylabel="achieved deliveries/s", title="Throughput")
-    right.set(xlabel="offered deliveries/s", ylabel="p99 latency (ms)", title="p99 publish-to-receive", yscale="log")
+    right.set(
+        xlabel="offered deliveries/s",
+        ylabel="p99 latency (ms)",
+        title="p99 publish-to-receive",
+        yscale="log",
+    )
     right.axhline(100, color="gray", linestyle="--", linewidth=1)
     for axis in (left, right):
         axis.grid(alpha=0.3)
@@ -562,31 +673,67 @@ def plot(report: Report, path: Path) -> None:
 
 def print_table(report: Report) -> None:
     table = Table(title="fan-out")
-    for column in ("server", "streams", "ev/s", "deliveries/s", "delivered", "p50 ms", "p99 ms", "max ms", "CPU %", "RSS MB"):
+    for column in (
+        "server",
+        "streams",
+        "ev/s",
+        "deliveries/s",
+        "delivered",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU %",
+        "RSS MB",
+    ):
         table.add_column(column)
     for s in _median_steps(report.steps):
-        table.add_row(s.server, str(s.streams), f"{s.rate:g}", f"{s.deliveries_per_s:,.0f}", f"{s.delivered_share:.1%}",
-                      f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}", f"{s.max_ms:.1f}", f"{s.cpu_percent:.0f}", f"{s.rss_mb:.0f}")
+        table.add_row(
+            s.server,
+            str(s.streams),
+            f"{s.rate:g}",
+            f"{s.deliveries_per_s:,.0f}",
+            f"{s.delivered_share:.1%}",
+            f"{s.p50_ms:.1f}",
+            f"{s.p99_ms:.1f}",
+            f"{s.max_ms:.1f}",
+            f"{s.cpu_percent:.0f}",
+            f"{s.rss_mb:.0f}",
+        )
     console.print(table)
     held = Table(title="held streams")
     for column in ("server", "scenario", "streams", "connect s", "kB/stream", "RSS MB"):
         held.add_column(column)
     for h in _median_held(report.held):
-        held.add_row(h.server, h.scenario, str(h.streams), f"{h.connect_seconds:.1f}", f"{h.bytes_per_stream / 1024:.1f}", f"{h.rss_mb:.0f}")
+        held.add_row(
+            h.server,
+            h.scenario,
+            str(h.streams),
+            f"{h.connect_seconds:.1f}",
+            f"{h.bytes_per_stream / 1024:.1f}",
+            f"{h.rss_mb:.0f}",
+        )
     console.print(held)
     for key, values in report.publish_cost.items():
         console.print(f"publish cost {key}: {statistics.median(values):.2f} ms")
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--repeat", type=int, default=1, help="runs to take medians over")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each rate step")
     parser.add_argument("--idle", type=int, default=10_000, help="idle streams to hold")
-    parser.add_argument("--no-redis", dest="redis", action="store_false", help="skip the Redis scenario")
-    parser.add_argument("--only", action="append", choices=["N=1000", "N=5000", "idle", "redis"],
-                        help="run only this scenario (repeatable)")
+    parser.add_argument(
+        "--no-redis", dest="redis", action="store_false", help="skip the Redis scenario"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["N=1000", "N=5000", "idle", "redis"],
+        help="run only this scenario (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=DOCS, help="where the report and plot go")
     args = parser.parse_args()
     try:  # the load generator must outrun the server it measures

@@ -80,8 +80,14 @@ class Soak:
             self.rss_start = server_rss(self.server)
             ordered = list(identities.values())
             self.consumers = [
-                Consumer(i, ordered[i % len(ordered)], HOST, self.server.port,
-                         max_gap=args.max_gap, seed=self.rng.randrange(2**32))
+                Consumer(
+                    i,
+                    ordered[i % len(ordered)],
+                    HOST,
+                    self.server.port,
+                    max_gap=args.max_gap,
+                    seed=self.rng.randrange(2**32),
+                )
                 for i in range(args.streams)
             ]
             self.t0 = time.monotonic()
@@ -127,8 +133,12 @@ class Soak:
     ) -> None:
         conversation = self.rng.choice(list(conversations.values()))
         sender = self.rng.choice(
-            [i for i in identities.values()
-             if i.tenant_id == conversation.tenant_id and i.user_id in conversation.participant_ids]
+            [
+                i
+                for i in identities.values()
+                if i.tenant_id == conversation.tenant_id
+                and i.user_id in conversation.participant_ids
+            ]
         )
         record = SentMessage(conversation.id, sender.label, time.monotonic(), 0.0)
         self.sent.append(record)
@@ -179,8 +189,10 @@ class Soak:
         stored: set[int] = set()
         for conversation in conversations.values():
             reader = next(
-                i for i in identities.values()
-                if i.tenant_id == conversation.tenant_id and i.user_id in conversation.participant_ids
+                i
+                for i in identities.values()
+                if i.tenant_id == conversation.tenant_id
+                and i.user_id in conversation.participant_ids
             )
             stored |= await history_ids(http, conversation.id, reader.token)
         return len(accepted - stored), len(stored - accepted)
@@ -199,7 +211,11 @@ class Soak:
             await asyncio.sleep(max(0.0, 1.0 - (self.elapsed() - t)))
 
     def _progress(self, t: float, connected: int, rss: int, interactive: bool) -> None:
-        phase = f"{min(t, self.args.seconds):5.0f}/{self.args.seconds:.0f} s" if self.chatting else "drain"
+        phase = (
+            f"{min(t, self.args.seconds):5.0f}/{self.args.seconds:.0f} s"
+            if self.chatting
+            else "drain"
+        )
         accepted = sum(m.accepted for m in self.sent)
         line = (
             f"[{phase}] streams {connected}/{len(self.consumers)}  "
@@ -214,8 +230,13 @@ class Soak:
             print(line, flush=True)
 
     def _result(
-        self, sent_count: int, drain_seconds: float, counters: dict[str, int],
-        accounting: Accounting, missing: int, extra: int,
+        self,
+        sent_count: int,
+        drain_seconds: float,
+        counters: dict[str, int],
+        accounting: Accounting,
+        missing: int,
+        extra: int,
     ) -> SoakResult:
         if sys.stdout.isatty():
             print()
@@ -225,7 +246,9 @@ class Soak:
         errors = log_errors(self.started.log)
         judged = [s for s in self.samples if s.t <= args.seconds]
         summary = Summary(
-            seconds=args.seconds, drain_seconds=drain_seconds, streams=len(consumers),
+            seconds=args.seconds,
+            drain_seconds=drain_seconds,
+            streams=len(consumers),
             identities=", ".join(i.label for i in {c.identity: None for c in consumers}),
             connects=sum(c.connects for c in consumers),
             resumes=sum(c.resumes for c in consumers),
@@ -235,34 +258,52 @@ class Soak:
             server_ends=sum(c.server_ends for c in consumers),
             refused=sum(sum(c.refused.values()) for c in consumers),
             connect_errors=sum(c.connect_errors for c in consumers),
-            messages_sent=sent_count, messages_accepted=sum(m.accepted for m in self.sent),
+            messages_sent=sent_count,
+            messages_accepted=sum(m.accepted for m in self.sent),
             events_delivered=sum(c.events_with_id for c in consumers),
             pings=sum(c.types["ping"] for c in consumers),
-            chat_messages_received=accounting.received, chat_messages_expected=accounting.expected,
-            lost=accounting.lost, duplicates=sum(c.duplicates for c in consumers),
-            strays=accounting.strays, out_of_order=sum(c.out_of_order for c in consumers),
+            chat_messages_received=accounting.received,
+            chat_messages_expected=accounting.expected,
+            lost=accounting.lost,
+            duplicates=sum(c.duplicates for c in consumers),
+            strays=accounting.strays,
+            out_of_order=sum(c.out_of_order for c in consumers),
             resyncs=sum(c.resyncs for c in consumers),
             server_resyncs=counters.get("resyncs", 0),
             server_slow_consumers_cut=counters.get("slowConsumersCut", 0),
             server_events_dropped=counters.get("eventsDropped", 0),
-            history_missing=missing, history_extra=extra, server_log_errors=len(errors),
-            rss_start_mb=self.rss_start / MB, rss_baseline_mb=verdict.baseline_rss / MB,
+            history_missing=missing,
+            history_extra=extra,
+            server_log_errors=len(errors),
+            rss_start_mb=self.rss_start / MB,
+            rss_baseline_mb=verdict.baseline_rss / MB,
             rss_peak_mb=max((s.rss for s in judged), default=0) / MB,
-            rss_end_mb=verdict.end_rss / MB, slope_mb_per_hour=verdict.growth_per_hour / MB,
+            rss_end_mb=verdict.end_rss / MB,
+            slope_mb_per_hour=verdict.growth_per_hour / MB,
         )
         failures = [
             *self.problems,
-            *(f"{n} {what}" for n, what in (
-                (summary.lost, "chat messages lost"),
-                (summary.duplicates, "event ids received more than once by one consumer"),
-                (accounting.duplicates, "chat messages received more than once by one consumer"),
-                (summary.strays, "stray messages (delivered to a consumer that was not owed them)"),
-                (summary.out_of_order, "events out of order"),
-                (summary.resyncs + summary.server_resyncs, "resyncs (consumers + server)"),
-                (summary.messages_sent - summary.messages_accepted, "messages not accepted"),
-                (missing, "accepted messages missing from the history"),
-                (len(errors), "ERROR/Traceback lines in the server log"),
-            ) if n),
+            *(
+                f"{n} {what}"
+                for n, what in (
+                    (summary.lost, "chat messages lost"),
+                    (summary.duplicates, "event ids received more than once by one consumer"),
+                    (
+                        accounting.duplicates,
+                        "chat messages received more than once by one consumer",
+                    ),
+                    (
+                        summary.strays,
+                        "stray messages (delivered to a consumer that was not owed them)",
+                    ),
+                    (summary.out_of_order, "events out of order"),
+                    (summary.resyncs + summary.server_resyncs, "resyncs (consumers + server)"),
+                    (summary.messages_sent - summary.messages_accepted, "messages not accepted"),
+                    (missing, "accepted messages missing from the history"),
+                    (len(errors), "ERROR/Traceback lines in the server log"),
+                )
+                if n
+            ),
             *(f"memory: {reason}" for reason in verdict.reasons),
         ]
         failures += [f"loss detail: {example}" for example in accounting.lost_examples]
@@ -273,7 +314,9 @@ class Soak:
             f"Python {sys.version.split()[0]}",
             f"server: scripts/serve (uvicorn, {args.workers} worker(s), "
             f"{'Redis broker' if settings['REDIS_URL'] else 'in-memory broker'}), fresh SQLite db; "
-            + ", ".join(f"{k}={v}" for k, v in settings.items() if k not in {"DATABASE_URL", "REDIS_URL"}),
+            + ", ".join(
+                f"{k}={v}" for k, v in settings.items() if k not in {"DATABASE_URL", "REDIS_URL"}
+            ),
             f"{len(consumers)} consumers round-robin over {summary.identities}; four group "
             "conversations (two per tenant, carol in one of each tenant)",
             f"churn {args.churn:g} of the streams per second (half FIN, half RST), each back after "
@@ -284,13 +327,19 @@ class Soak:
             f"({counters.get('replayedEvents', 0):,} events), reconnects {counters.get('reconnects', 0):,}",
         ]
         if args.workers > 1:
-            notes.append("several workers: the server counters are those of the worker that "
-                         "answered each diagnostics request, not the sum over workers")
+            notes.append(
+                "several workers: the server counters are those of the worker that "
+                "answered each diagnostics request, not the sum over workers"
+            )
         return SoakResult(
             command=" ".join(["./bench/soak", *sys.argv[1:]]),
             config={k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
-            summary=summary, verdict=verdict, rule=rule, samples=self.samples,
-            failures=failures, notes=notes,
+            summary=summary,
+            verdict=verdict,
+            rule=rule,
+            samples=self.samples,
+            failures=failures,
+            notes=notes,
         )
 
 
@@ -298,17 +347,43 @@ class Soak:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=180, help="how long streams churn and chat")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=180, help="how long streams churn and chat"
+    )
     parser.add_argument("--streams", type=int, default=300, help="SSE consumers")
-    parser.add_argument("--churn", type=float, default=0.05, help="share of the streams dropped (and resumed) per second")
+    parser.add_argument(
+        "--churn",
+        type=float,
+        default=0.05,
+        help="share of the streams dropped (and resumed) per second",
+    )
     parser.add_argument("--rate", type=float, default=8, help="chat messages per second")
-    parser.add_argument("--max-gap", type=float, default=2.0, help="longest pause before a consumer reconnects (s)")
-    parser.add_argument("--replay-buffer", type=int, default=1000, help="SSE_REPLAY_BUFFER_SIZE for the server")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes (more than one needs --redis-url)")
-    parser.add_argument("--redis-url", default="", help="Redis for the server; 'local' starts a private redis-server")
-    parser.add_argument("--seed", type=int, default=7, help="random seed (who drops, who sends where)")
-    parser.add_argument("--out", type=Path, default=DOCS, help="folder for soak.md, soak.json, soak.png")
+    parser.add_argument(
+        "--max-gap", type=float, default=2.0, help="longest pause before a consumer reconnects (s)"
+    )
+    parser.add_argument(
+        "--replay-buffer", type=int, default=1000, help="SSE_REPLAY_BUFFER_SIZE for the server"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server worker processes (more than one needs --redis-url)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="",
+        help="Redis for the server; 'local' starts a private redis-server",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=7, help="random seed (who drops, who sends where)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DOCS, help="folder for soak.md, soak.json, soak.png"
+    )
     args = parser.parse_args(argv)
     if args.seconds < 10:
         parser.error("--seconds must be at least 10 (memory is judged after a third of the run)")

@@ -80,7 +80,8 @@ def account(
         result.received += sum(got.values())
         result.duplicates += sum(count - 1 for count in got.values() if count > 1)
         mine = {
-            c.id for c in conversations.values()
+            c.id
+            for c in conversations.values()
             if c.tenant_id == consumer.tenant_id and consumer.user_id in c.participant_ids
         }
         owed: set[int] = set()
@@ -89,7 +90,10 @@ def account(
             for message in by_conversation[conversation_id]:
                 if consumer.started_at is not None and message.started_at >= consumer.started_at:
                     owed.add(message.message_id)  # type: ignore[arg-type]
-                elif consumer.first_request_at is None or message.ended_at < consumer.first_request_at:
+                elif (
+                    consumer.first_request_at is None
+                    or message.ended_at < consumer.first_request_at
+                ):
                     too_early.add(message.message_id)  # type: ignore[arg-type]
         foreign = {m for m in got if m in conversation_of and conversation_of[m] not in mine}
         missing = owed - got.keys()

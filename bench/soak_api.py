@@ -27,7 +27,9 @@ async def sign_in(http: httpx.AsyncClient) -> dict[tuple[str, int], Identity]:
         )
         response.raise_for_status()
         body = response.json()
-        return Identity(username, body["user"]["id"], body["user"]["tenantId"], body["access_token"])
+        return Identity(
+            username, body["user"]["id"], body["user"]["tenantId"], body["access_token"]
+        )
 
     # Concurrently: each sign-in is a deliberately slow argon2 check.
     signed_in = await asyncio.gather(*(one(username, tenant) for username, tenant in IDENTITIES))
@@ -49,7 +51,9 @@ async def create_conversations(
         response.raise_for_status()
         conversation_id = response.json()["id"]
         conversations[conversation_id] = ConversationInfo(
-            conversation_id, owner.tenant_id, frozenset([owner.user_id, *(m.user_id for m in members)])
+            conversation_id,
+            owner.tenant_id,
+            frozenset([owner.user_id, *(m.user_id for m in members)]),
         )
     return conversations
 
@@ -60,7 +64,8 @@ async def history_ids(http: httpx.AsyncClient, conversation_id: int, token: str)
     params: dict[str, int] = {"limit": 100}
     while True:
         response = await http.get(
-            f"/api/conversations/{conversation_id}/messages", params=params,
+            f"/api/conversations/{conversation_id}/messages",
+            params=params,
             headers={"Authorization": f"Bearer {token}"},
         )
         response.raise_for_status()

@@ -107,8 +107,11 @@ class Consumer:
             by_query = self.last_id is not None and self._rng.random() < 0.5
             try:
                 connection = await open_sse(
-                    self._host, self._port, self.identity.token,
-                    tenant=self.identity.tenant_id, last_event_id=self.last_id,
+                    self._host,
+                    self._port,
+                    self.identity.token,
+                    tenant=self.identity.tenant_id,
+                    last_event_id=self.last_id,
                     id_in_query=by_query,
                 )
             except StreamRefused as refused:

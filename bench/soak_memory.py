@@ -77,8 +77,14 @@ def judge(samples: list[MemorySample], run_seconds: float, rule: MemoryRule) -> 
     window = [s for s in samples if start <= s.t <= run_seconds]
     if len(window) < 5:
         return MemoryVerdict(
-            ok=False, window=(start, run_seconds), samples=len(window), baseline_rss=0,
-            end_rss=0, slope_bytes_per_s=0, growth_per_hour=0, fitted_rise=0,
+            ok=False,
+            window=(start, run_seconds),
+            samples=len(window),
+            baseline_rss=0,
+            end_rss=0,
+            slope_bytes_per_s=0,
+            growth_per_hour=0,
+            fitted_rise=0,
             reasons=[f"only {len(window)} memory samples after the warm-up: run longer"],
         )
     tenth = max(3, len(window) // 10)
@@ -102,7 +108,13 @@ def judge(samples: list[MemorySample], run_seconds: float, rule: MemoryRule) -> 
             f"baseline {baseline / MB:.1f} MB"
         )
     return MemoryVerdict(
-        ok=not reasons, window=(start, run_seconds), samples=len(window), baseline_rss=baseline,
-        end_rss=end, slope_bytes_per_s=slope, growth_per_hour=growth_per_hour,
-        fitted_rise=fitted_rise, reasons=reasons,
+        ok=not reasons,
+        window=(start, run_seconds),
+        samples=len(window),
+        baseline_rss=baseline,
+        end_rss=end,
+        slope_bytes_per_s=slope,
+        growth_per_hour=growth_per_hour,
+        fitted_rise=fitted_rise,
+        reasons=reasons,
     )

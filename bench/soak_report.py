@@ -55,21 +55,39 @@ def summary_rows(s: Summary) -> list[tuple[str, str]]:
         ("duration", f"{s.seconds:.0f} s (+ {s.drain_seconds:.1f} s drain)"),
         ("streams (consumers)", f"{s.streams} over {s.identities}"),
         ("connects", f"{s.connects:,}"),
-        ("reconnects with Last-Event-ID", f"{s.resumes:,} ({s.resumes_by_query:,} by ?lastEventId=)"),
-        ("dropped by the soak: clean (FIN) / abrupt (RST)", f"{s.clean_drops:,} / {s.abrupt_drops:,}"),
+        (
+            "reconnects with Last-Event-ID",
+            f"{s.resumes:,} ({s.resumes_by_query:,} by ?lastEventId=)",
+        ),
+        (
+            "dropped by the soak: clean (FIN) / abrupt (RST)",
+            f"{s.clean_drops:,} / {s.abrupt_drops:,}",
+        ),
         ("streams ended by the server", f"{s.server_ends:,}"),
         ("connects refused / failed", f"{s.refused:,} / {s.connect_errors:,}"),
         ("messages sent / accepted (2xx)", f"{s.messages_sent:,} / {s.messages_accepted:,}"),
         ("events delivered (with id) / pings", f"{s.events_delivered:,} / {s.pings:,}"),
-        ("chat:message expected / received", f"{s.chat_messages_expected:,} / {s.chat_messages_received:,}"),
+        (
+            "chat:message expected / received",
+            f"{s.chat_messages_expected:,} / {s.chat_messages_received:,}",
+        ),
         ("lost", f"{s.lost:,}"),
         ("duplicates", f"{s.duplicates:,}"),
         ("strays (not owed) / out of order", f"{s.strays:,} / {s.out_of_order:,}"),
         ("resyncs (consumers / server)", f"{s.resyncs:,} / {s.server_resyncs:,}"),
-        ("server: slow consumers cut / events dropped", f"{s.server_slow_consumers_cut:,} / {s.server_events_dropped:,}"),
-        ("accepted messages missing from history / extra", f"{s.history_missing:,} / {s.history_extra:,}"),
+        (
+            "server: slow consumers cut / events dropped",
+            f"{s.server_slow_consumers_cut:,} / {s.server_events_dropped:,}",
+        ),
+        (
+            "accepted messages missing from history / extra",
+            f"{s.history_missing:,} / {s.history_extra:,}",
+        ),
         ("server log errors", f"{s.server_log_errors:,}"),
-        ("RSS start / baseline / peak / end", f"{s.rss_start_mb:.1f} / {s.rss_baseline_mb:.1f} / {s.rss_peak_mb:.1f} / {s.rss_end_mb:.1f} MB"),
+        (
+            "RSS start / baseline / peak / end",
+            f"{s.rss_start_mb:.1f} / {s.rss_baseline_mb:.1f} / {s.rss_peak_mb:.1f} / {s.rss_end_mb:.1f} MB",
+        ),
         ("RSS slope after warm-up", f"{s.slope_mb_per_hour:+.1f} MB/h"),
     ]
 
@@ -156,7 +174,9 @@ def plot(result: SoakResult, path: Path) -> None:
     figure, (memory, streams) = plt.subplots(
         2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
-    memory.plot(times, [s.rss / MB for s in samples], color="tab:blue", label="server RSS (process tree)")
+    memory.plot(
+        times, [s.rss / MB for s in samples], color="tab:blue", label="server RSS (process tree)"
+    )
     start, end = result.verdict.window
     memory.axvspan(0, start, color="gray", alpha=0.12, label="warm-up (not judged)")
     if times and times[-1] > end:
@@ -168,10 +188,17 @@ def plot(result: SoakResult, path: Path) -> None:
         middle_rss = sum(s.rss for s in window) / len(window)
         xs = [window[0].t, window[-1].t]
         ys = [(middle_rss + verdict.slope_bytes_per_s * (x - middle_t)) / MB for x in xs]
-        memory.plot(xs, ys, color="tab:red", linestyle="--",
-                    label=f"trend {verdict.growth_per_hour / MB:+.1f} MB/h")
-    memory.set(ylabel="RSS (MB)", title=f"Soak: {result.summary.streams} streams, "
-               f"{'PASS' if result.passed else 'FAIL'}")
+        memory.plot(
+            xs,
+            ys,
+            color="tab:red",
+            linestyle="--",
+            label=f"trend {verdict.growth_per_hour / MB:+.1f} MB/h",
+        )
+    memory.set(
+        ylabel="RSS (MB)",
+        title=f"Soak: {result.summary.streams} streams, {'PASS' if result.passed else 'FAIL'}",
+    )
     memory.set_ylim(bottom=0)
     memory.grid(alpha=0.3)
     memory.legend(fontsize=8, loc="lower right")

@@ -66,8 +66,12 @@ def start_server(args: argparse.Namespace, workdir: Path) -> Started:
     }
     log = workdir / "server.log"
     process = subprocess.Popen(
-        [str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=log.open("wb"),
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [str(ROOT / "scripts" / "serve")],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         _wait_ready(f"http://{HOST}:{port}/ping", process, log)
@@ -86,6 +90,7 @@ def server_rss(server: Server) -> int:
 
 def log_errors(log: Path) -> list[str]:
     return [
-        line for line in log.read_text(errors="replace").splitlines()
+        line
+        for line in log.read_text(errors="replace").splitlines()
         if "ERROR" in line or "Traceback" in line
     ]

@@ -73,7 +73,11 @@ async def open_sse(
     """Open `/api/sse`; resume from `last_event_id` by header (as browsers do) or by
     `?lastEventId=` (the documented fallback)."""
     path = f"/api/sse?tenant={tenant}"
-    headers = [f"Host: {host}:{port}", "Accept: text/event-stream", f"Authorization: Bearer {token}"]
+    headers = [
+        f"Host: {host}:{port}",
+        "Accept: text/event-stream",
+        f"Authorization: Bearer {token}",
+    ]
     if last_event_id is not None:
         if id_in_query:
             path += f"&lastEventId={quote(last_event_id)}"
@@ -127,7 +131,7 @@ def _parse_block(block: str) -> SseEvent | None:
         if not line or line.startswith(":"):
             continue
         name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if name == "id":
             event_id = value
         elif name == "event":

@@ -13,8 +13,15 @@ import httpx
 from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def sign_in(page: Page, base: str, username: str) -> None:
@@ -29,21 +36,33 @@ def sign_in(page: Page, base: str, username: str) -> None:
 def main() -> None:
     base = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:3000"
     api = sys.argv[2] if len(sys.argv) > 2 else "http://localhost:8000"
-    alice = httpx.post(f"{api}/api/auth/token", json={"username": "alice", "password": "alice-pass"}).json()
+    alice = httpx.post(
+        f"{api}/api/auth/token", json={"username": "alice", "password": "alice-pass"}
+    ).json()
     headers = {"Authorization": f"Bearer {alice['access_token']}"}
-    carol = httpx.post(f"{api}/api/auth/token", json={"username": "carol", "password": "carol-pass"}).json()
+    carol = httpx.post(
+        f"{api}/api/auth/token", json={"username": "carol", "password": "carol-pass"}
+    ).json()
     carol_headers = {"Authorization": f"Bearer {carol['access_token']}"}
     # A few messages that show what the page renders: a link, emphasis, code, a mention, an
     # edit and a deletion.
     team = f"{api}/api/conversations/2/messages"
-    httpx.post(team, headers=headers, json={
-        "content": "Release notes: https://example.com/notes. Please read **before Friday**, "
-                   "the `v2` flag is *on* now @bob"})
+    httpx.post(
+        team,
+        headers=headers,
+        json={
+            "content": "Release notes: https://example.com/notes. Please read **before Friday**, "
+            "the `v2` flag is *on* now @bob"
+        },
+    )
     slip = httpx.post(team, headers=carol_headers, json={"content": "wrong thread, sorry"}).json()
     httpx.delete(f"{team}/{slip['id']}", headers=carol_headers)
     fixed = httpx.post(team, headers=carol_headers, json={"content": "Looks good to me"}).json()
-    httpx.patch(f"{team}/{fixed['id']}", headers=carol_headers,
-                json={"content": "Looks good to me, shipping it after lunch"})
+    httpx.patch(
+        f"{team}/{fixed['id']}",
+        headers=carol_headers,
+        json={"content": "Looks good to me, shipping it after lunch"},
+    )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         for scheme, size, name in (

@@ -103,11 +103,24 @@ class Backend:
         port = str(self.port)
         if self.backend_only:
             command = [
-                str(reflex), "run", "--env", self.mode, "--backend-only", "--backend-port", port
+                str(reflex),
+                "run",
+                "--env",
+                self.mode,
+                "--backend-only",
+                "--backend-port",
+                port,
             ]
         else:
             command = [
-                str(reflex), "run", "--env", "prod", "--frontend-port", port, "--backend-port", port
+                str(reflex),
+                "run",
+                "--env",
+                "prod",
+                "--frontend-port",
+                port,
+                "--backend-port",
+                port,
             ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

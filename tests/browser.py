@@ -37,7 +37,9 @@ def signed_in(
     browser: Browser, backend: Backend, username: str, *, color_scheme: str = "light"
 ) -> Iterator[tuple[BrowserContext, Page]]:
     """A fresh browser profile signed in as `username`, on the chat page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=color_scheme)
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, color_scheme=color_scheme
+    )
     try:
         page = context.new_page()
         page.goto(f"{backend.url}/login/")

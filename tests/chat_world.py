@@ -13,8 +13,8 @@ from typing import Literal, Protocol
 
 from app.domain.errors import Conflict, DomainError, Forbidden, NotFound
 from app.domain.principal import Principal
-from app.realtime.events import ChatMessageBody
 from app.realtime.client import Client, ClientKind
+from app.realtime.events import ChatMessageBody
 from app.runtime import Runtime
 from app.settings import Settings
 

@@ -10,16 +10,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
+import httpx
+import pytest
 
-from dataclasses import replace  # noqa: E402
-
-from app.runtime import Runtime  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from tests.backend import Backend, no_errors_logged, running_backend  # noqa: E402
+from app.runtime import Runtime
+from app.settings import Settings
+from tests.backend import Backend, no_errors_logged, running_backend
 
 
 @pytest.fixture(scope="session")

@@ -130,9 +130,7 @@ class ReflexTab:
         """Send one socket.io packet as text (`2/_event,[...]` is an event), well formed or not."""
         await self._sio.eio.send(packet)
 
-    async def wait_for(
-        self, predicate: Callable[[ReflexTab], bool], timeout: float = 10.0
-    ) -> None:
+    async def wait_for(self, predicate: Callable[[ReflexTab], bool], timeout: float = 10.0) -> None:
         """Until `predicate(self)` holds; TimeoutError if it does not in time."""
         deadline = time.monotonic() + timeout
         while not predicate(self):

@@ -8,7 +8,9 @@ from tests.backend import Backend
 
 
 async def test_json_sign_in_returns_an_oauth_shaped_token(http: httpx.AsyncClient) -> None:
-    response = await http.post("/api/auth/token", json={"username": "alice", "password": "alice-pass"})
+    response = await http.post(
+        "/api/auth/token", json={"username": "alice", "password": "alice-pass"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
@@ -91,5 +93,9 @@ async def test_logout_revokes_the_token_only(backend: Backend, http: httpx.Async
     first, second = backend.token("bob"), backend.token("bob")
     out = await http.post("/api/auth/logout", headers={"Authorization": f"Bearer {first}"})
     assert out.status_code == 204
-    assert (await http.get("/api/me", headers={"Authorization": f"Bearer {first}"})).status_code == 401
-    assert (await http.get("/api/me", headers={"Authorization": f"Bearer {second}"})).status_code == 200
+    assert (
+        await http.get("/api/me", headers={"Authorization": f"Bearer {first}"})
+    ).status_code == 401
+    assert (
+        await http.get("/api/me", headers={"Authorization": f"Bearer {second}"})
+    ).status_code == 200

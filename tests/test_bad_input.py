@@ -30,54 +30,89 @@ def alice(backend: Backend) -> dict[str, str]:
     [
         pytest.param(b"{not json", "application/json", 400, "malformed_json", id="malformed-json"),
         pytest.param(b"[1, 2]", "application/json", 422, "invalid_request", id="json-array"),
-        pytest.param(b'{"title": 123}', "application/json", 422, "invalid_request", id="wrong-type"),
+        pytest.param(
+            b'{"title": 123}', "application/json", 422, "invalid_request", id="wrong-type"
+        ),
         pytest.param(b"{}", "application/json", 422, "invalid_request", id="missing-title"),
         pytest.param(
             b'{"title": "\xff\xfe bad"}', "application/json", 400, "malformed_json", id="non-utf8"
         ),
         pytest.param(
-            json.dumps({"userId": "x", "title": "t"}).encode(), "application/json", 422,
-            "invalid_request", id="user-id-not-int",
+            json.dumps({"userId": "x", "title": "t"}).encode(),
+            "application/json",
+            422,
+            "invalid_request",
+            id="user-id-not-int",
         ),
         pytest.param(
-            json.dumps({"userId": 2**70, "title": "t"}).encode(), "application/json", 422,
-            "invalid_request", id="user-id-too-large",
+            json.dumps({"userId": 2**70, "title": "t"}).encode(),
+            "application/json",
+            422,
+            "invalid_request",
+            id="user-id-too-large",
         ),
         pytest.param(
-            json.dumps({"tenant": True, "title": "t", "extra": 1}).encode(), "application/json",
-            422, "invalid_request", id="unknown-field",
+            json.dumps({"tenant": True, "title": "t", "extra": 1}).encode(),
+            "application/json",
+            422,
+            "invalid_request",
+            id="unknown-field",
         ),
         pytest.param(
-            ("[" * 5000 + "]" * 5000).encode(), "application/json", 400, "malformed_json",
+            ("[" * 5000 + "]" * 5000).encode(),
+            "application/json",
+            400,
+            "malformed_json",
             id="deeply-nested",
         ),
         pytest.param(
-            json.dumps({"tenant": True, "title": "x" * 100_000}).encode(), "application/json",
-            413, "payload_too_large", id="100kb-title",
+            json.dumps({"tenant": True, "title": "x" * 100_000}).encode(),
+            "application/json",
+            413,
+            "payload_too_large",
+            id="100kb-title",
         ),
         pytest.param(
-            json.dumps({"tenant": True, "title": "x" * 300}).encode(), "application/json",
-            422, "invalid_input", id="title-over-limit",
+            json.dumps({"tenant": True, "title": "x" * 300}).encode(),
+            "application/json",
+            422,
+            "invalid_input",
+            id="title-over-limit",
         ),
         pytest.param(
-            json.dumps({"tenant": True, "title": "   "}).encode(), "application/json",
-            422, "invalid_input", id="blank-title",
+            json.dumps({"tenant": True, "title": "   "}).encode(),
+            "application/json",
+            422,
+            "invalid_input",
+            id="blank-title",
         ),
         pytest.param(
             json.dumps({"tenant": True, "title": "t", "link": "javascript:alert(1)"}).encode(),
-            "application/json", 422, "invalid_input", id="script-link",
+            "application/json",
+            422,
+            "invalid_input",
+            id="script-link",
         ),
         pytest.param(
-            json.dumps({"tenant": True, "userId": 2, "title": "t"}).encode(), "application/json",
-            422, "invalid_input", id="both-targets",
+            json.dumps({"tenant": True, "userId": 2, "title": "t"}).encode(),
+            "application/json",
+            422,
+            "invalid_input",
+            id="both-targets",
         ),
         pytest.param(
-            json.dumps({"title": "t"}).encode(), "application/json",
-            422, "invalid_input", id="no-target",
+            json.dumps({"title": "t"}).encode(),
+            "application/json",
+            422,
+            "invalid_input",
+            id="no-target",
         ),
         pytest.param(
             json.dumps({"tenant": True, "title": "t", "type": "Bad Type!"}).encode(),
-            "application/json", 422, "invalid_input", id="bad-type",
+            "application/json",
+            422,
+            "invalid_input",
+            id="bad-type",
         ),
     ],
 )
@@ -103,7 +138,9 @@ async def test_chunked_oversized_body_is_refused_with_413(
             yield b"x" * 1024
 
     response = await http.post(
-        "/api/notifications", content=chunks(), headers={**alice, "Content-Type": "application/json"}
+        "/api/notifications",
+        content=chunks(),
+        headers={**alice, "Content-Type": "application/json"},
     )
     assert _error(response, 413)["code"] == "payload_too_large"
 
@@ -141,14 +178,23 @@ async def test_a_declared_oversized_body_still_being_sent_gets_its_413_not_a_res
     ("content", "headers", "status"),
     [
         pytest.param(b"{", {"Content-Type": "application/json"}, 400, id="malformed-json"),
-        pytest.param(b'{"username": "a"}', {"Content-Type": "application/json"}, 422, id="missing-password"),
+        pytest.param(
+            b'{"username": "a"}', {"Content-Type": "application/json"}, 422, id="missing-password"
+        ),
         pytest.param(
             json.dumps({"username": "a", "password": "p" * 300}).encode(),
-            {"Content-Type": "application/json"}, 422, id="overlong-password",
+            {"Content-Type": "application/json"},
+            422,
+            id="overlong-password",
         ),
         pytest.param(b"\xff\xfe", {"Content-Type": "application/json"}, 400, id="non-utf8"),
         pytest.param(b"<xml/>", {"Content-Type": "application/xml"}, 415, id="wrong-media-type"),
-        pytest.param(b"username=bob", {"Content-Type": "application/x-www-form-urlencoded"}, 422, id="form-missing-password"),
+        pytest.param(
+            b"username=bob",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            422,
+            id="form-missing-password",
+        ),
     ],
 )
 async def test_bad_sign_in_bodies_get_a_clear_4xx(
@@ -163,7 +209,9 @@ async def test_rest_ids_outside_reach_or_range_are_404_or_422(
     bob = {"Authorization": f"Bearer {backend.token('bob')}"}
     dave = {"Authorization": f"Bearer {backend.token('dave')}"}
     mine = await http.post(
-        "/api/notifications", headers=dave, json={"userId": (await http.get("/api/me", headers=dave)).json()["id"], "title": "dave's"}
+        "/api/notifications",
+        headers=dave,
+        json={"userId": (await http.get("/api/me", headers=dave)).json()["id"], "title": "dave's"},
     )
     globex_id = mine.json()["ids"][0]
     # Another tenant's notification id: 404, exactly like one that does not exist.
@@ -180,9 +228,18 @@ async def test_member_cannot_notify_and_admin_cannot_reach_other_tenants_users(
 ) -> None:
     bob = {"Authorization": f"Bearer {backend.token('bob')}"}
     alice = {"Authorization": f"Bearer {backend.token('alice')}"}
-    dave_id = (await http.get("/api/me", headers={"Authorization": f"Bearer {backend.token('dave')}"})).json()["id"]
-    assert _error(await http.post("/api/notifications", headers=bob, json={"tenant": True, "title": "t"}), 403)
-    assert _error(await http.post("/api/notifications", headers=alice, json={"userId": dave_id, "title": "t"}), 404)
+    dave_id = (
+        await http.get("/api/me", headers={"Authorization": f"Bearer {backend.token('dave')}"})
+    ).json()["id"]
+    assert _error(
+        await http.post("/api/notifications", headers=bob, json={"tenant": True, "title": "t"}), 403
+    )
+    assert _error(
+        await http.post(
+            "/api/notifications", headers=alice, json={"userId": dave_id, "title": "t"}
+        ),
+        404,
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,9 +270,19 @@ async def test_a_flood_of_bad_requests_leaves_other_streams_working(
     erin_id = (await http.get("/api/me", headers={"Authorization": f"Bearer {erin}"})).json()["id"]
     async with open_stream(http, erin) as stream:
         for body in (b"{", b"\xff", b"[]", b'{"title": null}'):
-            await http.post("/api/notifications", content=body, headers={**alice, "Content-Type": "application/json"})
-        await http.get("/api/sse", params={"events": "bogus"}, headers={"Authorization": f"Bearer {erin}"})
-        await http.get("/api/sse", headers={"Last-Event-ID": "garbage", "Authorization": "Bearer bad"})
-        await http.post("/api/notifications", headers=dave, json={"userId": erin_id, "title": "still here"})
+            await http.post(
+                "/api/notifications",
+                content=body,
+                headers={**alice, "Content-Type": "application/json"},
+            )
+        await http.get(
+            "/api/sse", params={"events": "bogus"}, headers={"Authorization": f"Bearer {erin}"}
+        )
+        await http.get(
+            "/api/sse", headers={"Last-Event-ID": "garbage", "Authorization": "Bearer bad"}
+        )
+        await http.post(
+            "/api/notifications", headers=dave, json={"userId": erin_id, "title": "still here"}
+        )
         event = await stream.next()
     assert json.loads(event.data)["title"] == "still here"

@@ -102,9 +102,11 @@ def test_the_simulated_tab_sends_and_receives_what_a_chromium_page_does(
         page.goto(f"{backend.url}/")
         expect(page.get_by_test_id("live")).to_be_visible(timeout=TIMEOUT_MS)
         page.locator("[data-testid=conversation][data-name='Acme team']").click()
-        _wait_in_page(page, lambda: any(
-            '"active_id_rx_state_":' + str(team) in f for f in page_received
-        ), "the page opened the conversation")
+        _wait_in_page(
+            page,
+            lambda: any('"active_id_rx_state_":' + str(team) in f for f in page_received),
+            "the page opened the conversation",
+        )
         cookie = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)
 
         simulated = _SimulatedTab(backend.url, cookie)
@@ -112,12 +114,13 @@ def test_the_simulated_tab_sends_and_receives_what_a_chromium_page_does(
             simulated.connect()
             simulated.run(simulated.tab.wait_for_text(LIVE_CONNECTED))
             chat_state = next(
-                n.rsplit(".", 1)[0] for n in _sent_event_names(page_sent)
+                n.rsplit(".", 1)[0]
+                for n in _sent_event_names(page_sent)
                 if n.endswith(".open_conversation")
             )
-            simulated.run(simulated.tab.call(
-                f"{chat_state}.open_conversation", {"conversation_id": team}
-            ))
+            simulated.run(
+                simulated.tab.call(f"{chat_state}.open_conversation", {"conversation_id": team})
+            )
             simulated.run(simulated.tab.wait_for_text('"active_id_rx_state_":' + str(team)))
 
             assert _sent_event_names(simulated.tab.sent) == _sent_event_names(page_sent)
@@ -127,7 +130,8 @@ def test_the_simulated_tab_sends_and_receives_what_a_chromium_page_does(
             before_tab = len(simulated.tab.frames)
             response = httpx.post(
                 f"{backend.url}/api/conversations/{team}/messages",
-                json={"content": marker}, headers=bearer(alice),
+                json={"content": marker},
+                headers=bearer(alice),
             )
             assert response.status_code == 201
 

@@ -28,7 +28,13 @@ from tests.backend import cached_token as _token
 T = TypeVar("T")
 
 MESSAGE_KEYS = {
-    "id", "conversationId", "content", "senderId", "senderName", "createdAt", "editedAt",
+    "id",
+    "conversationId",
+    "content",
+    "senderId",
+    "senderName",
+    "createdAt",
+    "editedAt",
     "deleted",
 }
 PRESENCE_KEYS = {"userId", "userName", "status", "lastSeen"}
@@ -417,7 +423,10 @@ async def test_typing_reaches_the_other_participant_only_and_stops_by_itself(
         await _notify(http, alice, bob_id, f"bob sentinel {tag}")
         bob_first = _data(await bob_stream.next(), "notification:new")
     assert start == {
-        "conversationId": direct, "userId": bob_id, "userName": "Bob", "isTyping": True
+        "conversationId": direct,
+        "userId": bob_id,
+        "userName": "Bob",
+        "isTyping": True,
     }
     assert stop == {**start, "isTyping": False}
     # The server's own expiry ended it, not something immediate.
@@ -464,7 +473,10 @@ async def test_a_message_sent_while_typing_is_followed_by_a_stop(
     assert start["isTyping"] is True and start["userId"] == bob_id
     assert message == {"conversationId": direct, "message": sent}
     assert stop == {
-        "conversationId": direct, "userId": bob_id, "userName": "Bob", "isTyping": False
+        "conversationId": direct,
+        "userId": bob_id,
+        "userName": "Bob",
+        "isTyping": False,
     }
     # Sooner than the expiry could have produced it: the message ended the typing.
     assert stopped_after < TYPING_EXPIRY_SECONDS
@@ -565,7 +577,13 @@ async def test_creating_a_titled_group_returns_201_with_all_participants(
     )
     created = _ok(response, 201)
     assert set(created) == {
-        "id", "kind", "title", "participants", "lastMessage", "unreadCount", "createdAt"
+        "id",
+        "kind",
+        "title",
+        "participants",
+        "lastMessage",
+        "unreadCount",
+        "createdAt",
     }
     assert created["kind"] == "group"
     assert created["title"] == title
@@ -747,17 +765,19 @@ async def test_only_the_sender_may_edit_or_delete_and_a_deleted_message_stays_de
     conversation = await _new_pair(http, alice, bob, tag)
     message = await _send(http, alice, conversation, f"alice's {tag}")
     async with open_stream(http, alice, params={"events": "chat:message-updated"}) as stream:
-        assert _error(await _edit(http, bob, conversation, message["id"], "bob's"), 403)[
-            "code"
-        ] == "forbidden"
+        assert (
+            _error(await _edit(http, bob, conversation, message["id"], "bob's"), 403)["code"]
+            == "forbidden"
+        )
         assert _error(await _delete(http, bob, conversation, message["id"]), 403)
         # The same content again: 200, nothing stored or announced.
         same = _ok(await _edit(http, alice, conversation, message["id"], f"alice's {tag}"))
         assert same == message
         assert _ok(await _delete(http, alice, conversation, message["id"]), 204) is None
-        assert _error(await _edit(http, alice, conversation, message["id"], "back"), 409)[
-            "code"
-        ] == "conflict"
+        assert (
+            _error(await _edit(http, alice, conversation, message["id"], "back"), 409)["code"]
+            == "conflict"
+        )
         barrier = await _send(http, alice, conversation, f"barrier {tag}")
         barrier_edit = _ok(await _edit(http, alice, conversation, barrier["id"], f"b2 {tag}"))
         # The first update this stream sees is the barrier's: none of the above announced one.

@@ -1168,7 +1168,7 @@ async def test_reconnecting_within_the_grace_announces_nothing(
 async def test_going_offline_is_announced_even_while_the_database_is_locked(
     make_runtime: MakeRuntime, seeded: Seeded
 ) -> None:
-    """"Last seen" is recorded on a best-effort basis: a locked database must not swallow
+    """ "Last seen" is recorded on a best-effort basis: a locked database must not swallow
     the presence update itself."""
     import sqlite3
 

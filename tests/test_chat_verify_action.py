@@ -50,7 +50,6 @@ from tests.chat_world import (
     picked_message,
 )
 
-
 # -- the consumer's state and the pure consumer --------------------------------------------
 
 
@@ -253,9 +252,7 @@ async def perform(world: World, action: Action) -> None:
 async def verify_actions(world: World, sequence: list[Action]) -> None:
     for client in world.clients.values():
         await drain(client)  # presence news of the connects, or leftovers: not chat state
-    states = {
-        name: await read_state(world.runtime, p) for name, p in world.principals.items()
-    }
+    states = {name: await read_state(world.runtime, p) for name, p in world.principals.items()}
     for step, action in enumerate(sequence):
         target = await picked_message(world, action) if isinstance(action, MessageChange) else None
         refusal = expected_refusal(world, action, target)

@@ -92,6 +92,7 @@ class JsClientDriver:
 
     def wait_for_status(self, client: str, status: str, after: int = 0) -> Record:
         """The first `status` report of `client` after its first `after` status reports."""
+
         def reported(_: list[Record]) -> Record | None:
             return next((s for s in self.statuses(client)[after:] if s["status"] == status), None)
 
@@ -386,7 +387,7 @@ def conversation_filtering(driver: JsClientDriver, base_url: str) -> None:
     alice.send(direct, "for bob only")
     driver.wait_for_content("c1", "for bob only")
     driver.wait_for_content("c2", "for the group")
-    kinds = lambda handler: {e["type"] for e in driver.events(handler)}  # noqa: E731
+    kinds = lambda handler: {e["type"] for e in driver.events(handler)}
     driver.wait_until(lambda _: kinds("c1") >= {"typing", "message", "unread"}, what="c1 kinds")
     driver.wait_until(lambda _: kinds("c2") >= {"message", "unread"}, what="c2 kinds")
 
@@ -423,9 +424,7 @@ def reconnect_after_restart(driver: JsClientDriver, server: Backend) -> None:
     live events flow again on the same client."""
     alice, bob = Api(server.url, "alice"), Api(server.url, "bob")
     direct = alice.conversation([bob.id])
-    driver.command(
-        "connect", client="c", baseUrl=server.url, token=bob.token, backoff=FAST_BACKOFF
-    )
+    driver.command("connect", client="c", baseUrl=server.url, token=bob.token, backoff=FAST_BACKOFF)
     driver.command("subscribe", client="c", handler="messages", type="chat:message")
     driver.command("subscribeToConversation", client="c", handler="direct", conversationId=direct)
     driver.wait_for_status("c", "open")
@@ -469,6 +468,7 @@ def backoff_while_refused(driver: JsClientDriver, base_url: str) -> None:
             "connect", client="c", baseUrl=base_url, token=erin.token, backoff=FAST_BACKOFF
         )
         driver.command("subscribe", client="c", handler="bell", type="notification:new")
+
         def backoffs_so_far() -> list[Record]:
             return [s for s in driver.statuses("c") if s["status"] == "backoff"]
 
@@ -476,7 +476,7 @@ def backoff_while_refused(driver: JsClientDriver, base_url: str) -> None:
         slots[0].close()  # a slot frees: the next attempt gets in
         driver.wait_for_status("c", "open")
     backoffs = backoffs_so_far()
-    assert not any(s["status"] == "open" for s in driver.statuses("c")[: -1])
+    assert not any(s["status"] == "open" for s in driver.statuses("c")[:-1])
     assert {b["code"] for b in backoffs} == {429}
     ceilings = [b["ceilingMs"] for b in backoffs[:4]]
     assert ceilings == [200, 400, 800, 1600]
@@ -578,13 +578,15 @@ def test_the_js_kit_listens_for_every_event_type_of_the_server() -> None:
     if node is None:
         _fail_under_ci_else_skip("Node is not installed")
     script = (
-        "const kit = await import(process.argv[1]);"
-        " console.log(JSON.stringify(kit.EVENT_TYPES));"
+        "const kit = await import(process.argv[1]); console.log(JSON.stringify(kit.EVENT_TYPES));"
     )
     module = (ROOT / "assets" / "realtime-client.js").as_uri()
     printed = subprocess.run(
         [str(node), "--input-type=module", "-e", script, module],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert set(json.loads(printed.stdout)) == {t.value for t in EventType}
 

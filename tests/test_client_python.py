@@ -209,7 +209,10 @@ def test_the_kit_works_copied_into_another_project_under_another_name(tmp_path: 
     assert imported.stdout.strip() == "RealtimeClient"
     cli = subprocess.run(
         [sys.executable, "-m", "chatclient", "tail", "--help"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert cli.returncode == 0, cli.stderr
     assert "--url" in cli.stdout

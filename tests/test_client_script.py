@@ -77,7 +77,9 @@ def test_the_backend_only_start_serves_the_kit(backend_only: Backend) -> None:
     assert_serves_the_kit(backend_only.url, PARTNER)
 
 
-def test_the_backend_of_scripts_run_serves_the_kit(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_backend_of_scripts_run_serves_the_kit(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """scripts/run is `reflex run` in dev mode: its backend (on :8000 by default) is where
     the README's import points."""
     workdir = tmp_path_factory.mktemp("dev-backend")

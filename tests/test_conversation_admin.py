@@ -117,9 +117,7 @@ def record_members_at_publish(
 
     async def publish_after_looking(event: Event) -> Any:
         if event.type == CONVERSATION:
-            stored = await runtime.db.run(
-                lambda session: participant_ids(session, conversation_id)
-            )
+            stored = await runtime.db.run(lambda session: participant_ids(session, conversation_id))
             seen.append((event.data["action"], stored))
         return await publish(event)
 

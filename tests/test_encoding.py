@@ -12,10 +12,10 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.realtime.encoding import encode_sse
 from app.realtime.events import Event
@@ -99,8 +99,9 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | field_text,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(field_text, children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(field_text, children, max_size=5)
+    ),
     max_leaves=20,
 )
 json_payloads: st.SearchStrategy[dict[str, Any]] = st.dictionaries(

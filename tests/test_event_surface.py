@@ -30,7 +30,7 @@ import pytest
 import reflex as rx
 from reflex_base.registry import RegistrationContext
 
-import app.app  # noqa: F401  (registers every state, as the server does)
+import app.app
 from app.domain.errors import NotFound
 from app.domain.principal import Principal
 from app.state import replies
@@ -122,14 +122,36 @@ def test_a_handler_cannot_declare_a_parameter_a_client_would_build(method: str) 
 
 # -- the argument parser, in process ---------------------------------------------------
 
-_INT_BAD: list[Any] = ["person-abc", 10**30, -(10**30), 1.5, float("nan"), float("inf"), [1],
-                       {"id": 1}, None, "\ud800", "9" * 100_000, True]
+_INT_BAD: list[Any] = [
+    "person-abc",
+    10**30,
+    -(10**30),
+    1.5,
+    float("nan"),
+    float("inf"),
+    [1],
+    {"id": 1},
+    None,
+    "\ud800",
+    "9" * 100_000,
+    True,
+]
 _STR_BAD: list[Any] = [10**30, 5, ["x"], {"x": "y"}, None, "\ud800", HUGE, True]
 _DICT_BAD: list[Any] = [
-    "person-abc", 10**30, -1, [1], "\ud800",
-    {"content": "\ud800"}, {"content": HUGE}, {"\ud800": "on"}, {"k" * 300: "on"},
-    {"__reflex_form_data__": "junk"}, {"__reflex_form_data__": [["only-a-name"]]},
-    {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}, {"k": 10**30}, {"k": float("inf")},
+    "person-abc",
+    10**30,
+    -1,
+    [1],
+    "\ud800",
+    {"content": "\ud800"},
+    {"content": HUGE},
+    {"\ud800": "on"},
+    {"k" * 300: "on"},
+    {"__reflex_form_data__": "junk"},
+    {"__reflex_form_data__": [["only-a-name"]]},
+    {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}},
+    {"k": 10**30},
+    {"k": float("inf")},
     {"k": b"bytes"},
     {f"k{i}": i for i in range(500)},
 ]
@@ -160,9 +182,11 @@ def test_the_parser_takes_what_a_page_sends() -> None:
     assert parse_value(form, dict[str, Any], "form_data") == {"content": "yo", "person-2": "on"}
     params = parameters_of(ChatState.event_handlers["open_conversation"].fn)
     assert parse_arguments(params, {"conversation_id": 3}) == {"conversation_id": 3}
-    for payload, reason in [({}, "conversation_id is missing."),
-                            ({"conversation_id": 3, "principal": {}}, "unexpected argument"),
-                            ([3], "the arguments must be named.")]:
+    for payload, reason in [
+        ({}, "conversation_id is missing."),
+        ({"conversation_id": 3, "principal": {}}, "unexpected argument"),
+        ([3], "the arguments must be named."),
+    ]:
         with pytest.raises(BadArguments, match=reason):
             parse_arguments(params, payload)
 
@@ -174,7 +198,7 @@ def test_a_bug_in_a_handler_still_logs_error_with_its_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     try:
-        {}["missing"]  # noqa: B018  (a genuine bug, raised for real)
+        {}["missing"]
     except KeyError as exc:
         bug = exc
     with caplog.at_level(logging.WARNING, logger="app.state.handler_errors"):
@@ -222,8 +246,15 @@ class Acme:
 
     def markers(self) -> list[str]:
         """Text that only Acme's members may ever receive."""
-        return ["Acme", "Alice", "Bob", "Welcome to the Acme team chat!",
-                self.notice, self.secret, self.filler]
+        return [
+            "Acme",
+            "Alice",
+            "Bob",
+            "Welcome to the Acme team chat!",
+            self.notice,
+            self.secret,
+            self.filler,
+        ]
 
 
 GLOBEX_MARKERS = ["Globex", "Dave", "Erin"]
@@ -239,16 +270,21 @@ def acme(backend_process: Backend) -> Acme:
         me = http.get("/api/me").json()
         listing = http.get("/api/conversations").json()["items"]
         team = next(c["id"] for c in listing if c["title"] == "Acme team")
-        direct = next(c["id"] for c in listing if c["kind"] == "direct"
-                      and {p["username"] for p in c["participants"]} == {"alice", "bob"})
+        direct = next(
+            c["id"]
+            for c in listing
+            if c["kind"] == "direct"
+            and {p["username"] for p in c["participants"]} == {"alice", "bob"}
+        )
         secret, filler, notice = f"Acme plan {tag}", f"Acme filler {tag}", f"Acme notice {tag}"
         sent_ids = []
         for content in [secret] + [f"{filler} {i}" for i in range(30)]:
             sent = http.post(f"/api/conversations/{team}/messages", json={"content": content})
             assert sent.status_code == 201, sent.text
             sent_ids.append(sent.json()["id"])
-        created = http.post("/api/notifications",
-                            json={"tenant": True, "title": notice, "body": f"body {tag}"})
+        created = http.post(
+            "/api/notifications", json={"tenant": True, "title": notice, "body": f"body {tag}"}
+        )
         assert created.status_code == 201, created.text
     items = httpx.get(f"{url}/api/notifications", headers=bearer(bob), timeout=30).json()["items"]
     return Acme(
@@ -266,11 +302,22 @@ def acme(backend_process: Backend) -> Acme:
 
 def _forged_alice(acme: Acme) -> dict[str, Any]:
     """Finding 1's payload: the Principal Reflex used to build from a client's JSON."""
-    return {"user_id": acme.alice_id, "username": "alice", "display_name": "Alice",
-            "tenant_id": acme.tenant_id, "token_id": 1,
-            "expires_at": datetime(2099, 1, 1, tzinfo=UTC).isoformat(),
-            "memberships": [{"tenant_id": acme.tenant_id, "tenant_name": "Acme",
-                             "tenant_slug": "acme", "role": "admin"}]}
+    return {
+        "user_id": acme.alice_id,
+        "username": "alice",
+        "display_name": "Alice",
+        "tenant_id": acme.tenant_id,
+        "token_id": 1,
+        "expires_at": datetime(2099, 1, 1, tzinfo=UTC).isoformat(),
+        "memberships": [
+            {
+                "tenant_id": acme.tenant_id,
+                "tenant_name": "Acme",
+                "tenant_slug": "acme",
+                "role": "admin",
+            }
+        ],
+    }
 
 
 @asynccontextmanager
@@ -298,8 +345,11 @@ def _since(tab: ReflexTab, start: int) -> str:
 
 
 def _redirected_to(tab: ReflexTab, path: str) -> bool:
-    return any(e.get("name") == "_redirect" and e.get("payload", {}).get("path") == path
-               for u in tab.updates for e in u.get("events", []))
+    return any(
+        e.get("name") == "_redirect" and e.get("payload", {}).get("path") == path
+        for u in tab.updates
+        for e in u.get("events", [])
+    )
 
 
 async def _settle(tab: ReflexTab) -> None:
@@ -334,8 +384,11 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
         for state, name, payload in [
             (ChatState, "open_conversation", {"conversation_id": acme.team_id}),
             (ChatState, "close_conversation", {}),
-            (ChatState, "open_message",
-             {"conversation_id": acme.team_id, "message_id": acme.oldest_filler_id}),
+            (
+                ChatState,
+                "open_message",
+                {"conversation_id": acme.team_id, "message_id": acme.oldest_filler_id},
+            ),
             (ChatState, "open_linked", {}),
             (ChatState, "load_older", {"before": acme.oldest_filler_id}),
             (ChatState, "reload_conversations", {}),
@@ -352,13 +405,16 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
             (ChatState, "stopped_typing", {}),
             (ChatState, "start_conversation", {"form_data": {f"person-{acme.alice_id}": "on"}}),
             (NotificationState, "mark_read", {"notification_id": acme.bob_notification_id}),
-            (NotificationState, "open_notification",
-             {"notification_id": acme.bob_notification_id}),
+            (NotificationState, "open_notification", {"notification_id": acme.bob_notification_id}),
             (NotificationState, "mark_all_read", {}),
             (ChatState, "refresh_conversation", {}),
             (ConversationSettingsState, "show", {"show": True}),
             (ConversationSettingsState, "rename", {"form_data": {"title": "renamed"}}),
-            (ConversationSettingsState, "add_people", {"form_data": {f"add-{acme.alice_id}": "on"}}),
+            (
+                ConversationSettingsState,
+                "add_people",
+                {"form_data": {f"add-{acme.alice_id}": "on"}},
+            ),
             (ConversationSettingsState, "remove_person", {"person_id": acme.alice_id}),
             (ConversationSettingsState, "leave", {}),
             (SearchState, "search", {"form_data": {"q": "hello"}}),
@@ -368,8 +424,11 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
             (LiveState, "listen", {}),
             (LiveState, "show_event_log", {}),
             (LiveState, "hide_event_log", {}),
-            (SessionState, "sign_in", {"form_data": {"username": f"nobody-{uuid.uuid4().hex}",
-                                                     "password": "wrong-pass"}}),
+            (
+                SessionState,
+                "sign_in",
+                {"form_data": {"username": f"nobody-{uuid.uuid4().hex}", "password": "wrong-pass"}},
+            ),
             (SessionState, "sign_out", {}),
             (SessionState, "switch_tenant", {"tenant_id": str(acme.tenant_id)}),
             (SessionState, "require_session", {}),
@@ -378,8 +437,11 @@ def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
             (rx.State, "hydrate_and_load", {}),
             (_state("OnLoadInternalState"), "on_load_internal", {}),
             (_state("UpdateVarsInternalState"), "update_vars_internal", {"vars": {}}),
-            (_state("FrontendEventExceptionState"), "handle_frontend_exception",
-             {"info": "TypeError: x is undefined", "component_stack": "at Chat"}),
+            (
+                _state("FrontendEventExceptionState"),
+                "handle_frontend_exception",
+                {"info": "TypeError: x is undefined", "component_stack": "at Chat"},
+            ),
         ]
     }
 
@@ -420,28 +482,51 @@ SIGNED_OUT = Outcome(toast=replies.SIGNED_OUT)
 QUIET = Outcome()
 
 SIGNED_OUT_OUTCOMES: dict[str, Outcome] = {
-    "open_conversation": SIGNED_OUT, "load_older": SIGNED_OUT, "send": SIGNED_OUT,
-    "open_message": SIGNED_OUT, "open_linked": QUIET,
-    "start_conversation": SIGNED_OUT, "mark_read": SIGNED_OUT, "mark_all_read": SIGNED_OUT,
+    "open_conversation": SIGNED_OUT,
+    "load_older": SIGNED_OUT,
+    "send": SIGNED_OUT,
+    "open_message": SIGNED_OUT,
+    "open_linked": QUIET,
+    "start_conversation": SIGNED_OUT,
+    "mark_read": SIGNED_OUT,
+    "mark_all_read": SIGNED_OUT,
     "open_notification": SIGNED_OUT,
-    "activity": SIGNED_OUT, "toggle_away": SIGNED_OUT, "search": SIGNED_OUT,
-    "clear_search": QUIET, "refresh_conversation": QUIET,
-    "show": SIGNED_OUT, "rename": SIGNED_OUT, "add_people": SIGNED_OUT,
-    "remove_person": SIGNED_OUT, "leave": SIGNED_OUT,
+    "activity": SIGNED_OUT,
+    "toggle_away": SIGNED_OUT,
+    "search": SIGNED_OUT,
+    "clear_search": QUIET,
+    "refresh_conversation": QUIET,
+    "show": SIGNED_OUT,
+    "rename": SIGNED_OUT,
+    "add_people": SIGNED_OUT,
+    "remove_person": SIGNED_OUT,
+    "leave": SIGNED_OUT,
     # Nothing open, nothing to say: they return before anything is read.
-    "close_conversation": QUIET, "reload_conversations": QUIET, "typed": QUIET,
-    "stopped_typing": QUIET, "listen": QUIET, "send_held": QUIET, "show_new_conversation": QUIET,
+    "close_conversation": QUIET,
+    "reload_conversations": QUIET,
+    "typed": QUIET,
+    "stopped_typing": QUIET,
+    "listen": QUIET,
+    "send_held": QUIET,
+    "show_new_conversation": QUIET,
     # Nothing open or asked for: nothing to edit or delete.
-    "start_editing": QUIET, "stop_editing": QUIET, "save_edit": QUIET, "ask_delete": QUIET,
-    "cancel_delete": QUIET, "delete_message": QUIET,
-    "show_event_log": QUIET, "hide_event_log": QUIET,
+    "start_editing": QUIET,
+    "stop_editing": QUIET,
+    "save_edit": QUIET,
+    "ask_delete": QUIET,
+    "cancel_delete": QUIET,
+    "delete_message": QUIET,
+    "show_event_log": QUIET,
+    "hide_event_log": QUIET,
     "sign_in": Outcome(var=(SessionState, "login_error", "Invalid username or password.")),
     "sign_out": Outcome(redirect="/login"),
     "switch_tenant": Outcome(redirect="/login"),
     "require_session": Outcome(redirect="/login"),
     "refresh_workspaces": QUIET,
     "skip_login_if_signed_in": QUIET,
-    "hydrate_and_load": QUIET, "on_load_internal": QUIET, "update_vars_internal": QUIET,
+    "hydrate_and_load": QUIET,
+    "on_load_internal": QUIET,
+    "update_vars_internal": QUIET,
     "handle_frontend_exception": QUIET,
 }
 
@@ -477,60 +562,106 @@ def _setvar(acme: Acme) -> Call:
 
 
 CROSS_CASES = [
-    CrossCase("open_conversation",
-              lambda a: [(ChatState, "open_conversation", {"conversation_id": a.team_id})],
-              Outcome(toast="No such conversation."), lambda a: a.filler),
-    CrossCase("open_direct_conversation",
-              lambda a: [(ChatState, "open_conversation", {"conversation_id": a.direct_id})],
-              Outcome(toast="No such conversation."), lambda a: "Alice", path="/"),
-    CrossCase("open_message",
-              lambda a: [(ChatState, "open_message",
-                          {"conversation_id": a.team_id, "message_id": a.oldest_filler_id})],
-              Outcome(toast="No such conversation."), lambda a: a.filler),
-    CrossCase("setvar_then_load_older",
-              lambda a: [(ChatState, "open_conversation", {"conversation_id": a.team_id}),
-                         _setvar(a),
-                         (ChatState, "load_older", {"before": a.oldest_filler_id})],
-              Outcome(toast="No such conversation."), lambda a: a.secret),
-    CrossCase("setvar_then_send",
-              lambda a: [_setvar(a), (ChatState, "send", {"form_data": {"content": "hi"}})],
-              Outcome(var=(ChatState, "composer_error", "Open a conversation first."))),
-    CrossCase("setvar_then_typed",
-              lambda a: [_setvar(a), (ChatState, "typed", {"key": "a"}),
-                         (ChatState, "stopped_typing", {})],
-              Outcome(toast="cannot ask for that")),
-    CrossCase("mark_read",
-              lambda a: [(NotificationState, "mark_read",
-                          {"notification_id": a.bob_notification_id})],
-              # Bob's tab lists the notice already; what the call brings is its read event.
-              Outcome(toast="No such notification."), lambda a: "notification:read", path="/"),
-    CrossCase("open_notification",
-              lambda a: [(NotificationState, "open_notification",
-                          {"notification_id": a.bob_notification_id})],
-              # The mark_read case has read bob's notice already: bob's click is tested in
-              # tests/test_ui_first_day.py.
-              Outcome(toast="No such notification."), path="/"),
-    CrossCase("edit_and_delete_an_acme_message",
-              lambda a: [(ChatState, "open_conversation", {"conversation_id": a.team_id}),
-                         (ChatState, "start_editing", {"message_id": a.oldest_filler_id}),
-                         (ChatState, "save_edit", {"form_data": {"content": "erin was here"}}),
-                         (ChatState, "ask_delete", {"message_id": a.oldest_filler_id}),
-                         (ChatState, "delete_message", {})],
-              Outcome(toast="No such conversation.")),
-    CrossCase("search_for_acme_words",
-              # Erin's search ran and found nothing; bob's finds the message (its words
-              # come as snippet pieces: the tag is one of them).
-              lambda a: [(SearchState, "search", {"form_data": {"q": a.secret.split()[-1]}})],
-              Outcome(var=(SearchState, "results", [])), lambda a: a.secret.split()[-1],
-              path="/"),
-    CrossCase("start_conversation_with_alice",
-              lambda a: [(ChatState, "start_conversation",
-                          {"form_data": {f"person-{a.alice_id}": "on"}})],
-              Outcome(var=(ChatState, "new_conversation_error", "No such user in this tenant.")),
-              lambda a: "Alice"),
-    CrossCase("switch_to_acme",
-              lambda a: [(SessionState, "switch_tenant", {"tenant_id": str(a.tenant_id)})],
-              Outcome(toast="You are not a member of that workspace.")),
+    CrossCase(
+        "open_conversation",
+        lambda a: [(ChatState, "open_conversation", {"conversation_id": a.team_id})],
+        Outcome(toast="No such conversation."),
+        lambda a: a.filler,
+    ),
+    CrossCase(
+        "open_direct_conversation",
+        lambda a: [(ChatState, "open_conversation", {"conversation_id": a.direct_id})],
+        Outcome(toast="No such conversation."),
+        lambda a: "Alice",
+        path="/",
+    ),
+    CrossCase(
+        "open_message",
+        lambda a: [
+            (
+                ChatState,
+                "open_message",
+                {"conversation_id": a.team_id, "message_id": a.oldest_filler_id},
+            )
+        ],
+        Outcome(toast="No such conversation."),
+        lambda a: a.filler,
+    ),
+    CrossCase(
+        "setvar_then_load_older",
+        lambda a: [
+            (ChatState, "open_conversation", {"conversation_id": a.team_id}),
+            _setvar(a),
+            (ChatState, "load_older", {"before": a.oldest_filler_id}),
+        ],
+        Outcome(toast="No such conversation."),
+        lambda a: a.secret,
+    ),
+    CrossCase(
+        "setvar_then_send",
+        lambda a: [_setvar(a), (ChatState, "send", {"form_data": {"content": "hi"}})],
+        Outcome(var=(ChatState, "composer_error", "Open a conversation first.")),
+    ),
+    CrossCase(
+        "setvar_then_typed",
+        lambda a: [
+            _setvar(a),
+            (ChatState, "typed", {"key": "a"}),
+            (ChatState, "stopped_typing", {}),
+        ],
+        Outcome(toast="cannot ask for that"),
+    ),
+    CrossCase(
+        "mark_read",
+        lambda a: [(NotificationState, "mark_read", {"notification_id": a.bob_notification_id})],
+        # Bob's tab lists the notice already; what the call brings is its read event.
+        Outcome(toast="No such notification."),
+        lambda a: "notification:read",
+        path="/",
+    ),
+    CrossCase(
+        "open_notification",
+        lambda a: [
+            (NotificationState, "open_notification", {"notification_id": a.bob_notification_id})
+        ],
+        # The mark_read case has read bob's notice already: bob's click is tested in
+        # tests/test_ui_first_day.py.
+        Outcome(toast="No such notification."),
+        path="/",
+    ),
+    CrossCase(
+        "edit_and_delete_an_acme_message",
+        lambda a: [
+            (ChatState, "open_conversation", {"conversation_id": a.team_id}),
+            (ChatState, "start_editing", {"message_id": a.oldest_filler_id}),
+            (ChatState, "save_edit", {"form_data": {"content": "erin was here"}}),
+            (ChatState, "ask_delete", {"message_id": a.oldest_filler_id}),
+            (ChatState, "delete_message", {}),
+        ],
+        Outcome(toast="No such conversation."),
+    ),
+    CrossCase(
+        "search_for_acme_words",
+        # Erin's search ran and found nothing; bob's finds the message (its words
+        # come as snippet pieces: the tag is one of them).
+        lambda a: [(SearchState, "search", {"form_data": {"q": a.secret.split()[-1]}})],
+        Outcome(var=(SearchState, "results", [])),
+        lambda a: a.secret.split()[-1],
+        path="/",
+    ),
+    CrossCase(
+        "start_conversation_with_alice",
+        lambda a: [
+            (ChatState, "start_conversation", {"form_data": {f"person-{a.alice_id}": "on"}})
+        ],
+        Outcome(var=(ChatState, "new_conversation_error", "No such user in this tenant.")),
+        lambda a: "Alice",
+    ),
+    CrossCase(
+        "switch_to_acme",
+        lambda a: [(SessionState, "switch_tenant", {"tenant_id": str(a.tenant_id)})],
+        Outcome(toast="You are not a member of that workspace."),
+    ),
 ]
 
 
@@ -549,8 +680,11 @@ async def test_a_member_of_another_tenant_gets_nothing_of_acme(
         await _settle(tab)
         _assert_nothing_of(tab, acme.markers())
         key = ChatState.get_full_name()
-        shown = {u["delta"][key].get("active_id_rx_state_")
-                 for u in tab.updates if key in u.get("delta", {})}
+        shown = {
+            u["delta"][key].get("active_id_rx_state_")
+            for u in tab.updates
+            if key in u.get("delta", {})
+        }
         assert not shown & _acme_ids(acme), "erin's tab held an Acme conversation id"
 
 
@@ -575,15 +709,25 @@ def _refused_calls(acme: Acme) -> list[tuple[str, Any]]:
     calls: list[tuple[str, Any]] = []
     for entry in SURFACE:
         if entry.caller is Caller.NOBODY:
-            payload = ({"var_name": "active_id", "value": acme.team_id}
-                       if entry.handler == "setvar" else {"value": True})
+            payload = (
+                {"var_name": "active_id", "value": acme.team_id}
+                if entry.handler == "setvar"
+                else {"value": True}
+            )
             calls.append((entry.event_name, payload))
     for bad in ["", "no such var", "__class__", "_auth_token", "set_is_hydrated"]:
         calls.append((handler_name(ChatState, "setvar"), {"var_name": bad, "value": 1}))
         calls.append((handler_name(SessionState, "setvar"), {"var_name": bad, "value": 1}))
     # Every private method of our states, by name: finding 1 called one with a Principal.
-    for state in (ChatState, NotificationState, PresenceState, LiveState, SessionState,
-                  SearchState, ConversationSettingsState):
+    for state in (
+        ChatState,
+        NotificationState,
+        PresenceState,
+        LiveState,
+        SessionState,
+        SearchState,
+        ConversationSettingsState,
+    ):
         for attr, value in vars(state).items():
             if attr.startswith("_") and not attr.startswith("__") and callable(value):
                 calls.append((handler_name(state, attr), forged))
@@ -600,7 +744,8 @@ def _refused_calls(acme: Acme) -> list[tuple[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "index", range(len(_refused_calls(DUMMY))),
+    "index",
+    range(len(_refused_calls(DUMMY))),
     ids=[ascii(n.rsplit(".", 1)[-1][:30]) for n, _ in _refused_calls(DUMMY)],
 )
 async def test_a_refused_or_unknown_handler_is_dropped_quietly(
@@ -620,8 +765,11 @@ async def test_a_refused_event_in_the_connect_packet_is_dropped_and_the_socket_s
     """Reflex takes the page's first event from the socket.io CONNECT packet (on_connect),
     a path of its own into on_event: the gate is on it too."""
     tab = ReflexTab(backend.url, session_token=cached_token(backend, "erin"), path="/")
-    forged = {"name": handler_name(ChatState, "_load_snapshot"),
-              "payload": {"principal": _forged_alice(acme)}, "router_data": {"pathname": "/"}}
+    forged = {
+        "name": handler_name(ChatState, "_load_snapshot"),
+        "payload": {"principal": _forged_alice(acme)},
+        "router_data": {"pathname": "/"},
+    }
     await tab.connect(boot_event=forged)
     try:
         await tab.wait_for(Outcome(toast="this page cannot ask for that").seen)
@@ -635,17 +783,24 @@ async def test_a_refused_event_in_the_connect_packet_is_dropped_and_the_socket_s
 _OPEN = handler_name(ChatState, "open_conversation")
 
 
-@pytest.mark.parametrize("frame", [
-    "text", 5, [], None, {"name": 5}, {"payload": {}},
-    {"name": _OPEN, "payload": [1]},
-    {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": "x"},
-    {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": {"pathname": 5}},
-    {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": {"query": "x"}},
-    {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": {"query": {"a": HUGE}}},
-], ids=lambda f: json.dumps(f)[:40])
-async def test_a_garbled_frame_is_dropped_quietly(
-    backend: Backend, acme: Acme, frame: Any
-) -> None:
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "text",
+        5,
+        [],
+        None,
+        {"name": 5},
+        {"payload": {}},
+        {"name": _OPEN, "payload": [1]},
+        {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": "x"},
+        {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": {"pathname": 5}},
+        {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": {"query": "x"}},
+        {"name": _OPEN, "payload": {"conversation_id": 1}, "router_data": {"query": {"a": HUGE}}},
+    ],
+    ids=lambda f: json.dumps(f)[:40],
+)
+async def test_a_garbled_frame_is_dropped_quietly(backend: Backend, acme: Acme, frame: Any) -> None:
     async with _tab(backend, "erin") as tab:
         await tab.emit_raw(frame)
         await tab.wait_for(Outcome(toast=REFUSED).seen)
@@ -653,16 +808,20 @@ async def test_a_garbled_frame_is_dropped_quietly(
         _assert_nothing_of(tab, acme.markers())
 
 
-@pytest.mark.parametrize("packet", [
-    f'2/_event,["event",{{"name":"{_OPEN}","payload":{{"conversation_id":{"9" * 5000}}}}}]',
-    '2/_event,["event",{"name":',
-    "2/_event,[]",
-    "2/_event,{}",
-    '2/_event,"event"',
-    '2/_event,["no such socket event",1]',
-    "9/_event,[]",
-    '51-/_event,["event",{"_placeholder":true,"num":0}]',  # then no attachment comes
-], ids=lambda p: p[:24])
+@pytest.mark.parametrize(
+    "packet",
+    [
+        f'2/_event,["event",{{"name":"{_OPEN}","payload":{{"conversation_id":{"9" * 5000}}}}}]',
+        '2/_event,["event",{"name":',
+        "2/_event,[]",
+        "2/_event,{}",
+        '2/_event,"event"',
+        '2/_event,["no such socket event",1]',
+        "9/_event,[]",
+        '51-/_event,["event",{"_placeholder":true,"num":0}]',  # then no attachment comes
+    ],
+    ids=lambda p: p[:24],
+)
 async def test_a_packet_socketio_cannot_decode_is_dropped_quietly(
     backend: Backend, acme: Acme, packet: str
 ) -> None:
@@ -684,14 +843,26 @@ def _bad_arguments() -> list[tuple[str, dict[str, Any], str]]:
         valid = _valid_calls(DUMMY)[name]
         for param in entry.parameters:
             annotation = param.annotation
-            values = (_INT_BAD if annotation is int else _STR_BAD if annotation is str
-                      else _LIST_BAD if "list" in str(annotation) else _DICT_BAD)
+            values = (
+                _INT_BAD
+                if annotation is int
+                else _STR_BAD
+                if annotation is str
+                else _LIST_BAD
+                if "list" in str(annotation)
+                else _DICT_BAD
+            )
             if not param.required:
                 values = [v for v in values if v is not None]
             cases += [(name, {**valid, param.name: v}, param.name) for v in values]
             if param.required:
-                cases.append((name, {k: v for k, v in valid.items() if k != param.name},
-                              f"{param.name} is missing"))
+                cases.append(
+                    (
+                        name,
+                        {k: v for k, v in valid.items() if k != param.name},
+                        f"{param.name} is missing",
+                    )
+                )
         cases.append((name, {**valid, "principal": {"user_id": 1}}, "unexpected argument"))
     return cases
 
@@ -700,7 +871,8 @@ BAD_ARGUMENTS = _bad_arguments()
 
 
 @pytest.mark.parametrize(
-    ("name", "payload", "named"), BAD_ARGUMENTS,
+    ("name", "payload", "named"),
+    BAD_ARGUMENTS,
     ids=[f"{n.rsplit('.', 1)[-1]}-{i}" for i, (n, _, _) in enumerate(BAD_ARGUMENTS)],
 )
 async def test_wrong_arguments_get_a_readable_refusal_and_nothing_else(
@@ -723,36 +895,63 @@ class WellTypedCase:
 
 
 WELL_TYPED_BUT_WRONG = [
-    WellTypedCase("negative_conversation",
-                  lambda a: (ChatState, "open_conversation", {"conversation_id": -1}),
-                  Outcome(toast="No such conversation.")),
-    WellTypedCase("int64_max_notification",
-                  lambda a: (NotificationState, "mark_read", {"notification_id": 2**63 - 1}),
-                  Outcome(toast="No such notification.")),
-    WellTypedCase("person_abc",
-                  lambda a: (ChatState, "start_conversation", {"form_data": {"person-abc": "on"}}),
-                  Outcome(var=(ChatState, "new_conversation_error", "Pick people from the list."))),
-    WellTypedCase("person_too_big",
-                  lambda a: (ChatState, "start_conversation",
-                             {"form_data": {"person-99999999999999999999": "on"}}),
-                  Outcome(var=(ChatState, "new_conversation_error", "Pick people from the list."))),
-    WellTypedCase("title_not_text",
-                  lambda a: (ChatState, "start_conversation",
-                             {"form_data": {"person-1": "on", "title": ["x"]}}),
-                  Outcome(var=(ChatState, "new_conversation_error", "The title must be text."))),
-    WellTypedCase("content_not_text",
-                  lambda a: (ChatState, "send", {"form_data": {"content": 5}}),
-                  Outcome(var=(ChatState, "composer_error", "Type a message first."))),
-    WellTypedCase("tenant_huge_digits",
-                  lambda a: (SessionState, "switch_tenant", {"tenant_id": "9" * 30}),
-                  Outcome(toast="You are not a member of that workspace.")),
-    WellTypedCase("tenant_words",
-                  lambda a: (SessionState, "switch_tenant", {"tenant_id": "person-abc"}),
-                  Outcome(toast="You are not a member of that workspace.")),
-    WellTypedCase("sign_in_as_a_list",
-                  lambda a: (SessionState, "sign_in",
-                             {"form_data": {"username": ["alice"], "password": ["x"]}}),
-                  Outcome(var=(SessionState, "login_error", "Invalid username or password."))),
+    WellTypedCase(
+        "negative_conversation",
+        lambda a: (ChatState, "open_conversation", {"conversation_id": -1}),
+        Outcome(toast="No such conversation."),
+    ),
+    WellTypedCase(
+        "int64_max_notification",
+        lambda a: (NotificationState, "mark_read", {"notification_id": 2**63 - 1}),
+        Outcome(toast="No such notification."),
+    ),
+    WellTypedCase(
+        "person_abc",
+        lambda a: (ChatState, "start_conversation", {"form_data": {"person-abc": "on"}}),
+        Outcome(var=(ChatState, "new_conversation_error", "Pick people from the list.")),
+    ),
+    WellTypedCase(
+        "person_too_big",
+        lambda a: (
+            ChatState,
+            "start_conversation",
+            {"form_data": {"person-99999999999999999999": "on"}},
+        ),
+        Outcome(var=(ChatState, "new_conversation_error", "Pick people from the list.")),
+    ),
+    WellTypedCase(
+        "title_not_text",
+        lambda a: (
+            ChatState,
+            "start_conversation",
+            {"form_data": {"person-1": "on", "title": ["x"]}},
+        ),
+        Outcome(var=(ChatState, "new_conversation_error", "The title must be text.")),
+    ),
+    WellTypedCase(
+        "content_not_text",
+        lambda a: (ChatState, "send", {"form_data": {"content": 5}}),
+        Outcome(var=(ChatState, "composer_error", "Type a message first.")),
+    ),
+    WellTypedCase(
+        "tenant_huge_digits",
+        lambda a: (SessionState, "switch_tenant", {"tenant_id": "9" * 30}),
+        Outcome(toast="You are not a member of that workspace."),
+    ),
+    WellTypedCase(
+        "tenant_words",
+        lambda a: (SessionState, "switch_tenant", {"tenant_id": "person-abc"}),
+        Outcome(toast="You are not a member of that workspace."),
+    ),
+    WellTypedCase(
+        "sign_in_as_a_list",
+        lambda a: (
+            SessionState,
+            "sign_in",
+            {"form_data": {"username": ["alice"], "password": ["x"]}},
+        ),
+        Outcome(var=(SessionState, "login_error", "Invalid username or password.")),
+    ),
 ]
 
 

@@ -144,9 +144,7 @@ def _event_ids_and_data(body: bytes) -> list[tuple[str, dict[str, Any]]]:
     """(id, data) of every complete event that has an id."""
     events = []
     for block in body.split(b"\n\n")[:-1]:  # the last piece is not terminated yet
-        fields = dict(
-            line.decode().split(": ", 1) for line in block.split(b"\n") if b": " in line
-        )
+        fields = dict(line.decode().split(": ", 1) for line in block.split(b"\n") if b": " in line)
         if "id" in fields and "data" in fields:
             events.append((fields["id"], json.loads(fields["data"])))
     return events

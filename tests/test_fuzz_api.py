@@ -48,9 +48,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from httpx_sse import ServerSentEvent
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from httpx_sse import ServerSentEvent
 from pydantic import BaseModel
 
 from app.api import build_api
@@ -484,9 +484,27 @@ BOMS = (
 )
 INVALID_UTF8 = (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf8\x88\x80\x80\x80", b"\x80")
 BAD_LITERALS = (
-    b"NaN", b"Infinity", b"-Infinity", b"nan", b"1e999999", b"-1e999999", b"1" * 5000,
-    b"-" + b"9" * 4400, b"0x10", b"01", b"+1", b".5", b"1.", b"undefined", b"'single'",
-    b'"\\ud800"', b'"\\udfff\\ud800"', b'"\\u0000"', b'"\\x41"', b"tru", b"nul",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"nan",
+    b"1e999999",
+    b"-1e999999",
+    b"1" * 5000,
+    b"-" + b"9" * 4400,
+    b"0x10",
+    b"01",
+    b"+1",
+    b".5",
+    b"1.",
+    b"undefined",
+    b"'single'",
+    b'"\\ud800"',
+    b'"\\udfff\\ud800"',
+    b'"\\u0000"',
+    b'"\\x41"',
+    b"tru",
+    b"nul",
 )
 
 
@@ -586,7 +604,7 @@ def oversized_bodies(draw: st.DrawFn, operation: Operation) -> RawBody:
     name = draw(st.sampled_from(names)).encode()
     head = b'{"' + name + b'": "'
     filler = draw(st.sampled_from([b"x", b"\xc3\xa9", b" ", b"["]))
-    content = (head + filler * size)[:size - 2] + b'"}'
+    content = (head + filler * size)[: size - 2] + b'"}'
     # Content types the route reads: one it refuses unread may answer 415 before any size.
     readable = ["application/json", "application/json; charset=utf-8"]
     readable += [FORM] if operation.takes_form else []

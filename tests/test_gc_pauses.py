@@ -38,9 +38,10 @@ def test_a_full_collection_is_counted_with_its_pause(
     assert _sample(registry, "chat_gc_pause_seconds_count", full) == before + 1
     assert _sample(registry, "chat_gc_pause_seconds_sum", full) > 0
     # Cumulative buckets: the +Inf one holds every collection of the generation.
-    assert _sample(
-        registry, "chat_gc_pause_seconds_bucket", '{generation="2",le="+Inf"}'
-    ) == before + 1
+    assert (
+        _sample(registry, "chat_gc_pause_seconds_bucket", '{generation="2",le="+Inf"}')
+        == before + 1
+    )
 
 
 def test_a_scrape_during_collections_does_not_block(

@@ -342,9 +342,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                 path_params={"conversation_id": ids.conversation, "user_id": ids.user}
             ),
             # Your own conversation, naming another tenant's user.
-            lambda w, ids: Call(
-                path_params={"conversation_id": w.acme_team, "user_id": ids.user}
-            ),
+            lambda w, ids: Call(path_params={"conversation_id": w.acme_team, "user_id": ids.user}),
         ),
     ),
     ("GET", "/api/conversations/{conversation_id}/messages"): Route(
@@ -399,10 +397,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/search"): Route(
         Access.BEARER, scoped=lambda w, ids: Call(params={"q": w.marker})
     ),
-    **{
-        (method, "/api/{path:path}"): Route(Access.UNKNOWN)
-        for method in CATCH_ALL_METHODS
-    },
+    **{(method, "/api/{path:path}"): Route(Access.UNKNOWN) for method in CATCH_ALL_METHODS},
 }
 
 # Routes of the FastAPI app outside /api: declared here with the reason they hold no tenant
@@ -792,9 +787,7 @@ def query_token(backend_process: Backend) -> str:
 
 
 @pytest.mark.parametrize("method,path", _route_params(AUTH_ROUTES))
-def test_an_expired_token_gets_401(
-    private: PrivateServers, method: str, path: str
-) -> None:
+def test_an_expired_token_gets_401(private: PrivateServers, method: str, path: str) -> None:
     route = ROUTES[(method, path)]
     with httpx.Client(base_url=private.expired.url, timeout=10) as c:
         call = route.request(private.removed_world)
@@ -1093,9 +1086,12 @@ def test_no_acme_stream_received_a_globex_event_while_globex_ones_flowed(
     assert sent.status_code == 201
     acme_barrier = f"acme barrier {uuid.uuid4().hex}"
     alice = _bearer(world.tokens["alice"])
-    assert client.post(
-        "/api/notifications", headers=alice, json={"tenant": True, "title": acme_barrier}
-    ).json()["created"] == 3
+    assert (
+        client.post(
+            "/api/notifications", headers=alice, json={"tenant": True, "title": acme_barrier}
+        ).json()["created"]
+        == 3
+    )
     control.wait_for(_is_notification(globex_barrier))
     for watcher in watchers.values():
         watcher.wait_for(_is_notification(acme_barrier))

@@ -141,9 +141,7 @@ async def _drain(client: Client) -> list[Event]:
 async def _fresh_items(world: World, name: str) -> list[dict[str, Any]]:
     """What a tab opened now would be sent: its snapshot, and the group's newest page."""
     principal = world.principals[name]
-    items: list[dict[str, Any]] = [
-        {"snapshot": await page_data.snapshot(world.runtime, principal)}
-    ]
+    items: list[dict[str, Any]] = [{"snapshot": await page_data.snapshot(world.runtime, principal)}]
     group = world.conversation_ids["group"]
     page = await world.runtime.messages.history(
         principal, group, before=None, limit=page_data.HISTORY_PAGE
@@ -248,9 +246,7 @@ async def test_the_pages_model_applying_each_actions_events_matches_a_fresh_snap
     await verify_actions(world, model, sequence)
 
 
-async def test_a_scripted_conversation_keeps_every_page_in_step(
-    world: World, model: Model
-) -> None:
+async def test_a_scripted_conversation_keeps_every_page_in_step(world: World, model: Model) -> None:
     """Every kind of change at least once, whatever Hypothesis draws."""
     long_word = "https://example.com/" + "x" * 200
     await verify_actions(
@@ -282,16 +278,35 @@ async def test_a_scripted_conversation_keeps_every_page_in_step(
 # A tab of user 1 that lists no conversation, and a message of bob's in conversation 3, as
 # the stream and a history page carry it.
 EMPTY_SNAPSHOT = {
-    "me": 1, "conversations": [], "totalUnread": 0, "people": [], "notifications": [],
-    "notificationsUnread": 0, "notificationsShown": 20, "typingForgetSeconds": 10,
+    "me": 1,
+    "conversations": [],
+    "totalUnread": 0,
+    "people": [],
+    "notifications": [],
+    "notificationsUnread": 0,
+    "notificationsShown": 20,
+    "typingForgetSeconds": 10,
 }
 BOBS_MESSAGE = {
-    "id": 5, "conversationId": 3, "content": "earlier", "senderId": 2, "senderName": "Bob",
-    "createdAt": "2026-12-02T10:00:00.000Z", "editedAt": None, "deleted": False,
+    "id": 5,
+    "conversationId": 3,
+    "content": "earlier",
+    "senderId": 2,
+    "senderName": "Bob",
+    "createdAt": "2026-12-02T10:00:00.000Z",
+    "editedAt": None,
+    "deleted": False,
 }
 BOBS_ROW = {
-    "id": 5, "conversation_id": 3, "content": "earlier", "sender_id": 2, "sender_name": "Bob",
-    "created_at": "2026-12-02T10:00:00.000Z", "mine": False, "edited": False, "deleted": False,
+    "id": 5,
+    "conversation_id": 3,
+    "content": "earlier",
+    "sender_id": 2,
+    "sender_name": "Bob",
+    "created_at": "2026-12-02T10:00:00.000Z",
+    "mine": False,
+    "edited": False,
+    "deleted": False,
 }
 
 
@@ -305,12 +320,15 @@ async def test_a_message_that_crossed_a_click_is_in_the_opened_conversation(
     earlier = {**BOBS_ROW, "id": 5, "content": "earlier"}
     snapshot = EMPTY_SNAPSHOT
     page = {"conversationId": 3, "messages": [earlier], "hasOlder": False, "older": False}
-    answer = model.apply("crossed", [
-        {"snapshot": snapshot},
-        {"event": event, "preview": "late"},
-        {"history": page},
-        {"event": event, "preview": "late"},  # a duplicate changes nothing
-    ])
+    answer = model.apply(
+        "crossed",
+        [
+            {"snapshot": snapshot},
+            {"event": event, "preview": "late"},
+            {"history": page},
+            {"event": event, "preview": "late"},  # a duplicate changes nothing
+        ],
+    )
     assert [m["id"] for m in answer["vars"]["chat"]["messages"]] == [5, 7]
     assert answer["vars"]["chat"]["messages_of"] == 3
     assert answer["needsList"], "a conversation the tab does not list asks for the list"
@@ -330,15 +348,25 @@ async def test_an_edit_and_a_delete_that_crossed_a_click_are_in_the_opened_conve
         "hasOlder": False,
         "older": False,
     }
-    answer = model.apply("crossed-changes", [
-        {"snapshot": EMPTY_SNAPSHOT},
-        {"event": {"id": "1-1", "type": "chat:message-updated", "data": update},
-         "preview": "earlier, edited"},
-        {"event": {"id": "1-2", "type": "chat:message-deleted",
-                   "data": {"conversationId": 3, "messageId": 6}},
-         "preview": "Message deleted"},
-        {"history": page},
-    ])
+    answer = model.apply(
+        "crossed-changes",
+        [
+            {"snapshot": EMPTY_SNAPSHOT},
+            {
+                "event": {"id": "1-1", "type": "chat:message-updated", "data": update},
+                "preview": "earlier, edited",
+            },
+            {
+                "event": {
+                    "id": "1-2",
+                    "type": "chat:message-deleted",
+                    "data": {"conversationId": 3, "messageId": 6},
+                },
+                "preview": "Message deleted",
+            },
+            {"history": page},
+        ],
+    )
     assert answer["vars"]["chat"]["messages"] == [
         {**BOBS_ROW, "content": "earlier, edited", "edited": True},
         {**BOBS_ROW, "id": 6, "content": "", "deleted": True},

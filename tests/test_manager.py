@@ -60,9 +60,7 @@ def types_of(events: list[Event]) -> list[str]:
     return [event.type for event in events]
 
 
-def event(
-    *channels: str, tenant_id: int | None = 1, type: str = EventType.CHAT_MESSAGE
-) -> Event:
+def event(*channels: str, tenant_id: int | None = 1, type: str = EventType.CHAT_MESSAGE) -> Event:
     return Event(type=type, data={}, channels=channels, tenant_id=tenant_id)
 
 

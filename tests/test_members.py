@@ -18,8 +18,8 @@ import pytest
 from sqlmodel import Session, col, delete, select
 
 from app.domain.errors import Forbidden
-from app.models import Membership, Role
 from app.domain.principal import Principal
+from app.models import Membership, Role
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.runtime import Runtime
 from tests.backend import Backend, Stream, error_lines, open_stream, running_backend, start_backend
@@ -353,9 +353,7 @@ async def test_an_admin_demoted_meanwhile_cannot_remove_anyone(runtime: Runtime)
     _, dave = await _sign_in(runtime, "dave")
     assert dave.is_admin
     with Session(runtime.db.engine) as session:
-        row = session.exec(
-            select(Membership).where(Membership.user_id == dave.user_id)
-        ).one()
+        row = session.exec(select(Membership).where(Membership.user_id == dave.user_id)).one()
         row.role = Role.MEMBER.value
         session.add(row)
         session.commit()

@@ -176,8 +176,17 @@ def test_a_message_link_opens_its_conversation_at_the_message() -> None:
 
 
 @pytest.mark.parametrize(
-    "link", ["/?c=12", "/?m=345", "/?c=12&m=", "/?c=12&m=x", "/?c=12&m=1&m=2", "/?c=12&m=0",
-             "https://evil.example/?c=12&m=345", "/login?c=12&m=345"]
+    "link",
+    [
+        "/?c=12",
+        "/?m=345",
+        "/?c=12&m=",
+        "/?c=12&m=x",
+        "/?c=12&m=1&m=2",
+        "/?c=12&m=0",
+        "https://evil.example/?c=12&m=345",
+        "/login?c=12&m=345",
+    ],
 )
 def test_a_link_without_one_clear_message_of_a_conversation_opens_no_message(link: str) -> None:
     assert message_in_link(link) is None

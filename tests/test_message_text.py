@@ -63,7 +63,10 @@ class Driver:
     def render(self, text: str, mentions: list[str] = MEMBERS, me: str = ME) -> str:
         assert self.react is not None, "render needs the `renderer` fixture"
         command = {
-            "render": text, "mentions": mentions, "me": me, "props": ROOT_PROPS,
+            "render": text,
+            "mentions": mentions,
+            "me": me,
+            "props": ROOT_PROPS,
             "react": str(self.react),
         }
         return self.ask(command)["html"]
@@ -128,8 +131,10 @@ PARSED = [
     ("two\nlines\n\nand a gap", [t("two\nlines\n\nand a gap")]),
     ("", []),
     # Formatting
-    ("**bold**, *italic* and _italic_", [strong(t("bold")), t(", "), em(t("italic")),
-                                         t(" and "), em(t("italic"))]),
+    (
+        "**bold**, *italic* and _italic_",
+        [strong(t("bold")), t(", "), em(t("italic")), t(" and "), em(t("italic"))],
+    ),
     ("**bold _and italic_**", [strong(t("bold "), em(t("and italic")))]),
     ("(*aside*)", [t("("), em(t("aside")), t(")")]),
     ("**a `**` b**", [strong(t("a "), code("**"), t(" b"))]),
@@ -149,34 +154,46 @@ PARSED = [
     ("```\n\n  indented\n```", [block("\n  indented")]),
     ("``````", [t("``````")]),
     # Links
-    ("see https://example.com/a?b=1#c.", [t("see "), link("https://example.com/a?b=1#c"),
-                                         t(".")]),
-    ("http://x.org, https://y.org; ok!?", [link("http://x.org"), t(", "), link("https://y.org"),
-                                          t("; ok!?")]),
-    ("(https://en.wikipedia.org/wiki/Foo_(bar))", [
-        t("("), link("https://en.wikipedia.org/wiki/Foo_(bar)"), t(")")]),
+    ("see https://example.com/a?b=1#c.", [t("see "), link("https://example.com/a?b=1#c"), t(".")]),
+    (
+        "http://x.org, https://y.org; ok!?",
+        [link("http://x.org"), t(", "), link("https://y.org"), t("; ok!?")],
+    ),
+    (
+        "(https://en.wikipedia.org/wiki/Foo_(bar))",
+        [t("("), link("https://en.wikipedia.org/wiki/Foo_(bar)"), t(")")],
+    ),
     ("[https://x.org/a]", [t("["), link("https://x.org/a"), t("]")]),
     ("HTTPS://Example.COM/Path", [link("HTTPS://Example.COM/Path", "https://Example.COM/Path")]),
-    ("mail mailto:bob@example.com?subject=hi!", [t("mail "),
-                                                link("mailto:bob@example.com?subject=hi"),
-                                                t("!")]),
-    ("**https://x.org** _https://x.org/a_b_", [strong(link("https://x.org")), t(" "),
-                                              em(link("https://x.org/a_b"))]),
+    (
+        "mail mailto:bob@example.com?subject=hi!",
+        [t("mail "), link("mailto:bob@example.com?subject=hi"), t("!")],
+    ),
+    (
+        "**https://x.org** _https://x.org/a_b_",
+        [strong(link("https://x.org")), t(" "), em(link("https://x.org/a_b"))],
+    ),
     ("https://x.org/<script>", [link("https://x.org/"), t("<script>")]),
     # Not links
-    ("javascript:alert(1) data:text/html,x vbscript:x", [
-        t("javascript:alert(1) data:text/html,x vbscript:x")]),
-    ("xhttps://x.org https:// mailto:nobody http:///x", [
-        t("xhttps://x.org https:// mailto:nobody http:///x")]),
+    (
+        "javascript:alert(1) data:text/html,x vbscript:x",
+        [t("javascript:alert(1) data:text/html,x vbscript:x")],
+    ),
+    (
+        "xhttps://x.org https:// mailto:nobody http:///x",
+        [t("xhttps://x.org https:// mailto:nobody http:///x")],
+    ),
     # Mentions: members only, any case, never inside an email or a longer name
-    ("@Bob hi @alice, @dave", [mention("bob", "@Bob"), t(" hi "), mention("alice"),
-                               t(", @dave")]),
-    ("bob@example.com @bobby @bob.smith @bob.", [t("bob@example.com @bobby @bob.smith "),
-                                                 mention("bob"), t(".")]),
-    ("**@zoë** (@ZOË)", [strong(mention("Zoë", "@zoë")), t(" ("), mention("Zoë", "@ZOË"),
-                         t(")")]),
-    ("https://x.org/@bob mailto:bob@x.org", [link("https://x.org/@bob"),
-                                             t(" "), link("mailto:bob@x.org")]),
+    ("@Bob hi @alice, @dave", [mention("bob", "@Bob"), t(" hi "), mention("alice"), t(", @dave")]),
+    (
+        "bob@example.com @bobby @bob.smith @bob.",
+        [t("bob@example.com @bobby @bob.smith "), mention("bob"), t(".")],
+    ),
+    ("**@zoë** (@ZOË)", [strong(mention("Zoë", "@zoë")), t(" ("), mention("Zoë", "@ZOË"), t(")")]),
+    (
+        "https://x.org/@bob mailto:bob@x.org",
+        [link("https://x.org/@bob"), t(" "), link("mailto:bob@x.org")],
+    ),
 ]
 
 
@@ -190,16 +207,19 @@ def test_mentions_need_the_members(driver: Driver) -> None:
 
 
 RENDERED = [
-    ("hi <b>there</b> & \"you\"",
-     "hi &lt;b&gt;there&lt;/b&gt; &amp; &quot;you&quot;"),
+    ('hi <b>there</b> & "you"', "hi &lt;b&gt;there&lt;/b&gt; &amp; &quot;you&quot;"),
     ("**b** *i* `c`", "<strong>b</strong> <em>i</em> <code>c</code>"),
     ("```js\nx < 1\n```", '<pre dir="auto" data-lang="js"><code>x &lt; 1</code></pre>'),
-    ("go to https://x.org/?a=1&b=2.",
-     'go to <a href="https://x.org/?a=1&amp;b=2" target="_blank" rel="noopener noreferrer">'
-     "https://x.org/?a=1&amp;b=2</a>."),
-    ("@Bob and @alice",
-     '<span data-mention="bob" data-mention-me="">@Bob</span> and '
-     '<span data-mention="alice">@alice</span>'),
+    (
+        "go to https://x.org/?a=1&b=2.",
+        'go to <a href="https://x.org/?a=1&amp;b=2" target="_blank" rel="noopener noreferrer">'
+        "https://x.org/?a=1&amp;b=2</a>.",
+    ),
+    (
+        "@Bob and @alice",
+        '<span data-mention="bob" data-mention-me="">@Bob</span> and '
+        '<span data-mention="alice">@alice</span>',
+    ),
     ("javascript:alert(1)", "javascript:alert(1)"),
     ("a\nb", "a\nb"),
 ]
@@ -245,7 +265,10 @@ class Rendered(HTMLParser):
         if not self.open:
             self.roots += 1
             assert tag == "div" and values == {
-                "dir": "auto", "data-testid": "message-text", "class": "bubble-text"}
+                "dir": "auto",
+                "data-testid": "message-text",
+                "class": "bubble-text",
+            }
         else:
             assert tag != "div"
             assert "a" not in self.open, "nothing is nested in a link"
@@ -302,19 +325,70 @@ def checked(html: str) -> str:
 
 # Random text: whatever markup, markers, schemes and names mean something to anyone.
 PIECES = [
-    "**", "*", "_", "`", "```", "```py\n", "\n", " ", "  ", "\t", "\r\n",
-    "http://", "https://", "mailto:", "javascript:", "JaVaScRiPt:alert(1)", "data:text/html,",
-    "x.org", "example.com/a_(b)", "?q=1&r=2", "#frag",
-    "<script>", "</script>", "<img src=x onerror=alert(1)>", "<a href=\"javascript:x\">",
-    "&lt;", "&amp;", "&#x3c;", "&", "<!--", "-->", "<![CDATA[", "]]>", "<?", "<!DOCTYPE html>",
-    "@", "@bob", "@Alice", "@zoë", "@dave", "bob@x.org", "snake_case",
-    "\u202e", "\u2067", "مرحبا", "שלום", "😀", "\u0301", "\x00",
+    "**",
+    "*",
+    "_",
+    "`",
+    "```",
+    "```py\n",
+    "\n",
+    " ",
+    "  ",
+    "\t",
+    "\r\n",
+    "http://",
+    "https://",
+    "mailto:",
+    "javascript:",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,",
+    "x.org",
+    "example.com/a_(b)",
+    "?q=1&r=2",
+    "#frag",
+    "<script>",
+    "</script>",
+    "<img src=x onerror=alert(1)>",
+    '<a href="javascript:x">',
+    "&lt;",
+    "&amp;",
+    "&#x3c;",
+    "&",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "]]>",
+    "<?",
+    "<!DOCTYPE html>",
+    "@",
+    "@bob",
+    "@Alice",
+    "@zoë",
+    "@dave",
+    "bob@x.org",
+    "snake_case",
+    "\u202e",
+    "\u2067",
+    "مرحبا",
+    "שלום",
+    "😀",
+    "\u0301",
+    "\x00",
 ]
 # Pieces that do format, so that links, code and emphasis come out often enough.
 FORMATTED = [
-    "**bold**", "*em*", "_em_", "`code`", "`<b>`", "```\ncode <i>\n```", "```js\n**x**```",
-    " https://x.org/a_(b)?c=1&d=<2> ", " http://x.org. ", " mailto:bob@x.org ",
-    " HTTPS://X.ORG/\"onmouseover=alert(1) ", " https://x.org/javascript:alert(1) ",
+    "**bold**",
+    "*em*",
+    "_em_",
+    "`code`",
+    "`<b>`",
+    "```\ncode <i>\n```",
+    "```js\n**x**```",
+    " https://x.org/a_(b)?c=1&d=<2> ",
+    " http://x.org. ",
+    " mailto:bob@x.org ",
+    ' HTTPS://X.ORG/"onmouseover=alert(1) ',
+    " https://x.org/javascript:alert(1) ",
 ]
 ALPHABET = "<>&\"'*_`@:/()[]!?.,;=-# \nabcxyzBOB019é"
 fragment = (
@@ -348,7 +422,14 @@ def test_wrapper_keeps_the_bubble_text_props() -> None:
 
     rendered = str(message_text(rx.Var.create("hi"), ["bob"], "bob"))
     assert rendered.startswith("jsx(MessageText,")
-    for expected in ('dir:"auto"', '"data-testid":"message-text"', '["unicodeBidi"] : "plaintext"',
-                     '["whiteSpace"] : "pre-wrap"', '["wordBreak"] : "break-word"',
-                     '["overflowX"] : "auto"', 'text:"hi"', 'me:"bob"'):
+    for expected in (
+        'dir:"auto"',
+        '"data-testid":"message-text"',
+        '["unicodeBidi"] : "plaintext"',
+        '["whiteSpace"] : "pre-wrap"',
+        '["wordBreak"] : "break-word"',
+        '["overflowX"] : "auto"',
+        'text:"hi"',
+        'me:"bob"',
+    ):
         assert expected in rendered, expected

@@ -22,7 +22,9 @@ TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
-def workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def workers(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     redis_server.flush()
     workdir: Path = tmp_path_factory.mktemp("workers")
     backend = start_backend(
@@ -58,9 +60,10 @@ def test_several_workers_serve_one_tab_with_every_event(browser: Browser, worker
     assert workers.process is not None
     # reflex, its server supervisor, and (cores * 2 + 1) workers once Reflex sees Redis.
     assert _processes_in_group(workers.process.pid) >= 4
-    with signed_in(browser, workers, "bob") as (_, bob), signed_in(
-        browser, workers, "alice"
-    ) as (_, alice):
+    with (
+        signed_in(browser, workers, "bob") as (_, bob),
+        signed_in(browser, workers, "alice") as (_, alice),
+    ):
         for n in range(6):  # new connections: spread over the workers
             with httpx.Client(base_url=workers.url, timeout=10) as api:
                 token = workers.token("alice")

@@ -36,7 +36,9 @@ async def processes(fresh_redis: RedisServer) -> AsyncIterator[Callable[..., obj
 
     async def make(log_max_events: int = 100_000, max_age: float = 300.0) -> ConnectionManager:
         broker = RedisBroker(
-            fresh_redis.url, log_max_events=log_max_events, replay_max_age_seconds=max_age,
+            fresh_redis.url,
+            log_max_events=log_max_events,
+            replay_max_age_seconds=max_age,
             reconnect_seconds=0.05,
         )
         manager = ConnectionManager(
@@ -145,9 +147,21 @@ async def test_replay_keeps_only_the_consumers_channels_and_tenant(
     start = await a.publish(_event(0, user=1))
     await a.publish(_event(1, user=2))  # someone else's
     await a.publish(
-        Event(type=EventType.PRESENCE_UPDATE, data={"n": 2}, channels=(tenant_channel(TENANT),), tenant_id=TENANT)
+        Event(
+            type=EventType.PRESENCE_UPDATE,
+            data={"n": 2},
+            channels=(tenant_channel(TENANT),),
+            tenant_id=TENANT,
+        )
     )
-    await a.publish(Event(type=EventType.NOTIFICATION_NEW, data={"n": 3}, channels=(user_channel(1),), tenant_id=TENANT + 1))
+    await a.publish(
+        Event(
+            type=EventType.NOTIFICATION_NEW,
+            data={"n": 3},
+            channels=(user_channel(1),),
+            tenant_id=TENANT + 1,
+        )
+    )
     _, backlog = await _connect(a, last=str(start.id))
     assert [e.data["n"] for e in backlog] == [2]
 

@@ -243,9 +243,7 @@ async def test_resuming_between_events_of_different_channels_replays_only_later_
     third = await manager.publish(make_event(3, channels=(GLOBAL,), tenant_id=None))
     fourth = await manager.publish(make_event(4, channels=(user_channel(USER),)))
 
-    connection = await manager.connect(
-        user_id=USER, tenant_id=TENANT, last_event_id=str(second.id)
-    )
+    connection = await manager.connect(user_id=USER, tenant_id=TENANT, last_event_id=str(second.id))
 
     assert first.id is not None and second.id is not None
     assert ids_of(connection.backlog) == [third.id, fourth.id]

@@ -58,7 +58,9 @@ async def _direct(http: httpx.AsyncClient, token: str, other: str) -> int:
         for p in c["participants"]
         if p["username"] == other and c["kind"] == "direct"
     )
-    response = await http.post("/api/conversations", json={"participantIds": [other_id]}, headers=headers)
+    response = await http.post(
+        "/api/conversations", json={"participantIds": [other_id]}, headers=headers
+    )
     return response.json()["id"]
 
 
@@ -69,9 +71,10 @@ async def test_every_consumer_gets_every_message_once_in_one_order_whichever_pro
     bob = cluster[1].token("bob")
     conversation = await _direct(clients[0], alice, "bob")
     filter_ = {"events": "chat:message"}
-    async with open_stream(clients[0], bob, params=filter_) as on_a, open_stream(
-        clients[1], bob, params=filter_
-    ) as on_b:
+    async with (
+        open_stream(clients[0], bob, params=filter_) as on_a,
+        open_stream(clients[1], bob, params=filter_) as on_b,
+    ):
         sends = [
             clients[n % 2].post(
                 f"/api/conversations/{conversation}/messages",
@@ -165,8 +168,10 @@ async def test_the_stream_limit_counts_streams_on_every_process(
 ) -> None:
     erin = cluster[0].token("erin")
     auth = {"Authorization": f"Bearer {erin}"}
-    async with open_stream(clients[0], erin), open_stream(clients[0], erin), open_stream(
-        clients[1], erin
+    async with (
+        open_stream(clients[0], erin),
+        open_stream(clients[0], erin),
+        open_stream(clients[1], erin),
     ):
         for http in clients:
             refused = await http.get("/api/sse", headers=auth)
@@ -233,13 +238,14 @@ async def test_a_user_with_clients_on_two_processes_is_one_online_user(
     cluster: list[Backend], clients: list[httpx.AsyncClient]
 ) -> None:
     alice, bob = cluster[0].token("alice"), cluster[0].token("bob")
-    bob_id = (await clients[0].get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()["id"]
+    bob_id = (await clients[0].get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()[
+        "id"
+    ]
     await _wait_offline(clients[0], alice, "bob")
     watch = {"events": "presence:update"}
     async with open_stream(clients[1], alice, params=watch) as alice_sees:
-        async with open_stream(clients[0], bob):
-            async with open_stream(clients[1], bob):
-                assert await _presence_of(alice_sees, bob_id, "online") == ["online"]
+        async with open_stream(clients[0], bob), open_stream(clients[1], bob):
+            assert await _presence_of(alice_sees, bob_id, "online") == ["online"]
             # One of his two clients left (on process B): he is still online.
         # Both gone: offline after the grace period, announced once.
         assert await _presence_of(alice_sees, bob_id, "offline") == ["offline"]
@@ -249,7 +255,9 @@ async def test_a_killed_process_keeps_no_one_online_and_the_others_keep_serving(
     cluster: list[Backend], clients: list[httpx.AsyncClient]
 ) -> None:
     alice, bob = cluster[1].token("alice"), cluster[0].token("bob")
-    bob_id = (await clients[1].get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()["id"]
+    bob_id = (await clients[1].get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()[
+        "id"
+    ]
     await _wait_offline(clients[1], alice, "bob")
     watch = {"events": "presence:update"}
     async with open_stream(clients[1], alice, params=watch) as alice_sees:

@@ -27,16 +27,28 @@ def _old_database(path: Path) -> str:
     with engine.begin() as connection:
         for table in old.sorted_tables:
             connection.execute(CreateTable(table))
-        connection.execute(text(
-            "INSERT INTO tenant (id, name, slug, created_at) VALUES (1, 'Acme', 'acme', '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO user (id, username, display_name, password_hash, is_active, created_at)"
-            " VALUES (1, 'alice', 'Alice', 'x', 1, '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO conversation (id, tenant_id, kind, created_at) VALUES (1, 1, 'group', '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO message (id, conversation_id, tenant_id, sender_id, content, created_at)"
-            " VALUES (7, 1, 1, 1, 'kept across the upgrade', '2026-01-02')"))
+        connection.execute(
+            text(
+                "INSERT INTO tenant (id, name, slug, created_at) VALUES (1, 'Acme', 'acme', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO user (id, username, display_name, password_hash, is_active, created_at)"
+                " VALUES (1, 'alice', 'Alice', 'x', 1, '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO conversation (id, tenant_id, kind, created_at) VALUES (1, 1, 'group', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO message (id, conversation_id, tenant_id, sender_id, content, created_at)"
+                " VALUES (7, 1, 1, 1, 'kept across the upgrade', '2026-01-02')"
+            )
+        )
     engine.dispose()
     return url
 

@@ -194,9 +194,33 @@ async def test_no_tenant_finds_the_others_messages_even_with_the_exact_words(
 # -- hostile input ---------------------------------------------------------------------------
 
 HOSTILE = [
-    '"', '""', '"unclosed', "AND", "OR", "NOT", "NEAR(", "NEAR(a b, 2)", "*", "**", "-x",
-    "col:", "content:x", f"{MESSAGE_INDEX}:x", "^x", "(", ")", "{a b}", "a + b", "'", "\\",
-    "\x00", "a\x00b", "%", "_", "\ue000", "\ue001x\ue000",
+    '"',
+    '""',
+    '"unclosed',
+    "AND",
+    "OR",
+    "NOT",
+    "NEAR(",
+    "NEAR(a b, 2)",
+    "*",
+    "**",
+    "-x",
+    "col:",
+    "content:x",
+    f"{MESSAGE_INDEX}:x",
+    "^x",
+    "(",
+    ")",
+    "{a b}",
+    "a + b",
+    "'",
+    "\\",
+    "\x00",
+    "a\x00b",
+    "%",
+    "_",
+    "\ue000",
+    "\ue001x\ue000",
 ]
 VOCABULARY = ["kiwi", "café", "Zürich", "and", "near", "plan", "\ue000", "é"]
 CONTENTS = [
@@ -325,8 +349,10 @@ async def test_an_update_statement_moves_a_message_to_its_new_words(
 ) -> None:
     message = await send(runtime, people.alice, people.team, "meet at the old harbour")
     await execute(
-        runtime, "UPDATE message SET content = :content WHERE id = :id",
-        content="meet at the new station", id=message,
+        runtime,
+        "UPDATE message SET content = :content WHERE id = :id",
+        content="meet at the new station",
+        id=message,
     )
     assert await found(runtime, people.bob, "harbour") == []
     assert await found(runtime, people.bob, "station") == [message]
@@ -356,7 +382,8 @@ async def test_a_blanked_marked_deleted_or_removed_message_is_not_found(
     kept = await send(runtime, people.alice, people.team, "rhubarb tart recipe")
     await execute(runtime, "UPDATE message SET content = '' WHERE id = :id", id=blanked)
     await execute(
-        runtime, "UPDATE message SET deleted_at = CURRENT_TIMESTAMP WHERE id = :id",
+        runtime,
+        "UPDATE message SET deleted_at = CURRENT_TIMESTAMP WHERE id = :id",
         id=marked_deleted,
     )
     await execute(runtime, "DELETE FROM message WHERE id = :id", id=removed)
@@ -495,8 +522,11 @@ async def test_search_over_http_refuses_bad_parameters_with_a_422(
 
 async def test_searches_are_rate_limited_per_user_with_a_retry_after(tmp_path: Path) -> None:
     settings = replace(
-        Settings(), database_url=f"sqlite:///{tmp_path / 'chat.db'}", sse_heartbeat_seconds=0,
-        rate_limit_searches_per_minute=6, rate_limit_searches_burst=2,
+        Settings(),
+        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
+        sse_heartbeat_seconds=0,
+        rate_limit_searches_per_minute=6,
+        rate_limit_searches_burst=2,
     )
     runtime = Runtime(settings)
     await runtime.start()

@@ -51,8 +51,12 @@ def running_serve(workdir: Path, extra_env: dict[str, str] | None = None) -> Ite
     log = workdir / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [str(ROOT / "scripts" / "serve")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -91,7 +95,9 @@ def _token(url: str, username: str) -> str:
 async def test_the_production_start_streams_events_and_replays(served: str) -> None:
     alice, bob = _token(served, "alice"), _token(served, "bob")
     async with httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http:
-        bob_id = (await http.get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()["id"]
+        bob_id = (await http.get("/api/me", headers={"Authorization": f"Bearer {bob}"})).json()[
+            "id"
+        ]
 
         async def notify(title: str) -> None:
             response = await http.post(
@@ -124,7 +130,12 @@ async def test_the_direct_stream_refuses_as_the_route_does(served: str) -> None:
             ({"Authorization": "Bearer nope"}, {}, 401, "not_authenticated"),
             ({"Authorization": f"Bearer {bob}"}, {"events": "no:such"}, 400, "unknown_event_type"),
             ({"Authorization": f"Bearer {bob}"}, {"tenant": "2"}, 403, "forbidden_tenant"),
-            ({"Authorization": f"Bearer {bob}"}, {"lastEventId": "1" * 201}, 422, "invalid_request"),
+            (
+                {"Authorization": f"Bearer {bob}"},
+                {"lastEventId": "1" * 201},
+                422,
+                "invalid_request",
+            ),
             (
                 {"Cookie": f"chat_session={bob}", "Origin": "http://evil.example"},
                 {},
@@ -146,13 +157,20 @@ async def test_the_direct_stream_shares_the_origin_policy(served: str) -> None:
         async with open_stream(http, None, headers={**auth, "Origin": PARTNER}) as stream:
             assert stream.response.headers["access-control-allow-origin"] == PARTNER
             assert stream.response.headers["access-control-allow-credentials"] == "true"
-        async with open_stream(http, None, headers={**auth, "Origin": "http://evil.example"}) as stream:
+        async with open_stream(
+            http, None, headers={**auth, "Origin": "http://evil.example"}
+        ) as stream:
             assert stream.response.status_code == 200  # a program may send any Origin ...
-            assert "access-control-allow-origin" not in stream.response.headers  # ... a page may not read
+            assert (
+                "access-control-allow-origin" not in stream.response.headers
+            )  # ... a page may not read
         preflight = await http.options(
             "/api/sse",
-            headers={"Origin": PARTNER, "Access-Control-Request-Method": "GET",
-                     "Access-Control-Request-Headers": "authorization"},
+            headers={
+                "Origin": PARTNER,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
         )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == PARTNER

@@ -132,9 +132,7 @@ def test_the_uvicorn_internals_this_protocol_uses() -> None:
 
     from app.serve_protocol import UVICORN_VERSION, BoundedHeadersProtocol
 
-    pinned = re.search(
-        r"^uvicorn==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE
-    )
+    pinned = re.search(r"^uvicorn==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
     assert pinned, "uvicorn is no longer pinned in requirements.txt"
     assert uvicorn.__version__ == pinned.group(1) == UVICORN_VERSION, (
         "uvicorn moved: check app/serve_protocol.py against its HttpToolsProtocol, "
@@ -393,7 +391,8 @@ def _seconds_until_closed(sock: socket.socket, trickle: bytes | None, bound: flo
         pytest.param(b"", None, id="silent"),
         # A keep-alive connection whose next request never finishes its headers.
         pytest.param(
-            _get("/ping", close=False) + b"GET /ping HTTP/1.1\r\n", b"X-A: b\r\n",
+            _get("/ping", close=False) + b"GET /ping HTTP/1.1\r\n",
+            b"X-A: b\r\n",
             id="second-request",
         ),
     ],
@@ -466,6 +465,7 @@ def _ws_frame(text: str) -> bytes:
 
 def _ws_read_text(sock: socket.socket, buffer: bytearray) -> str:
     """The next text frame from the server (unmasked, short or 16-bit length)."""
+
     def need(n: int) -> None:
         while len(buffer) < n:
             chunk = sock.recv(65536)

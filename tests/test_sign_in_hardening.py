@@ -26,13 +26,12 @@ import redis.asyncio as aioredis
 from passlib.context import CryptContext
 from sqlmodel import Session, col, select
 
-import app.security.passwords as passwords
 from app.domain.accounts import Accounts
-from app.domain.errors import SignInBusy
-from app.domain.errors import NotAuthenticated, RateLimited
+from app.domain.errors import NotAuthenticated, RateLimited, SignInBusy
 from app.models import AuthToken, User
 from app.realtime.client import ClientKind, CloseReason
 from app.runtime import Runtime
+from app.security import passwords
 from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, SignInThrottle
 from app.security.passwords import HashPoolFull, PasswordHashPool, hash_password
 from tests.backend import Backend, running_backend
@@ -383,7 +382,9 @@ async def test_a_sign_in_past_the_cap_revokes_the_oldest_token_and_its_stream(
 def _token_rows(runtime: Runtime, username: str) -> int:
     with Session(runtime.db.engine) as session:
         user = session.exec(select(User).where(User.username == username)).one()
-        return len(session.exec(select(AuthToken.id).where(col(AuthToken.user_id) == user.id)).all())
+        return len(
+            session.exec(select(AuthToken.id).where(col(AuthToken.user_id) == user.id)).all()
+        )
 
 
 async def test_a_token_past_the_cap_gets_401_at_once_over_http(tmp_path: Path) -> None:

@@ -24,7 +24,15 @@ def test_a_short_soak_passes_with_no_loss_no_duplicate_and_writes_its_report(
 ) -> None:
     out = tmp_path / "report"
     command = [
-        sys.executable, "-m", "bench.soak", "--seconds", "20", "--streams", "40", "--out", str(out)
+        sys.executable,
+        "-m",
+        "bench.soak",
+        "--seconds",
+        "20",
+        "--streams",
+        "40",
+        "--out",
+        str(out),
     ]
     soak = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -153,7 +161,7 @@ def test_a_run_too_short_to_judge_fails_rather_than_passes() -> None:
 
 def test_the_parser_keeps_a_split_event_until_it_is_complete() -> None:
     parser = SseParser()
-    first = parser.feed(b": connected\nretry: 3000\n\nid: 17-1\nevent: chat:message\ndata: {\"a\"")
+    first = parser.feed(b': connected\nretry: 3000\n\nid: 17-1\nevent: chat:message\ndata: {"a"')
     second = parser.feed(b": 1}\n\nevent: ping\ndata: {}\n\n")
     assert first == []
     assert [(e.id, e.type, e.data) for e in second] == [

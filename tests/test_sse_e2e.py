@@ -101,7 +101,9 @@ async def test_garbage_last_event_id_gets_resync_then_live_events(
 ) -> None:
     alice, bob = backend.token("alice"), backend.token("bob")
     bob_id = (await _me(http, bob))["id"]
-    async with open_stream(http, bob, headers={"Last-Event-ID": "not-an-id\u00e9".encode("latin-1")}) as stream:
+    async with open_stream(
+        http, bob, headers={"Last-Event-ID": "not-an-id\u00e9".encode("latin-1")}
+    ) as stream:
         resync = await stream.next()
         await _notify(http, alice, bob_id, "after resync")
         live = await stream.next()
@@ -153,7 +155,9 @@ async def test_access_token_query_parameter_authenticates_the_stream(
         assert stream.response.status_code == 200
 
 
-async def test_bad_or_missing_token_gets_401_json(backend: Backend, http: httpx.AsyncClient) -> None:
+async def test_bad_or_missing_token_gets_401_json(
+    backend: Backend, http: httpx.AsyncClient
+) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
         response = await http.get("/api/sse", headers=headers)
         assert response.status_code == 401

@@ -79,7 +79,9 @@ def people(backend_process: Backend) -> People:
                 session.flush()
                 assert user.id is not None
                 membership = Membership(
-                    user_id=user.id, tenant_id=tenant.id, role=role.value  # type: ignore[arg-type]
+                    user_id=user.id,
+                    tenant_id=tenant.id,
+                    role=role.value,  # type: ignore[arg-type]
                 )
                 session.add(membership)
                 ids.append(user.id)

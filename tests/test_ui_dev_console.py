@@ -41,9 +41,21 @@ def dev_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     log = (workdir / "dev.log").open("ab")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "reflex"), "run", "--env", "dev",
-         "--frontend-port", str(frontend), "--backend-port", str(backend)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "reflex"),
+            "run",
+            "--env",
+            "dev",
+            "--frontend-port",
+            str(frontend),
+            "--backend-port",
+            str(backend),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{frontend}"
     try:
@@ -51,8 +63,10 @@ def dev_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while True:
             assert process.poll() is None, (workdir / "dev.log").read_text()
             try:
-                if httpx.get(f"http://127.0.0.1:{backend}/ping", timeout=1).status_code == 200 \
-                        and httpx.get(f"{url}/login/", timeout=5).status_code == 200:
+                if (
+                    httpx.get(f"http://127.0.0.1:{backend}/ping", timeout=1).status_code == 200
+                    and httpx.get(f"{url}/login/", timeout=5).status_code == 200
+                ):
                     break
             except httpx.TransportError:
                 pass
@@ -95,8 +109,9 @@ def test_a_first_day_of_use_leaves_the_console_clean(browser: Browser, dev_url: 
         )
         page.get_by_test_id("new-conversation").click()
         page.get_by_test_id("pick-person").first.locator("button[role=checkbox]").click()
-        expect(page.get_by_test_id("pick-person").first.locator("button[role=checkbox]")
-               ).to_have_attribute("data-state", "checked")
+        expect(
+            page.get_by_test_id("pick-person").first.locator("button[role=checkbox]")
+        ).to_have_attribute("data-state", "checked")
         page.keyboard.press("Escape")
         page.get_by_test_id("conversation-settings").click()
         expect(page.get_by_test_id("settings-dialog")).to_be_visible(timeout=TIMEOUT_MS)

@@ -63,9 +63,10 @@ def _send(page: Page, text: str) -> None:
 def test_alice_sends_and_bob_sees_it_live_with_badges_in_every_tab(
     browser: Browser, backend: Backend
 ) -> None:
-    with signed_in(browser, backend, "bob") as (bob_context, bob_tab), signed_in(
-        browser, backend, "alice"
-    ) as (_, alice_tab):
+    with (
+        signed_in(browser, backend, "bob") as (bob_context, bob_tab),
+        signed_in(browser, backend, "alice") as (_, alice_tab),
+    ):
         bob_second_tab = open_chat_tab(bob_context, backend)
         before = _badge_count(bob_tab, "Alice")
 
@@ -99,14 +100,17 @@ def test_alice_sends_and_bob_sees_it_live_with_badges_in_every_tab(
 def test_bob_typing_shows_on_alices_screen_and_goes_away_by_itself(
     browser: Browser, backend: Backend
 ) -> None:
-    with signed_in(browser, backend, "alice") as (_, alice_tab), signed_in(
-        browser, backend, "bob"
-    ) as (_, bob_tab):
+    with (
+        signed_in(browser, backend, "alice") as (_, alice_tab),
+        signed_in(browser, backend, "bob") as (_, bob_tab),
+    ):
         _open(alice_tab, "Bob")
         _open(bob_tab, "Alice")
         bob_tab.click("#composer")
         bob_tab.keyboard.type("I am wri")
-        expect(alice_tab.get_by_test_id("typing")).to_have_text("Bob is typing…", timeout=TIMEOUT_MS)
+        expect(alice_tab.get_by_test_id("typing")).to_have_text(
+            "Bob is typing…", timeout=TIMEOUT_MS
+        )
         # No more keys: the server's expiry (1.5 s in tests) ends it without Bob doing anything.
         expect(alice_tab.get_by_test_id("typing")).to_have_text("", timeout=TIMEOUT_MS)
 
@@ -144,13 +148,16 @@ def test_markup_in_messages_is_shown_as_text_and_never_run(
     browser: Browser, backend: Backend
 ) -> None:
     payload = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b>'
-    with signed_in(browser, backend, "alice") as (_, alice_tab), signed_in(
-        browser, backend, "bob"
-    ) as (_, bob_tab):
+    with (
+        signed_in(browser, backend, "alice") as (_, alice_tab),
+        signed_in(browser, backend, "bob") as (_, bob_tab),
+    ):
         _open(bob_tab, "Alice")
         _open(alice_tab, "Bob")
         _send(alice_tab, payload)
-        expect(bob_tab.get_by_test_id("message-text").last).to_have_text(payload, timeout=TIMEOUT_MS)
+        expect(bob_tab.get_by_test_id("message-text").last).to_have_text(
+            payload, timeout=TIMEOUT_MS
+        )
         assert bob_tab.evaluate("window.__pwned") is None
         assert bob_tab.locator("[data-testid=message-text] b").count() == 0
 
@@ -167,7 +174,8 @@ def test_double_click_on_send_sends_one_message_and_empty_is_refused(
         )
         with _api(backend, "carol") as carol:
             team = next(
-                c["id"] for c in carol.get("/api/conversations").json()["items"]
+                c["id"]
+                for c in carol.get("/api/conversations").json()["items"]
                 if c["title"] == "Acme team"
             )
             history = carol.get(f"/api/conversations/{team}/messages?limit=5").json()["items"]
@@ -251,14 +259,17 @@ def test_a_tab_and_a_stream_receive_identical_events(
     """Every kind of event a chat makes for bob, as his tab and his stream get it."""
     with signed_in(browser, backend, "bob") as (_, bob_tab), _api(backend, "alice") as alice:
         bob_id = _user_id(backend, "bob")
-        created = alice.post("/api/conversations", json={
-            "participantIds": [bob_id], "title": f"Identical {uuid.uuid4().hex[:6]}"})
+        created = alice.post(
+            "/api/conversations",
+            json={"participantIds": [bob_id], "title": f"Identical {uuid.uuid4().hex[:6]}"},
+        )
         assert created.status_code == 201, created.text
         group = created.json()["id"]
         posted = alice.post(f"/api/conversations/{group}/messages", json={"content": "same?"})
         message = posted.json()["id"]
-        edit = alice.patch(f"/api/conversations/{group}/messages/{message}",
-                           json={"content": "same for both?"})
+        edit = alice.patch(
+            f"/api/conversations/{group}/messages/{message}", json={"content": "same for both?"}
+        )
         assert edit.status_code == 200, edit.text
         gone = alice.delete(f"/api/conversations/{group}/messages/{message}")
         assert gone.status_code == 204, gone.text
@@ -271,8 +282,14 @@ def test_a_tab_and_a_stream_receive_identical_events(
                 from_stream.append(event)
         from_tab = {e["id"]: e for e in _event_log_with(bob_tab, from_stream[-1]["id"])}
     types = [e["type"] for e in from_stream]
-    for wanted in ["chat:conversation", "chat:message", "chat:unread-count",
-                   "chat:message-updated", "chat:message-deleted", "notification:new"]:
+    for wanted in [
+        "chat:conversation",
+        "chat:message",
+        "chat:unread-count",
+        "chat:message-updated",
+        "chat:message-deleted",
+        "notification:new",
+    ]:
         assert wanted in types, types
     assert types.index("chat:conversation") < types.index("chat:message")
     assert types.index("chat:message-updated") < types.index("chat:message-deleted")
@@ -285,7 +302,8 @@ def test_two_typists_are_named_together(browser: Browser, backend: Backend) -> N
         _open(alice_tab, "Acme team")
         with _api(backend, "bob") as bob, _api(backend, "carol") as carol:
             team = next(
-                c["id"] for c in bob.get("/api/conversations").json()["items"]
+                c["id"]
+                for c in bob.get("/api/conversations").json()["items"]
                 if c["title"] == "Acme team"
             )
             bob.post(f"/api/conversations/{team}/typing", json={"isTyping": True})
@@ -301,9 +319,10 @@ def test_two_typists_are_named_together(browser: Browser, backend: Backend) -> N
 
 def test_starting_a_group_conversation_from_the_dialog(browser: Browser, backend: Backend) -> None:
     title = "Launch planning"
-    with signed_in(browser, backend, "alice") as (_, alice_tab), signed_in(
-        browser, backend, "carol"
-    ) as (_, carol_tab):
+    with (
+        signed_in(browser, backend, "alice") as (_, alice_tab),
+        signed_in(browser, backend, "carol") as (_, carol_tab),
+    ):
         alice_tab.get_by_test_id("new-conversation").click()
         for name in ("Bob", "Carol"):
             alice_tab.get_by_test_id("pick-person").filter(has_text=name).locator(
@@ -314,7 +333,9 @@ def test_starting_a_group_conversation_from_the_dialog(browser: Browser, backend
         expect(alice_tab.get_by_test_id("chat-title")).to_have_text(title, timeout=TIMEOUT_MS)
         _send(alice_tab, "Kick-off tomorrow")
         # Carol never saw this conversation before: it appears with the message.
-        expect(_row(carol_tab, title)).to_contain_text("Alice: Kick-off tomorrow", timeout=TIMEOUT_MS)
+        expect(_row(carol_tab, title)).to_contain_text(
+            "Alice: Kick-off tomorrow", timeout=TIMEOUT_MS
+        )
 
 
 def test_older_history_loads_on_demand(browser: Browser, backend: Backend) -> None:

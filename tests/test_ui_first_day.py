@@ -201,9 +201,10 @@ def test_a_new_group_appears_live_for_everyone_in_it_before_its_first_message(
     browser: Browser, backend: Backend
 ) -> None:
     title = f"Fresh {_tag()}"
-    with signed_in(browser, backend, "bob") as (_, bob_tab), signed_in(
-        browser, backend, "alice"
-    ) as (_, alice_tab):
+    with (
+        signed_in(browser, backend, "bob") as (_, bob_tab),
+        signed_in(browser, backend, "alice") as (_, alice_tab),
+    ):
         expect(_row(bob_tab, title)).to_have_count(0)
         alice_tab.get_by_test_id("new-conversation").click()
         alice_tab.get_by_test_id("pick-person").filter(has_text="Bob").locator(
@@ -269,8 +270,8 @@ def test_older_messages_load_above_without_moving_the_view_and_by_scrolling_up(
         # Once the new rows are laid out, the same message is at the same place.
         tab.wait_for_function(
             f"""() => {{ const f = ({_FIRST_VISIBLE})();
-              return f && f.id === {anchor['id']!r}
-                && Math.abs(f.offset - {anchor['offset']}) <= 2; }}""",
+              return f && f.id === {anchor["id"]!r}
+                && Math.abs(f.offset - {anchor["offset"]}) <= 2; }}""",
             timeout=TIMEOUT_MS,
         )
         # Scrolling to the top loads the rest, and the view again stays put.
@@ -295,7 +296,11 @@ def test_clicking_a_notification_opens_its_link_and_marks_it_read(
         before = int(badge.inner_text()) if badge.count() else 0
         response = alice.post(
             "/api/notifications",
-            json={"userId": _user_id(backend, "bob"), "title": f"See {title}", "link": f"/?c={team}"},
+            json={
+                "userId": _user_id(backend, "bob"),
+                "title": f"See {title}",
+                "link": f"/?c={team}",
+            },
         )
         assert response.status_code == 201, response.text
         expect(badge).to_have_text(str(before + 1), timeout=TIMEOUT_MS)
@@ -346,7 +351,9 @@ def test_the_tab_title_carries_the_unread_total(browser: Browser, backend: Backe
     with signed_in(browser, backend, "bob") as (_, tab), _api(backend, "alice") as alice:
         _post(alice, team, "count me")
         total = tab.get_by_test_id("total-unread")
-        expect(_row(tab, title).get_by_test_id("unread-badge")).to_have_text("1", timeout=TIMEOUT_MS)
+        expect(_row(tab, title).get_by_test_id("unread-badge")).to_have_text(
+            "1", timeout=TIMEOUT_MS
+        )
         expect(tab).to_have_title(f"({total.inner_text()}) Chat", timeout=TIMEOUT_MS)
         _open(tab, title)
         expect(_row(tab, title).get_by_test_id("unread-badge")).to_have_count(0, timeout=TIMEOUT_MS)

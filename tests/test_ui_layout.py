@@ -32,7 +32,8 @@ def test_a_long_url_keeps_every_rows_time_and_badge_inside_the_pane(
         url = "https://example.com/" + "x" * 300
         response = httpx.post(
             f"{backend.url}/api/conversations/{team}/messages",
-            json={"content": f"have a look: {url}"}, headers=bearer(alice),
+            json={"content": f"have a look: {url}"},
+            headers=bearer(alice),
         )
         assert response.status_code == 201
         row = page.locator("[data-testid=conversation][data-name='Acme team']")

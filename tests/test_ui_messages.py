@@ -49,9 +49,10 @@ def test_alice_edits_and_deletes_her_message_and_bob_sees_both_live(
     browser: Browser, backend: Backend
 ) -> None:
     _, title = _group(backend, "alice", ["bob"])
-    with signed_in(browser, backend, "alice") as (_, alice), signed_in(
-        browser, backend, "bob"
-    ) as (_, bob):
+    with (
+        signed_in(browser, backend, "alice") as (_, alice),
+        signed_in(browser, backend, "bob") as (_, bob),
+    ):
         _open(alice, title)
         _open(bob, title)
         _send(alice, "first draft of a thought")
@@ -155,14 +156,16 @@ def test_days_are_separated_the_full_time_shows_on_hover_and_unread_is_marked(
             expect(bob.get_by_test_id("unread-divider")).to_have_count(1)
             # Read now; two more arrive while bob is elsewhere: the divider moves to them.
             other_title = next(
-                c for c in bob.locator("[data-testid=conversation]").all()
+                c
+                for c in bob.locator("[data-testid=conversation]").all()
                 if c.get_attribute("data-name") != title
             ).get_attribute("data-name")
             assert other_title
             _open(bob, other_title)
             for i in range(2):
-                alice.post(f"/api/conversations/{conversation}/messages",
-                           json={"content": f"unread {i}"})
+                alice.post(
+                    f"/api/conversations/{conversation}/messages", json={"content": f"unread {i}"}
+                )
             row = bob.locator(f"[data-testid=conversation][data-name='{title}']")
             expect(row.get_by_test_id("unread-badge")).to_have_text("2", timeout=TIMEOUT_MS)
             _open(bob, title)
@@ -190,9 +193,10 @@ def test_at_offers_the_members_and_a_pick_becomes_a_highlighted_mention(
     browser: Browser, backend: Backend
 ) -> None:
     _, title = _group(backend, "alice", ["bob", "carol"])
-    with signed_in(browser, backend, "alice") as (_, alice), signed_in(
-        browser, backend, "bob"
-    ) as (_, bob):
+    with (
+        signed_in(browser, backend, "alice") as (_, alice),
+        signed_in(browser, backend, "bob") as (_, bob),
+    ):
         _open(alice, title)
         _open(bob, title)
         composer = alice.locator("#composer")
@@ -217,9 +221,7 @@ def test_at_offers_the_members_and_a_pick_becomes_a_highlighted_mention(
         shown = bob.get_by_test_id("message-text").last
         expect(shown).to_have_text("thanks @bob and @carol", timeout=TIMEOUT_MS)
         expect(shown.locator("[data-mention=bob][data-mention-me]")).to_have_text("@bob")
-        expect(shown.locator("[data-mention=carol]")).not_to_have_attribute(
-            "data-mention-me", ""
-        )
+        expect(shown.locator("[data-mention=carol]")).not_to_have_attribute("data-mention-me", "")
 
 
 _IN_VIEW = """(id) => {
@@ -237,16 +239,21 @@ def test_search_finds_an_old_message_and_opens_the_conversation_at_it(
     conversation, title = _group(backend, "alice", ["bob"])
     word = f"zebra{uuid.uuid4().hex[:6]}"
     with _api(backend, "alice") as alice:
-        found = alice.post(f"/api/conversations/{conversation}/messages",
-                           json={"content": f"the {word} report is ready"}).json()["id"]
+        found = alice.post(
+            f"/api/conversations/{conversation}/messages",
+            json={"content": f"the {word} report is ready"},
+        ).json()["id"]
         for i in range(45):  # the message is no longer on the first page
-            alice.post(f"/api/conversations/{conversation}/messages", json={"content": f"later {i}"})
+            alice.post(
+                f"/api/conversations/{conversation}/messages", json={"content": f"later {i}"}
+            )
     with signed_in(browser, backend, "bob") as (_, bob):
         search = bob.get_by_test_id("search-input")
         search.fill("nothing-like-this-anywhere")
         search.press("Enter")
-        expect(bob.get_by_test_id("search-empty")).to_have_text("No messages match.",
-                                                                timeout=TIMEOUT_MS)
+        expect(bob.get_by_test_id("search-empty")).to_have_text(
+            "No messages match.", timeout=TIMEOUT_MS
+        )
         search.fill(word)
         search.press("Enter")
         result = bob.get_by_test_id("search-result")
@@ -318,9 +325,11 @@ def test_a_group_is_renamed_changed_and_left_live_for_everyone_in_it(
 ) -> None:
     _, title = _group(backend, "alice", ["bob"])
     renamed = f"Renamed {uuid.uuid4().hex[:6]}"
-    with signed_in(browser, backend, "alice") as (_, alice), signed_in(
-        browser, backend, "bob"
-    ) as (_, bob), signed_in(browser, backend, "carol") as (_, carol):
+    with (
+        signed_in(browser, backend, "alice") as (_, alice),
+        signed_in(browser, backend, "bob") as (_, bob),
+        signed_in(browser, backend, "carol") as (_, carol),
+    ):
         _open(alice, title)
         _open(bob, title)
         alice.get_by_test_id("conversation-settings").click()
@@ -333,7 +342,9 @@ def test_a_group_is_renamed_changed_and_left_live_for_everyone_in_it(
         expect(bob.locator(f"[data-testid=conversation][data-name='{renamed}']")).to_have_count(1)
 
         # Carol is added: the group appears in her list, and bob's header names her.
-        dialog.locator("[data-testid=add-candidate][data-name='Carol'] button[role=checkbox]").click()
+        dialog.locator(
+            "[data-testid=add-candidate][data-name='Carol'] button[role=checkbox]"
+        ).click()
         dialog.get_by_test_id("add").click()
         expect(dialog.get_by_test_id("participant")).to_have_count(3, timeout=TIMEOUT_MS)
         expect(carol.locator(f"[data-testid=conversation][data-name='{renamed}']")).to_have_count(
@@ -359,19 +370,22 @@ def test_a_group_is_renamed_changed_and_left_live_for_everyone_in_it(
         carol.get_by_test_id("leave").click()
         expect(carol.get_by_test_id("chat-title")).to_have_count(0, timeout=TIMEOUT_MS)
         expect(carol.locator(f"[data-testid=conversation][data-name='{renamed}']")).to_have_count(0)
-        expect(alice.get_by_test_id("chat-members")).not_to_contain_text("Carol",
-                                                                        timeout=TIMEOUT_MS)
+        expect(alice.get_by_test_id("chat-members")).not_to_contain_text(
+            "Carol", timeout=TIMEOUT_MS
+        )
 
 
 def test_the_workspace_switcher_says_where_unread_messages_wait(
     browser: Browser, backend: Backend
 ) -> None:
     with _api(backend, "dave") as dave:  # dave is in Globex only
-        carol_id = next(m["id"] for m in dave.get("/api/members").json()["items"]
-                        if m["username"] == "carol")
+        carol_id = next(
+            m["id"] for m in dave.get("/api/members").json()["items"] if m["username"] == "carol"
+        )
         direct = dave.post("/api/conversations", json={"participantIds": [carol_id]}).json()["id"]
-        posted = dave.post(f"/api/conversations/{direct}/messages",
-                           json={"content": "over here, in Globex"})
+        posted = dave.post(
+            f"/api/conversations/{direct}/messages", json={"content": "over here, in Globex"}
+        )
         assert posted.status_code == 201, posted.text
         with signed_in(browser, backend, "carol") as (_, carol):
             expect(carol.get_by_test_id("tenant-switcher")).to_contain_text("Acme")
@@ -381,10 +395,16 @@ def test_the_workspace_switcher_says_where_unread_messages_wait(
             expect(globex.get_by_test_id("workspace-unread")).to_have_text(re.compile(r"[1-9]\d*"))
             carol.keyboard.press("Escape")
         # Read in Globex (over REST, as carol there): the hint goes on the next look.
-        globex_id = next(m["tenantId"] for m in _me(backend, "carol")["memberships"]
-                         if m["tenantName"] == "Globex")
-        with httpx.Client(base_url=backend.url, timeout=10,
-                          headers=bearer(backend.token("carol", tenant=globex_id))) as there:
+        globex_id = next(
+            m["tenantId"]
+            for m in _me(backend, "carol")["memberships"]
+            if m["tenantName"] == "Globex"
+        )
+        with httpx.Client(
+            base_url=backend.url,
+            timeout=10,
+            headers=bearer(backend.token("carol", tenant=globex_id)),
+        ) as there:
             for c in there.get("/api/conversations").json()["items"]:
                 if c["unreadCount"]:
                     there.post(f"/api/conversations/{c['id']}/read", json={})
@@ -405,13 +425,17 @@ def test_a_mention_rings_the_bell_and_its_notification_opens_the_message(
     with signed_in(browser, backend, "bob") as (_, bob), _api(backend, "alice") as alice:
         badge = bob.get_by_test_id("bell-badge")
         before = int(badge.inner_text()) if badge.count() else 0
-        mention = alice.post(f"/api/conversations/{conversation}/messages",
-                             json={"content": "@bob can you check the numbers?"}).json()["id"]
+        mention = alice.post(
+            f"/api/conversations/{conversation}/messages",
+            json={"content": "@bob can you check the numbers?"},
+        ).json()["id"]
         for i in range(35):  # the mention is no longer on the first page
             alice.post(f"/api/conversations/{conversation}/messages", json={"content": f"then {i}"})
         expect(badge).to_have_text(str(before + 1), timeout=TIMEOUT_MS)
         bob.get_by_test_id("bell").click()
-        notice = bob.get_by_test_id("notification").filter(has_text=f"Alice mentioned you in {title}")
+        notice = bob.get_by_test_id("notification").filter(
+            has_text=f"Alice mentioned you in {title}"
+        )
         expect(notice).to_contain_text("@bob can you check the numbers?")
         notice.click()
         expect(bob.get_by_test_id("chat-title")).to_have_text(title, timeout=TIMEOUT_MS)

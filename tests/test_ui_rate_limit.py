@@ -34,10 +34,14 @@ def test_quick_sends_over_the_limit_all_arrive_in_order_and_the_wait_is_said(
     browser: Browser, limited: Backend
 ) -> None:
     title = f"Quick {uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=limited.url, headers=bearer(limited.token("bob")), timeout=10) as bob:
+    with httpx.Client(
+        base_url=limited.url, headers=bearer(limited.token("bob")), timeout=10
+    ) as bob:
         members = bob.get("/api/members").json()["items"]
         alice_id = next(m["id"] for m in members if m["username"] == "alice")
-        created = bob.post("/api/conversations", json={"participantIds": [alice_id], "title": title})
+        created = bob.post(
+            "/api/conversations", json={"participantIds": [alice_id], "title": title}
+        )
         assert created.status_code == 201, created.text
         team = created.json()["id"]
         with signed_in(browser, limited, "alice") as (_, tab):
@@ -50,8 +54,10 @@ def test_quick_sends_over_the_limit_all_arrive_in_order_and_the_wait_is_said(
                 expect(composer).to_have_value("")
             # Held ones are shown as waiting, and the page says for how long.
             expect(tab.get_by_test_id("composer-error")).to_have_text(
-                re.compile(r"You are sending messages too fast: \d+ messages? waits?, "
-                           r"the next goes out in \d+ s\."),
+                re.compile(
+                    r"You are sending messages too fast: \d+ messages? waits?, "
+                    r"the next goes out in \d+ s\."
+                ),
                 timeout=TIMEOUT_MS,
             )
             expect(tab.get_by_test_id("held-message").first).to_be_visible()

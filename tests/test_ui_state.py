@@ -28,7 +28,10 @@ def test_typing_label_names_one_or_two_typists_and_summarises_more(
     [
         ("hello   there\nbob", "hello there bob"),
         ("word " * 30, ("word " * 16).rstrip() + "…"),
-        ("see https://example.com/" + "a" * 200, ("see https://example.com/" + "a" * 200)[:80] + "…"),
+        (
+            "see https://example.com/" + "a" * 200,
+            ("see https://example.com/" + "a" * 200)[:80] + "…",
+        ),
         ("https://example.com/" + "a" * 200, ("https://example.com/" + "a" * 200)[:80] + "…"),
     ],
 )

@@ -53,9 +53,7 @@ async def test_cors_is_closed_to_other_origins_by_default(http: httpx.AsyncClien
     assert "access-control-allow-origin" not in refused.headers
 
     token = await _token(http, "bob")
-    simple = await http.get(
-        "/api/me", headers={"Origin": EVIL, "Authorization": f"Bearer {token}"}
-    )
+    simple = await http.get("/api/me", headers={"Origin": EVIL, "Authorization": f"Bearer {token}"})
     # The server answers (a program may send any Origin) but a browser page of another
     # site cannot read the answer: no Access-Control-Allow-Origin.
     assert "access-control-allow-origin" not in simple.headers
@@ -171,13 +169,17 @@ async def test_closing_the_browser_session_revokes_its_token_only_from_our_pages
     cookie = {"Cookie": f"chat_session={token}"}
     forged = await http.delete("/api/auth/session", headers={**cookie, "Origin": EVIL})
     assert forged.status_code == 403
-    assert (await http.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    assert (
+        await http.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    ).status_code == 200
 
     signed_out = await http.delete("/api/auth/session", headers={**cookie, "Origin": backend.url})
     assert signed_out.status_code == 204
     assert re.search(r"chat_session=\"?\"?;", signed_out.headers["set-cookie"])
     assert "max-age=0" in signed_out.headers["set-cookie"].lower()
-    assert (await http.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+    assert (
+        await http.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    ).status_code == 401
 
 
 def _state_changing_routes() -> list[tuple[str, str]]:

@@ -40,7 +40,11 @@ class Peer:
         self.writes += 1
 
     def events(self) -> list[str]:
-        return [line[len("data: ") :] for line in self.received.decode().splitlines() if line.startswith("data: ")]
+        return [
+            line[len("data: ") :]
+            for line in self.received.decode().splitlines()
+            if line.startswith("data: ")
+        ]
 
     async def wait_for(self, count: int) -> None:
         async with asyncio.timeout(TIMEOUT):

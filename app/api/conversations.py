@@ -119,9 +119,7 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> dict[str, Any]:
     """Newest first. For older pages pass the smallest id you have as `before`."""
-    page = await runtime.messages.history(
-        principal, conversation_id, before=before, limit=limit
-    )
+    page = await runtime.messages.history(principal, conversation_id, before=before, limit=limit)
     return {"items": [m.to_data() for m in page.items], "hasMore": page.has_more}
 
 

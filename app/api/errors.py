@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import DatabaseUnavailable
-from app.realtime.broker.base import BrokerUnavailable
 from app.domain.errors import (
     Conflict,
     DomainError,
@@ -26,6 +25,7 @@ from app.domain.errors import (
     RateLimited,
     SignInBusy,
 )
+from app.realtime.broker.base import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -128,14 +128,19 @@ def install_error_handlers(api: FastAPI) -> None:
     async def _database_unavailable(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
         logger.warning("database unavailable: %s", exc)
         return error_response(
-            503, "database_unavailable", "The database is busy; retry shortly.", {"Retry-After": "1"}
+            503,
+            "database_unavailable",
+            "The database is busy; retry shortly.",
+            {"Retry-After": "1"},
         )
 
     @api.exception_handler(BrokerUnavailable)
     async def _broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         logger.warning("broker unavailable: %s", exc)
         return error_response(
-            503, "realtime_unavailable", "Live delivery is unavailable; retry shortly.",
+            503,
+            "realtime_unavailable",
+            "Live delivery is unavailable; retry shortly.",
             {"Retry-After": "2"},
         )
 
@@ -144,7 +149,9 @@ def install_error_handlers(api: FastAPI) -> None:
         # Sign-in refuses rather than lose its brute-force protection during an outage.
         logger.warning("Redis unavailable: %s", exc)
         return error_response(
-            503, "unavailable", "A backing service is unavailable; retry shortly.",
+            503,
+            "unavailable",
+            "A backing service is unavailable; retry shortly.",
             {"Retry-After": "2"},
         )
 

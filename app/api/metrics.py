@@ -33,7 +33,9 @@ async def metrics(request: Request, runtime: RuntimeDep) -> Response:
         given = bearer_token(request)
         if given is None or not digests_match(given, secret):
             raise ApiError(
-                401, "not_authenticated", "Send 'Authorization: Bearer <METRICS_TOKEN>'.",
+                401,
+                "not_authenticated",
+                "Send 'Authorization: Bearer <METRICS_TOKEN>'.",
                 {"WWW-Authenticate": "Bearer"},
             )
     elif not _is_loopback(client_address(request)):

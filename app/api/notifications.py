@@ -51,6 +51,8 @@ async def mark_all_read(principal: PrincipalDep, runtime: RuntimeDep) -> dict[st
 
 @router.post("/{notification_id}/read")
 async def mark_read(
-    notification_id: Annotated[int, Path(ge=1, le=MAX_ID)], principal: PrincipalDep, runtime: RuntimeDep
+    notification_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     return (await runtime.notifications.mark_read(principal, notification_id)).to_data()

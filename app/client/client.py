@@ -35,9 +35,9 @@ from .backoff import Backoff
 from .errors import AuthenticationError, RealtimeError, StreamRejected
 from .events import (
     CONTROL_TYPES,
-    EventType,
     ClientEvent,
     ClientStatus,
+    EventType,
     SeenEvents,
 )
 from .handlers import ALL, Handler, HandlerRegistry, Unsubscribe

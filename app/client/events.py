@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+
 class EventType(StrEnum):
     """The server's event types (app/realtime/events.py; the kit keeps its own copy to stay
     standalone, and tests/test_client_python.py checks that the two agree)."""

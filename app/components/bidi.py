@@ -47,8 +47,7 @@ def typists(  # type: ignore[no-untyped-def]
     sorts them."""
     return var_operation_return(
         js_expression=(
-            f"Object.keys(({by_conversation} || {{}})[String({conversation_id})] || {{}})"
-            ".sort()"
+            f"Object.keys(({by_conversation} || {{}})[String({conversation_id})] || {{}}).sort()"
         ),
         var_type=list[str],
     )

@@ -18,8 +18,9 @@ def _held(message: rx.Var[HeldMessage]) -> rx.Component:
         message.conversation_id == ChatState.active_id,
         rx.flex(
             rx.box(
-                user_text(message.content, size="2", white_space="pre-wrap",
-                          word_break="break-word"),
+                user_text(
+                    message.content, size="2", white_space="pre-wrap", word_break="break-word"
+                ),
                 rx.text("Waiting to send…", size="1", color="var(--gray-10)"),
                 padding="8px 12px",
                 border_radius="12px",

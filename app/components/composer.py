@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import reflex as rx
 
-from app.settings import get_settings
 from app.components.bidi import user_text
+from app.settings import get_settings
 from app.state.chat import ChatState
 from app.state.items import MentionOption
 
 # The counter shows from this share of the limit on.
 _COUNTER_FROM = 0.9
+
 
 def _counter(limit: int) -> rx.Component:
     """Near the limit, how many characters are left; past it, how many are too many (the
@@ -21,8 +22,9 @@ def _counter(limit: int) -> rx.Component:
         rx.text(
             rx.cond(
                 over > 0,
-                rx.text(over, " characters too many: a message is at most ", f"{limit}.",
-                        as_="span"),
+                rx.text(
+                    over, " characters too many: a message is at most ", f"{limit}.", as_="span"
+                ),
                 rx.text(ChatState.composer_length, f" / {limit}", as_="span"),
             ),
             size="1",

@@ -10,7 +10,6 @@ from app.components.search_box import search_box
 from app.state.chat import ChatState
 from app.state.items import ConversationItem
 
-
 # One line, cut with an ellipsis: a long word (a URL) must not push the time and the unread
 # badge out of the pane.
 _ONE_LINE = {
@@ -23,11 +22,12 @@ _ONE_LINE = {
 
 
 def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
-    """"Sender: message", each of the two isolated; "No messages yet" for a new one."""
+    """ "Sender: message", each of the two isolated; "No messages yet" for a new one."""
     return rx.cond(
         item.preview_sender != "",
         rx.fragment(
-            user_text(item.preview_sender, as_="span"), ": ",
+            user_text(item.preview_sender, as_="span"),
+            ": ",
             user_text(item.preview_text, as_="span", custom_attrs={"data-testid": "preview-text"}),
         ),
         rx.text("No messages yet", as_="span", style={"font-style": "italic"}),
@@ -46,8 +46,11 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
                     rx.cond(
                         item.preview_sender != "",
                         rx.moment(
-                            item.last_message_at, format="HH:mm", font_size="12px",
-                            color="var(--gray-10)", flex_shrink="0",
+                            item.last_message_at,
+                            format="HH:mm",
+                            font_size="12px",
+                            color="var(--gray-10)",
+                            flex_shrink="0",
                             custom_attrs={"data-testid": "conversation-time"},
                         ),
                     ),

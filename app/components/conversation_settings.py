@@ -16,9 +16,15 @@ def _participant(person: rx.Var[ParticipantOption]) -> rx.Component:
         rx.spacer(),
         rx.cond(
             Settings.is_group & ~person.me,
-            rx.button("Remove", size="1", variant="soft", color_scheme="red", type="button",
-                      on_click=Settings.remove_person(person.user_id),
-                      custom_attrs={"data-testid": "remove-person"}),
+            rx.button(
+                "Remove",
+                size="1",
+                variant="soft",
+                color_scheme="red",
+                type="button",
+                on_click=Settings.remove_person(person.user_id),
+                custom_attrs={"data-testid": "remove-person"},
+            ),
         ),
         width="100%",
         align="center",
@@ -42,9 +48,15 @@ def _rename() -> rx.Component:
     return rx.form(
         rx.hstack(
             # Keyed by the title: a rename elsewhere shows here when the dialog reloads.
-            rx.input(name="title", default_value=Settings.title, key=Settings.title,
-                     placeholder="Group title", max_length=200, flex="1",
-                     custom_attrs={"data-testid": "rename-input"}),
+            rx.input(
+                name="title",
+                default_value=Settings.title,
+                key=Settings.title,
+                placeholder="Group title",
+                max_length=200,
+                flex="1",
+                custom_attrs={"data-testid": "rename-input"},
+            ),
             rx.button("Rename", type="submit", custom_attrs={"data-testid": "rename"}),
             width="100%",
         ),
@@ -87,22 +99,35 @@ def settings_dialog() -> rx.Component:
             rx.vstack(
                 rx.cond(Settings.is_group, _rename()),
                 rx.text("People", size="2", weight="bold"),
-                rx.vstack(rx.foreach(Settings.participants, _participant), spacing="1",
-                          width="100%"),
+                rx.vstack(
+                    rx.foreach(Settings.participants, _participant), spacing="1", width="100%"
+                ),
                 rx.cond(Settings.is_group, _add()),
                 rx.cond(
                     Settings.error != "",
-                    rx.callout(Settings.error, color_scheme="red", size="1",
-                               custom_attrs={"data-testid": "settings-error"}),
+                    rx.callout(
+                        Settings.error,
+                        color_scheme="red",
+                        size="1",
+                        custom_attrs={"data-testid": "settings-error"},
+                    ),
                 ),
                 rx.hstack(
                     rx.cond(
                         Settings.is_group,
-                        rx.button("Leave conversation", color_scheme="red", variant="soft",
-                                  type="button", on_click=Settings.leave,
-                                  custom_attrs={"data-testid": "leave"}),
-                        rx.text("A direct conversation stays between the two of you.",
-                                size="1", color_scheme="gray"),
+                        rx.button(
+                            "Leave conversation",
+                            color_scheme="red",
+                            variant="soft",
+                            type="button",
+                            on_click=Settings.leave,
+                            custom_attrs={"data-testid": "leave"},
+                        ),
+                        rx.text(
+                            "A direct conversation stays between the two of you.",
+                            size="1",
+                            color_scheme="gray",
+                        ),
                     ),
                     rx.spacer(),
                     rx.dialog.close(rx.button("Done", variant="soft", color_scheme="gray")),

@@ -23,8 +23,12 @@ def _workspace(membership: rx.Var[dict]) -> rx.Component:
             user_text(membership["tenantName"].to(str), as_="span"),
             rx.cond(
                 unread > 0,
-                rx.badge(unread, radius="full", size="1",
-                         custom_attrs={"data-testid": "workspace-unread"}),
+                rx.badge(
+                    unread,
+                    radius="full",
+                    size="1",
+                    custom_attrs={"data-testid": "workspace-unread"},
+                ),
             ),
             align="center",
             spacing="2",
@@ -37,9 +41,14 @@ def _workspace_hint() -> rx.Component:
     """A dot on the switcher while another workspace has unread messages."""
     return rx.cond(
         SessionState.unread_elsewhere.length() > 0,
-        rx.box(width="8px", height="8px", border_radius="50%", background="var(--red-9)",
-               title="Unread messages in another workspace",
-               custom_attrs={"data-testid": "workspace-hint"}),
+        rx.box(
+            width="8px",
+            height="8px",
+            border_radius="50%",
+            background="var(--red-9)",
+            title="Unread messages in another workspace",
+            custom_attrs={"data-testid": "workspace-hint"},
+        ),
     )
 
 
@@ -122,8 +131,11 @@ def _user_menu() -> rx.Component:
             ),
             # Handled in the page (assets/desktop_notify.js): the browser asks for leave.
             rx.menu.item(
-                rx.cond(ChatState.desktop_notify, "Turn desktop notifications off",
-                        "Turn desktop notifications on"),
+                rx.cond(
+                    ChatState.desktop_notify,
+                    "Turn desktop notifications off",
+                    "Turn desktop notifications on",
+                ),
                 custom_attrs={"data-desktop-notify-toggle": "", "data-testid": "desktop-notify"},
             ),
             rx.menu.item(

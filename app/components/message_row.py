@@ -39,7 +39,7 @@ def starts_a_day(  # type: ignore[no-untyped-def]
 
 @var_operation
 def day_label(iso: rx.Var[str]):  # type: ignore[no-untyped-def]
-    """"Today", "Yesterday", else the date in words, in the reader's locale."""
+    """ "Today", "Yesterday", else the date in words, in the reader's locale."""
     return var_operation_return(
         js_expression=(
             f"((d) => {{ const day = (x) => x.toDateString(); const now = new Date();"
@@ -81,15 +81,18 @@ def _time(message: rx.Var[MessageItem]) -> rx.Component:
     return rx.hstack(
         # The full date and time on hover (react-moment passes no title of its own).
         rx.el.span(
-            rx.moment(message.created_at, format="HH:mm", font_size="12px",
-                      color="var(--gray-10)"),
+            rx.moment(message.created_at, format="HH:mm", font_size="12px", color="var(--gray-10)"),
             title=full_time(message.created_at),
             custom_attrs={"data-testid": "message-time"},
         ),
         rx.cond(
             message.edited & ~message.deleted,
-            rx.text("(edited)", size="1", color="var(--gray-10)",
-                    custom_attrs={"data-testid": "message-edited"}),
+            rx.text(
+                "(edited)",
+                size="1",
+                color="var(--gray-10)",
+                custom_attrs={"data-testid": "message-edited"},
+            ),
         ),
         spacing="1",
         align="center",
@@ -137,15 +140,26 @@ def _edit_form(message: rx.Var[MessageItem]) -> rx.Component:
             ),
             rx.cond(
                 ChatState.edit_error != "",
-                rx.text(ChatState.edit_error, color_scheme="red", size="1",
-                        custom_attrs={"data-testid": "edit-error"}),
+                rx.text(
+                    ChatState.edit_error,
+                    color_scheme="red",
+                    size="1",
+                    custom_attrs={"data-testid": "edit-error"},
+                ),
             ),
             rx.hstack(
-                rx.button("Cancel", type="button", size="1", variant="soft", color_scheme="gray",
-                          on_click=ChatState.stop_editing,
-                          custom_attrs={"data-testid": "edit-cancel"}),
-                rx.button("Save", type="submit", size="1",
-                          custom_attrs={"data-testid": "edit-save"}),
+                rx.button(
+                    "Cancel",
+                    type="button",
+                    size="1",
+                    variant="soft",
+                    color_scheme="gray",
+                    on_click=ChatState.stop_editing,
+                    custom_attrs={"data-testid": "edit-cancel"},
+                ),
+                rx.button(
+                    "Save", type="submit", size="1", custom_attrs={"data-testid": "edit-save"}
+                ),
                 justify="end",
                 width="100%",
             ),
@@ -166,8 +180,13 @@ def _bubble(message: rx.Var[MessageItem]) -> rx.Component:
         ),
         rx.cond(
             message.deleted,
-            rx.text("This message was deleted.", size="2", style={"font_style": "italic"},
-                    color="var(--gray-10)", custom_attrs={"data-testid": "message-deleted"}),
+            rx.text(
+                "This message was deleted.",
+                size="2",
+                style={"font_style": "italic"},
+                color="var(--gray-10)",
+                custom_attrs={"data-testid": "message-deleted"},
+            ),
             # Links, emphasis, code and mentions, built as elements: never the sender's markup.
             message_text(message.content, ChatState.active_usernames, SessionState.username),
         ),
@@ -179,8 +198,10 @@ def _bubble(message: rx.Var[MessageItem]) -> rx.Component:
         background=rx.cond(message.mine, "var(--accent-4)", "var(--gray-3)"),
         border=rx.cond(message.deleted, "1px dashed var(--gray-6)", "none"),
         # A search result or a link's message, for a moment (assets/message_view.js).
-        style={"&[data-focused='true']": {"box_shadow": "0 0 0 2px var(--amber-9)"},
-               "transition": "box-shadow 400ms"},
+        style={
+            "&[data-focused='true']": {"box_shadow": "0 0 0 2px var(--amber-9)"},
+            "transition": "box-shadow 400ms",
+        },
         custom_attrs={"data-testid": "message", "data-id": message.id},
     )
 
@@ -225,12 +246,20 @@ def delete_dialog() -> rx.Component:
             ),
             rx.hstack(
                 rx.alert_dialog.cancel(
-                    rx.button("Cancel", variant="soft", color_scheme="gray",
-                              on_click=ChatState.cancel_delete),
+                    rx.button(
+                        "Cancel",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=ChatState.cancel_delete,
+                    ),
                 ),
                 rx.alert_dialog.action(
-                    rx.button("Delete", color_scheme="red", on_click=ChatState.delete_message,
-                              custom_attrs={"data-testid": "confirm-delete"}),
+                    rx.button(
+                        "Delete",
+                        color_scheme="red",
+                        on_click=ChatState.delete_message,
+                        custom_attrs={"data-testid": "confirm-delete"},
+                    ),
                 ),
                 justify="end",
                 spacing="3",

@@ -62,9 +62,13 @@ def new_conversation_dialog() -> rx.Component:
                         ),
                     ),
                     rx.hstack(
-                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
+                        rx.dialog.close(
+                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
+                        ),
                         rx.button(
-                            "Start", type="submit", custom_attrs={"data-testid": "start-conversation"}
+                            "Start",
+                            type="submit",
+                            custom_attrs={"data-testid": "start-conversation"},
                         ),
                         justify="end",
                         width="100%",

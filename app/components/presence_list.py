@@ -21,7 +21,12 @@ def _person(person: rx.Var[PersonItem]) -> rx.Component:
                     person.last_seen != "",
                     rx.hstack(
                         rx.text("last seen", size="1", color_scheme="gray"),
-                        rx.moment(person.last_seen, from_now=True, font_size="12px", color="var(--gray-10)"),
+                        rx.moment(
+                            person.last_seen,
+                            from_now=True,
+                            font_size="12px",
+                            color="var(--gray-10)",
+                        ),
                         spacing="1",
                     ),
                     rx.text("offline", size="1", color_scheme="gray"),
@@ -32,7 +37,11 @@ def _person(person: rx.Var[PersonItem]) -> rx.Component:
         ),
         align="center",
         padding="6px 4px",
-        custom_attrs={"data-testid": "person", "data-name": person.name, "data-status": person.status},
+        custom_attrs={
+            "data-testid": "person",
+            "data-name": person.name,
+            "data-status": person.status,
+        },
     )
 
 

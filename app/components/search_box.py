@@ -14,9 +14,11 @@ def _part(part: rx.Var[SnippetPart]) -> rx.Component:
     # Text pieces, each an element of its own: a hit is a <mark>, nothing is markup.
     return rx.cond(
         part.hit,
-        rx.el.mark(part.text, custom_attrs={"data-testid": "search-hit"},
-                   style={"background": "var(--amber-a5)", "color": "inherit",
-                          "border_radius": "2px"}),
+        rx.el.mark(
+            part.text,
+            custom_attrs={"data-testid": "search-hit"},
+            style={"background": "var(--amber-a5)", "color": "inherit", "border_radius": "2px"},
+        ),
         rx.el.span(part.text),
     )
 
@@ -24,11 +26,9 @@ def _part(part: rx.Var[SnippetPart]) -> rx.Component:
 def _result(result: rx.Var[SearchResult]) -> rx.Component:
     return rx.box(
         rx.hstack(
-            user_text(result.conversation_name, as_="span", size="1", weight="bold",
-                      truncate=True),
+            user_text(result.conversation_name, as_="span", size="1", weight="bold", truncate=True),
             rx.spacer(),
-            rx.moment(result.created_at, format="D MMM", font_size="11px",
-                      color="var(--gray-10)"),
+            rx.moment(result.created_at, format="D MMM", font_size="11px", color="var(--gray-10)"),
             width="100%",
         ),
         rx.text(
@@ -46,9 +46,11 @@ def _result(result: rx.Var[SearchResult]) -> rx.Component:
             ChatState.open_message(result.conversation_id, result.message_id),
             SearchState.clear_search,
         ],
-        custom_attrs={"data-testid": "search-result",
-                      "data-conversation": result.conversation_id,
-                      "data-message": result.message_id},
+        custom_attrs={
+            "data-testid": "search-result",
+            "data-conversation": result.conversation_id,
+            "data-message": result.message_id,
+        },
     )
 
 
@@ -57,25 +59,36 @@ def _results() -> rx.Component:
         SearchState.searched | (SearchState.error != ""),
         rx.box(
             rx.hstack(
-                rx.text("Results for ", rx.el.q(SearchState.query), size="1",
-                        color_scheme="gray"),
+                rx.text("Results for ", rx.el.q(SearchState.query), size="1", color_scheme="gray"),
                 rx.spacer(),
-                rx.icon_button(rx.icon("x", size=12), size="1", variant="ghost",
-                               aria_label="Close the results", on_click=SearchState.clear_search,
-                               custom_attrs={"data-testid": "search-close"}),
+                rx.icon_button(
+                    rx.icon("x", size=12),
+                    size="1",
+                    variant="ghost",
+                    aria_label="Close the results",
+                    on_click=SearchState.clear_search,
+                    custom_attrs={"data-testid": "search-close"},
+                ),
                 width="100%",
                 align="center",
             ),
             rx.cond(
                 SearchState.error != "",
-                rx.text(SearchState.error, size="2", color_scheme="red",
-                        custom_attrs={"data-testid": "search-error"}),
+                rx.text(
+                    SearchState.error,
+                    size="2",
+                    color_scheme="red",
+                    custom_attrs={"data-testid": "search-error"},
+                ),
                 rx.cond(
                     SearchState.results.length() == 0,
-                    rx.text("No messages match.", size="2", color_scheme="gray",
-                            custom_attrs={"data-testid": "search-empty"}),
-                    rx.vstack(rx.foreach(SearchState.results, _result), spacing="1",
-                              width="100%"),
+                    rx.text(
+                        "No messages match.",
+                        size="2",
+                        color_scheme="gray",
+                        custom_attrs={"data-testid": "search-empty"},
+                    ),
+                    rx.vstack(rx.foreach(SearchState.results, _result), spacing="1", width="100%"),
                 ),
             ),
             max_height="50vh",

@@ -248,7 +248,10 @@ class Accounts:
             del self._principals[digest]
         principal = await self._db.run(lambda s: self._resolve(s, digest))
         if principal is not None and self._settings.auth_cache_seconds > 0:
-            self._principals[digest] = (principal, time.monotonic() + self._settings.auth_cache_seconds)
+            self._principals[digest] = (
+                principal,
+                time.monotonic() + self._settings.auth_cache_seconds,
+            )
             if len(self._principals) > _PRINCIPAL_CACHE_SIZE:
                 self._principals.popitem(last=False)
         return principal
@@ -343,9 +346,7 @@ class Accounts:
 
         return wanted - await self._db.run(still_valid)
 
-    async def lost_memberships(
-        self, pairs: Iterable[tuple[int, int]]
-    ) -> set[tuple[int, int]]:
+    async def lost_memberships(self, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
         """Which of these (user id, tenant id) memberships no longer exist (removed by any
         process). A client's tenant is not always its token's: `?tenant=` picks another."""
         wanted = set(pairs)

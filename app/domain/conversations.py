@@ -93,7 +93,9 @@ class _Stored:
     leaver_total: tuple[int, int] | None = None  # (user id, their new total)
 
 
-def require_participant(session: Session, principal: Principal, conversation_id: int) -> Conversation:
+def require_participant(
+    session: Session, principal: Principal, conversation_id: int
+) -> Conversation:
     """The conversation if the caller takes part in it in their active tenant; else NotFound.
 
     One answer for "does not exist", "another tenant's" and "not yours": ids never leak.

@@ -69,9 +69,7 @@ class Members:
         if not actor.is_admin:
             raise Forbidden("Only a tenant admin can remove members.")
         if user_id == actor.user_id:
-            raise Conflict(
-                "You cannot remove yourself; another admin of this tenant can."
-            )
+            raise Conflict("You cannot remove yourself; another admin of this tenant can.")
         tenant_id = actor.tenant_id
         await self._db.run(lambda s: _delete_membership(s, actor.user_id, user_id, tenant_id))
         self._accounts.end_membership_sessions(user_id, tenant_id)

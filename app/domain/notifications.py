@@ -188,7 +188,9 @@ class Notifications:
 
         return await self._db.run(load)
 
-    async def mark_read(self, principal: Principal, notification_id: int) -> NotificationReadPayload:
+    async def mark_read(
+        self, principal: Principal, notification_id: int
+    ) -> NotificationReadPayload:
         return (await self.follow(principal, notification_id))[0]
 
     async def follow(

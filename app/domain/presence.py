@@ -183,7 +183,9 @@ class PresenceTracker:
         for user_id, name, stored_last_seen in await tenant_members(self._db, tenant_id):
             entry = self._presence.get((tenant_id, user_id))
             status = entry.status if entry is not None else Status.OFFLINE
-            last_seen = entry.last_seen if entry is not None and entry.last_seen else stored_last_seen
+            last_seen = (
+                entry.last_seen if entry is not None and entry.last_seen else stored_last_seen
+            )
             if status is not Status.OFFLINE:
                 last_seen = utcnow()
             result.append(

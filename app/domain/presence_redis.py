@@ -128,7 +128,7 @@ class RedisPresenceTracker:
         self._tasks = []
         # Give up our leases at once: a clean shutdown is not a crash.
         with contextlib.suppress(RedisError, OSError):
-            for (tenant_id, user_id) in self._local:
+            for tenant_id, user_id in self._local:
                 await self._redis.zrem(_keys(tenant_id, user_id)[0], self._process)
         await self._redis.aclose()
 

@@ -118,7 +118,7 @@ def split_marked(marked: str, open_mark: str, close_mark: str) -> tuple[Segment,
 def highlight_terms(content: str, terms: list[str]) -> tuple[Segment, ...]:
     """The fallback's snippet: a window of `content` around the first hit, every
     case-insensitive occurrence of a term marked."""
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.I)
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE)
     first = pattern.search(content)
     start = max(0, (first.start() if first else 0) - FALLBACK_SNIPPET_CHARS // 4)
     end = min(len(content), start + FALLBACK_SNIPPET_CHARS)

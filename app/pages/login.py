@@ -17,8 +17,11 @@ def login() -> rx.Component:
                         rx.heading("Sign in to Chat", size="6"),
                         align="center",
                     ),
-                    rx.text("Demo accounts: alice, bob, carol, dave, erin (password: <name>-pass).",
-                            size="2", color_scheme="gray"),
+                    rx.text(
+                        "Demo accounts: alice, bob, carol, dave, erin (password: <name>-pass).",
+                        size="2",
+                        color_scheme="gray",
+                    ),
                     rx.input(
                         name="username",
                         placeholder="Username",

@@ -192,4 +192,8 @@ class Event:
 
     def as_dict(self) -> dict[str, Any]:
         """What a consumer sees: the same id, type and payload whatever the transport."""
-        return {"id": None if self.id is None else str(self.id), "type": self.type, "data": self.data}
+        return {
+            "id": None if self.id is None else str(self.id),
+            "type": self.type,
+            "data": self.data,
+        }

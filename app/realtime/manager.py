@@ -335,7 +335,11 @@ class ConnectionManager:
                 self.heartbeat()
                 if self._slots is not None:
                     await self._slots.renew(
-                        [(c.user_id, c.id) for c in self._clients.values() if c.kind is ClientKind.STREAM]
+                        [
+                            (c.user_id, c.id)
+                            for c in self._clients.values()
+                            if c.kind is ClientKind.STREAM
+                        ]
                     )
             except Exception:  # a heartbeat must never die for one bad client or a hiccup
                 logger.exception("heartbeat failed")

@@ -17,7 +17,7 @@ class ReplayBuffer:
     be resumed from without a gap, and the caller must tell the consumer to resync.
     """
 
-    __slots__ = ("_events", "_max_events", "_max_age", "_clock", "evicted_upto")
+    __slots__ = ("_clock", "_events", "_max_age", "_max_events", "evicted_upto")
 
     def __init__(
         self,

@@ -48,16 +48,16 @@ class RealtimeService:
     ) -> Event | None:
         if not channels:
             return None
-        event = Event(type=event_type, data=payload.to_data(), channels=channels, tenant_id=tenant_id)
+        event = Event(
+            type=event_type, data=payload.to_data(), channels=channels, tenant_id=tenant_id
+        )
         return await self._manager.publish(event)
 
     async def emit_chat_message(
         self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessagePayload
     ) -> Event | None:
         """To every participant, the sender's other tabs included."""
-        return await self._emit(
-            EventType.CHAT_MESSAGE, payload, _users(participant_ids), tenant_id
-        )
+        return await self._emit(EventType.CHAT_MESSAGE, payload, _users(participant_ids), tenant_id)
 
     async def emit_message_updated(
         self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessageUpdatedPayload

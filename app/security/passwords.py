@@ -74,9 +74,7 @@ HASH_THREAD_NICE = 10
 def _lower_thread_priority() -> None:
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
         current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        os.setpriority(
-            os.PRIO_PROCESS, threading.get_native_id(), max(current, HASH_THREAD_NICE)
-        )
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, HASH_THREAD_NICE))
 
 
 class HashPoolFull(Exception):

@@ -30,14 +30,23 @@ TYPING_REPEAT_SECONDS = 2.5
 # The pane's view vars (assets/message_view.js writes them): how far the reader is from
 # the newest message, and how long the composer's text is.
 VIEW_VARS = (
-    "unseen_below", "scrolled_up", "loading_older", "composer_length",
+    "unseen_below",
+    "scrolled_up",
+    "loading_older",
+    "composer_length",
     # The composer's "@" (assets/mention_picker.js): the members it offers, and the chosen one.
-    "mention_matches", "mention_index",
+    "mention_matches",
+    "mention_index",
     # Whether this browser shows desktop notifications (assets/desktop_notify.js).
     "desktop_notify",
 )
 LIVE_VARS = (
-    "conversations", "total_unread", "messages", "messages_of", "has_older", "typists",
+    "conversations",
+    "total_unread",
+    "messages",
+    "messages_of",
+    "has_older",
+    "typists",
     *VIEW_VARS,
 )
 
@@ -287,7 +296,9 @@ class ChatState(rx.State):
                     yield replies.signed_out()
                     return
                 try:
-                    await get_runtime().messages.send(principal, first.conversation_id, first.content)
+                    await get_runtime().messages.send(
+                        principal, first.conversation_id, first.content
+                    )
                 except RateLimited as exc:
                     async with self:
                         self.composer_error = too_fast(len(self.held), exc.retry_after)
@@ -409,8 +420,11 @@ class ChatState(rx.State):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
-        picked = [key.removeprefix("person-") for key, on in form_data.items()
-                  if key.startswith("person-") and on in ("on", True, "true")]
+        picked = [
+            key.removeprefix("person-")
+            for key, on in form_data.items()
+            if key.startswith("person-") and on in ("on", True, "true")
+        ]
         ids = [parse_id(text) for text in picked]
         title = form_data.get("title") or ""
         if not isinstance(title, str):
@@ -438,7 +452,7 @@ class ChatState(rx.State):
 
 
 def typing_label(names: list[str]) -> str:
-    """"Bob is typing…", "Bob and Carol are typing…", "Several people are typing…"."""
+    """ "Bob is typing…", "Bob and Carol are typing…", "Several people are typing…"."""
     names = sorted(names)
     if not names:
         return ""

@@ -113,8 +113,11 @@ class ConversationSettingsState(rx.State):
 
     @rx.event
     async def add_people(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
-        picked = [parse_id(key.removeprefix("add-")) for key, on in form_data.items()
-                  if key.startswith("add-") and on in ("on", True, "true")]
+        picked = [
+            parse_id(key.removeprefix("add-"))
+            for key, on in form_data.items()
+            if key.startswith("add-") and on in ("on", True, "true")
+        ]
         if not picked:
             self.error = "Pick at least one person to add."
             return None

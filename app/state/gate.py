@@ -95,8 +95,11 @@ def _drop_undecodable_packets(server: socketio.AsyncServer, namespace: Any) -> N
         except (ValueError, LookupError, TypeError) as exc:
             if _decoded.get():
                 raise
-            logger.warning("dropped a websocket packet socket.io could not decode: %s: %s",
-                           type(exc).__name__, ascii(str(exc)[:200]))
+            logger.warning(
+                "dropped a websocket packet socket.io could not decode: %s: %s",
+                type(exc).__name__,
+                ascii(str(exc)[:200]),
+            )
         finally:
             _decoded.reset(token)
 

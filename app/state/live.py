@@ -94,7 +94,11 @@ class LiveState(rx.State):
         except TooManyTabs:
             return rx.toast.error(TOO_MANY_TABS, duration=TOO_MANY_TABS_TOAST_MS, close_button=True)
         link = TabLink(
-            client=connection.client, principal=principal, send=send, alive=alive, sid=sid,
+            client=connection.client,
+            principal=principal,
+            send=send,
+            alive=alive,
+            sid=sid,
             watching=(await self.get_state(ChatState)).active_id,
         )
         _listeners[tab] = asyncio.create_task(_serve(tab, link), name=f"tab-listener|{tab}")
@@ -206,4 +210,3 @@ async def _stop(listener: asyncio.Task[None] | None) -> None:
         return
     listener.cancel()
     await asyncio.wait({listener}, timeout=HANDOVER_SECONDS)
-

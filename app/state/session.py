@@ -166,12 +166,12 @@ class SessionState(rx.State):
     async def refresh_workspaces(self, open: bool):  # type: ignore[no-untyped-def]
         """The workspace switcher opened: how many unread wait in each of the others."""
         if open is not True:
-            return None
+            return
         principal = await self._principal()
         if principal is None:
-            return None
+            return
         await self._count_elsewhere(principal)
-        return None
+        return
 
     async def _count_elsewhere(self, principal: Principal) -> None:
         counts = await get_runtime().conversations.unread_elsewhere(principal)

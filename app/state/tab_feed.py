@@ -126,9 +126,7 @@ class TabLink:
     watching: int = 0
     # The last events this tab was sent, for the user menu's "Event log" (the Event
     # objects themselves, shared by every receiver: a dict per tab per event was 12 kB a tab).
-    event_log: deque[Event] = field(
-        default_factory=lambda: deque(maxlen=EVENT_LOG_SIZE)
-    )
+    event_log: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENT_LOG_SIZE))
     snapshot_wanted: bool = False
 
     async def push(self, items: list[dict[str, Any]]) -> None:

@@ -37,9 +37,7 @@ def socket_check(client_token: str, sid: str) -> Callable[[], bool]:
         record = manager.token_to_socket.get(client_token)
         # instance_id is read each time: Reflex assigns a fresh one when a worker starts.
         return (
-            record is not None
-            and record.sid == sid
-            and record.instance_id == manager.instance_id
+            record is not None and record.sid == sid and record.instance_id == manager.instance_id
         )
 
     return alive

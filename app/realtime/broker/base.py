@@ -29,10 +29,10 @@ class Broker(ABC):
     history, so a consumer can resume on any process.
     """
 
-    async def connect(self) -> None:  # noqa: B027 - optional hook
+    async def connect(self) -> None:
         """Open connections; called once before the first publish."""
 
-    async def disconnect(self) -> None:  # noqa: B027 - optional hook
+    async def disconnect(self) -> None:
         """Release connections; called once at shutdown."""
 
     @abstractmethod
@@ -51,7 +51,7 @@ class Broker(ABC):
         """Where per-user stream limits are counted across processes; None: per process."""
         return None
 
-    async def follow(self, tenant_id: int) -> None:  # noqa: B027 - optional hook
+    async def follow(self, tenant_id: int) -> None:
         """A client of this tenant is about to register in this process."""
 
     @property

@@ -10,7 +10,6 @@ from app.realtime.events import Event
 from app.realtime.ids import EventId
 from app.realtime.replay import ReplayBuffer
 
-
 _PRUNE_EVERY = 4096
 
 
@@ -86,6 +85,8 @@ class MemoryBroker(Broker):
         idle = [name for name, buffer in self._buffers.items() if buffer.is_empty_after_expiry()]
         for name in idle:
             evicted = self._buffers.pop(name).evicted_upto
-            if evicted is not None and (self._forgotten_upto is None or evicted > self._forgotten_upto):
+            if evicted is not None and (
+                self._forgotten_upto is None or evicted > self._forgotten_upto
+            ):
                 self._forgotten_upto = evicted
         return len(idle)
