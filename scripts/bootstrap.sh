@@ -1,6 +1,9 @@
 # Sourced by scripts/run and scripts/test: a fresh machine needs only Python 3.11+, Node and npm.
-# Creates .venv from requirements.txt (again when that file changes) and takes bun from the
-# npm registry (Reflex cannot download it here).
+# Creates .venv and installs one lock into it (again when any lock changes), then takes bun
+# from the npm registry (Reflex cannot download it here). The lock is BOOTSTRAP_LOCK, set by
+# the caller before sourcing: requirements.txt (the runtime, the default), requirements/test.txt
+# (scripts/test) or requirements/bench.txt (bench/run, bench/soak). requirements/README.md
+# says what each holds.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,12 +15,16 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
-wanted="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if [ "$(cat .venv/.requirements.sha256 2>/dev/null || true)" != "$wanted" ]; then
-  echo "==> installing Python packages (requirements.txt)"
+lock="${BOOTSTRAP_LOCK:-requirements.txt}"
+# One stamp per lock, so scripts/run and scripts/test do not reinstall in turn; each stamp
+# covers every lock, since test.txt and bench.txt carry requirements.txt's pins.
+wanted="$(cat requirements.txt requirements/*.txt | sha256sum | cut -d' ' -f1)"
+stamp=".venv/.installed-$(basename "$lock" .txt).sha256"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+  echo "==> installing Python packages ($lock)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-  echo "$wanted" > .venv/.requirements.sha256
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$lock"
+  echo "$wanted" > "$stamp"
 fi
 if [ "$(.tools/node_modules/.bin/bun --version 2>/dev/null || true)" != "$BUN_VERSION" ]; then
   echo "==> installing bun $BUN_VERSION from the npm registry"
