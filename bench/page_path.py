@@ -12,13 +12,14 @@ listener), then opens the room as a click does. Alice posts `--messages` message
 a second, spread over the rooms; each carries a marker, and a tab's latency for a message is
 the arrival of the first frame holding it, counted from the POST's return. The SSE streams
 (of the same users, `events=chat:message`) are measured in the same run, from the send.
-Server on CPU 0, this process on CPU 1 (as bench/run.py).
+Server on CPU 0, this process on CPU 1 (as bench/run).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -32,8 +33,9 @@ import aiohttp
 import httpx
 
 from bench.loadgen import Sink, close_all, open_many, open_stream
+from bench.measure import percentile
 from bench.page_seed import PageBenchPeople, seed_page_bench
-from bench.run import LOADGEN_CPU, Server, percentile, serve_ours, start_redis
+from bench.servers import LOADGEN_CPU, Server, serve_ours, start_redis
 from bench.tab_client import Frame, TabClient
 
 MARKER = re.compile(r"bench-(\d+)-ts:")
@@ -192,13 +194,14 @@ async def _measure(
 
     sink = Sink()
     tokens = [t for t, _ in people.tab_tokens]
+    opened = itertools.count()  # round-robin over the tokens, one per stream
     streams = await open_many(
         args.streams,
-        lambda s, _n=iter(range(10**9)): open_stream(
+        lambda s: open_stream(
             "127.0.0.1",
             server.port,
             "/api/sse?events=chat:message",
-            {"Authorization": f"Bearer {tokens[next(_n) % len(tokens)]}"},
+            {"Authorization": f"Bearer {tokens[next(opened) % len(tokens)]}"},
             s,
         ),
         sink,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.run import ROOT, Server, _wait_ready, free_port, start_redis
+from bench.servers import ROOT, Server, free_port, start_redis, wait_ready
 
 HOST = "127.0.0.1"
 
@@ -74,7 +74,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> Started:
         start_new_session=True,
     )
     try:
-        _wait_ready(f"http://{HOST}:{port}/ping", process, log)
+        wait_ready(f"http://{HOST}:{port}/ping", process, log)
     except BaseException:
         Server("soak", port, process).stop()
         raise
