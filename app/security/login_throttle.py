@@ -15,6 +15,22 @@ Budgets, each a sliding window of `window_seconds`:
 - per address: `max_failures_per_address` (shared by offices and NAT, so larger);
 - per username: `max_failures`, for attempts from addresses not known for that user;
 - per username and known address: `max_failures`, for attempts from that address.
+
+Hand-written on purpose, not the `limits` package (checked against limits 5.8.0). Its moving
+window is this sliding window, with the same Retry-After (until the oldest entry leaves), but:
+
+- a slot cannot be given back. limits can add an entry or clear a whole budget, never remove
+  one entry, and the first rule needs exactly that: a right password, or an attempt the
+  busy hash pool turned away, refunds its own slot and leaves the others' failures counted.
+  Clearing the budget instead would let the user's next success wipe a guesser's failures;
+  not refunding would count every right password too, and twenty people signing in from
+  one office within the window would lock that address out.
+- an attempt takes a slot in two budgets or in neither: limits checks and takes one budget
+  at a time, and a slot taken in the first before the second refuses could not be undone.
+- its other strategies have the same gaps and are looser: a fixed window lets twice the
+  budget through around its edge, a sliding-window counter only estimates the window.
+
+tests/test_limits_edges.py pins these edges for both classes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,27 @@
-"""Per-key token buckets: a burst is allowed, then a steady rate."""
+"""Per-key token buckets: a burst is allowed, then a steady rate.
+
+The contract (README, `RATE_LIMIT_*`): `burst` at once, then one every `60 / per_minute`
+seconds, and a refusal's Retry-After is the time until the next token (1 s at the
+defaults), so the page sends the messages it held back at the steady rate.
+
+Hand-written on purpose, not the `limits` package (checked against limits 5.8.0):
+
+- limits counts fixed windows, moving windows and sliding-window counters; it has no token
+  bucket. The nearest window, `burst` per `burst * 60 / per_minute` seconds, keeps the burst
+  and the long-run rate but refuses for the rest of the window once the burst is spent:
+  Retry-After 20 s for messages and 10 s for typing and searches instead of 1 s, and then a
+  whole new burst at once. Someone who pastes 25 lines would see the last five arrive 20 s
+  later instead of one a second. Stacking windows ("60 per minute" and "20 per second")
+  lets three bursts through in three seconds and then refuses for 57.
+- What did not decide it: limits' async Redis storage can use our redis-py pool
+  (`RedisStorage("async+redis://", implementation="redispy",
+  connection_pool=client.connection_pool)`), so one pool per process would still hold.
+- throttled-py has a token bucket, but its Redis script counts whole seconds and whole
+  tokens (each take drops the part of a token refilled since the last one), and it connects
+  from a server URL of its own instead of taking our client.
+
+tests/test_limits_edges.py pins these edges for both classes.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +44,8 @@ class RateLimiter(Protocol):
 class TokenBucketLimiter:
     """`take(key)` returns None when allowed, else the seconds to wait before retrying.
 
-    In memory, per process; the Redis issue moves it to Redis so limits hold across workers.
+    In memory, so per process: what runs without `REDIS_URL`. With it, app/runtime.py uses
+    RedisTokenBucketLimiter and a limit holds across every process.
     """
 
     def __init__(
