@@ -1,7 +1,20 @@
-"""The composition root: one settings object, one database, one manager, one service.
+"""The composition root: it builds this process's collaborators, wires them together, starts
+and stops them, and does nothing else. Rules live in app/domain (the session sweep is
+app/domain/sessions.py; the runtime only schedules it).
 
-The HTTP API and the Reflex states both take their collaborators from here, which is what
-makes them clients of ONE connection manager in each process.
+How code reaches the runtime, pages and API alike: `get_runtime()`, the one accessor. Reflex
+states (app/state/*.py) call it; the API's `RuntimeDep` (app/api/deps.py) is
+`Depends(get_runtime)`, so FastAPI hands routes what `get_runtime()` returns, and
+app/api/sse_direct.py calls it directly. That makes them clients of ONE connection manager
+in each process. (The dependency is the accessor itself, so a test gives an API app a
+runtime of its own with FastAPI's `dependency_overrides[get_runtime]`.)
+
+Where the state shared between processes lives is chosen once, by `_flavour(settings)`:
+`InMemory` (the default: one process, nothing to install) or `InRedis` (REDIS_URL set: every
+process sees the same events, presence and limits). The flavour builds the broker, the
+presence tracker, the rate limiters and the sign-in throttle. With Redis they all share ONE
+client, so ONE connection pool per process, which the runtime closes after all of them have
+stopped.
 """
 
 from __future__ import annotations
@@ -10,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
@@ -21,16 +35,17 @@ from app.domain.members import Members
 from app.domain.message_notifications import MessageNotifications
 from app.domain.messages import Messages
 from app.domain.notifications import Notifications
-from app.domain.presence import PresenceTracker
+from app.domain.presence import Presence, PresenceTracker
 from app.domain.presence_redis import RedisPresenceTracker
 from app.domain.read_receipts import ReadReceipts
 from app.domain.search import Search
 from app.domain.seed import seed_demo_data
+from app.domain.sessions import SessionSweep
 from app.domain.typing import TypingTracker
 from app.gc_pauses import freeze_startup_heap
 from app.metrics import Metrics
-from app.realtime.broker import create_broker
-from app.realtime.client import CloseReason
+from app.realtime.broker import Broker, MemoryBroker
+from app.realtime.broker.redis import RedisBroker
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
 from app.realtime.tasks import cancel_and_wait
@@ -42,17 +57,113 @@ from app.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 
+class Flavour(Protocol):
+    """Builds the collaborators whose state is either this process's or every process's."""
+
+    @property
+    def redis(self) -> aioredis.Redis | None:
+        """The process's one Redis client, shared by all it builds; None in memory."""
+        ...
+
+    def broker(self) -> Broker: ...
+
+    def presence(
+        self, manager: ConnectionManager, service: RealtimeService, db: Database
+    ) -> Presence: ...
+
+    def limiter(self, per_minute: int, burst: int) -> RateLimiter: ...
+
+    def throttle(self) -> SignInThrottle: ...
+
+
+class InMemory:
+    """One process: events, presence and limits in this process's memory."""
+
+    redis: aioredis.Redis | None = None
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def broker(self) -> Broker:
+        return MemoryBroker(
+            replay_buffer_size=self._settings.sse_replay_buffer_size,
+            replay_max_age_seconds=self._settings.sse_replay_max_age_seconds,
+        )
+
+    def presence(
+        self, manager: ConnectionManager, service: RealtimeService, db: Database
+    ) -> Presence:
+        return PresenceTracker(manager, service, db, self._settings)
+
+    def limiter(self, per_minute: int, burst: int) -> RateLimiter:
+        return TokenBucketLimiter(
+            per_minute=per_minute, burst=burst, enabled=self._settings.rate_limit_enabled
+        )
+
+    def throttle(self) -> SignInThrottle:
+        s = self._settings
+        return LoginThrottle(
+            max_failures=s.login_max_failures,
+            max_failures_per_address=s.login_max_failures_per_address,
+            window_seconds=s.login_failure_window_seconds,
+            enabled=s.rate_limit_enabled,
+        )
+
+
+class InRedis:
+    """Every process: the same events, presence and limits through Redis, over one client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        # Connections open lazily, on first use: building the runtime needs no Redis yet.
+        self.redis: aioredis.Redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+
+    def broker(self) -> Broker:
+        s = self._settings
+        return RedisBroker(
+            self.redis,
+            log_max_events=s.redis_log_max_events,
+            replay_max_age_seconds=s.sse_replay_max_age_seconds,
+            # Renewed every heartbeat: three missed renewals free the slot of a dead process.
+            slot_lease_seconds=max(3 * s.sse_heartbeat_seconds, 1.0),
+        )
+
+    def presence(
+        self, manager: ConnectionManager, service: RealtimeService, db: Database
+    ) -> Presence:
+        return RedisPresenceTracker(manager, service, db, self._settings, self.redis)
+
+    def limiter(self, per_minute: int, burst: int) -> RateLimiter:
+        return RedisTokenBucketLimiter(
+            self.redis,
+            per_minute=per_minute,
+            burst=burst,
+            enabled=self._settings.rate_limit_enabled,
+        )
+
+    def throttle(self) -> SignInThrottle:
+        s = self._settings
+        return RedisLoginThrottle(
+            self.redis,
+            max_failures=s.login_max_failures,
+            max_failures_per_address=s.login_max_failures_per_address,
+            window_seconds=s.login_failure_window_seconds,
+            enabled=s.rate_limit_enabled,
+        )
+
+
+def _flavour(settings: Settings) -> Flavour:
+    """The one place that decides between this process's memory and Redis."""
+    return InRedis(settings) if settings.redis_url else InMemory(settings)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        flavour = _flavour(settings)
+        self.redis = flavour.redis  # None without Redis; else shared by everyone below
         self.db = Database(make_engine(settings.database_url))
-        self.broker = create_broker(
-            settings.redis_url,
-            replay_buffer_size=settings.sse_replay_buffer_size,
-            replay_max_age_seconds=settings.sse_replay_max_age_seconds,
-            redis_log_max_events=settings.redis_log_max_events,
-            heartbeat_seconds=settings.sse_heartbeat_seconds,
-        )
+        self.broker = flavour.broker()
         self.manager = ConnectionManager(
             self.broker,
             queue_size=settings.sse_client_queue_size,
@@ -66,36 +177,18 @@ class Runtime:
             flush_delay=settings.sse_flush_delay_ms / 1000,
         )
         self.metrics = Metrics(self.manager, self.broker, self.writer)
-        # With Redis, limits hold across every process; without, per process.
-        self._redis = (
-            aioredis.from_url(settings.redis_url, decode_responses=True)
-            if settings.redis_url
-            else None
-        )
-        self.throttle: SignInThrottle = (
-            RedisLoginThrottle(
-                self._redis,
-                max_failures=settings.login_max_failures,
-                max_failures_per_address=settings.login_max_failures_per_address,
-                window_seconds=settings.login_failure_window_seconds,
-                enabled=settings.rate_limit_enabled,
-            )
-            if self._redis is not None
-            else LoginThrottle(
-                max_failures=settings.login_max_failures,
-                max_failures_per_address=settings.login_max_failures_per_address,
-                window_seconds=settings.login_failure_window_seconds,
-                enabled=settings.rate_limit_enabled,
-            )
-        )
+        self.throttle = flavour.throttle()
         self.accounts = Accounts(self.db, settings, self.throttle, self.manager)
+        self.sessions = SessionSweep(self.accounts, self.manager)
         self.members = Members(self.db, self.accounts)
         self.notifications = Notifications(self.db, self.service, settings)
         self.conversations = Conversations(self.db, self.service, settings)
         self.typing = TypingTracker(
             self.service,
             settings,
-            self._limiter(settings.rate_limit_typing_per_minute, settings.rate_limit_typing_burst),
+            flavour.limiter(
+                settings.rate_limit_typing_per_minute, settings.rate_limit_typing_burst
+            ),
             recipients_of=self.conversations.recipients,
         )
         # Each needs the other: typing asks who takes part, and whoever leaves stops typing.
@@ -105,7 +198,7 @@ class Runtime:
             self.db,
             self.service,
             settings,
-            self._limiter(
+            flavour.limiter(
                 settings.rate_limit_messages_per_minute, settings.rate_limit_messages_burst
             ),
             self.typing,
@@ -114,28 +207,14 @@ class Runtime:
         self.read_receipts = ReadReceipts(self.messages)
         self.search = Search(
             self.db,
-            limiter=self._limiter(
+            limiter=flavour.limiter(
                 settings.rate_limit_searches_per_minute, settings.rate_limit_searches_burst
             ),
         )
-        self.presence: PresenceTracker | RedisPresenceTracker
-        if settings.redis_url:
-            self.presence = RedisPresenceTracker(
-                self.manager, self.service, self.db, settings, settings.redis_url
-            )
-        else:
-            self.presence = PresenceTracker(self.manager, self.service, self.db, settings)
+        self.presence: Presence = flavour.presence(self.manager, self.service, self.db)
         self.presence.attach()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
-
-    def _limiter(self, per_minute: int, burst: int) -> RateLimiter:
-        enabled = self.settings.rate_limit_enabled
-        if self._redis is not None:
-            return RedisTokenBucketLimiter(
-                self._redis, per_minute=per_minute, burst=burst, enabled=enabled
-            )
-        return TokenBucketLimiter(per_minute=per_minute, burst=burst, enabled=enabled)
 
     async def start(self) -> None:
         if self._started:
@@ -148,9 +227,11 @@ class Runtime:
         await self.presence.start()
         self.message_notifications.start()
         if self.settings.sse_heartbeat_seconds > 0:
-            self._tasks.append(
-                asyncio.create_task(self._end_stale_sessions(), name="session-sweep")
+            # Sign-outs and removed members of other processes reach this one's streams here.
+            sweep = _every(
+                self.settings.sse_heartbeat_seconds, self.sessions.end_stale, "session sweep"
             )
+            self._tasks.append(asyncio.create_task(sweep, name="session-sweep"))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -164,49 +245,26 @@ class Runtime:
             await self.presence.stop()
             self.accounts.password_hashes.close()
             self._started = False
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()  # last: presence gives its leases back on stop
         self.metrics.close()
         self.db.engine.dispose()
 
-    async def _end_stale_sessions(self) -> None:
-        """Once a heartbeat, close streams whose token was revoked elsewhere or expired, or
-        whose user was removed from the stream's tenant (by any process)."""
-        while True:
-            await asyncio.sleep(self.settings.sse_heartbeat_seconds)
-            try:
-                await self.end_stale_sessions()
-            except Exception:  # the sweep must survive a database hiccup
-                logger.exception("session sweep failed")
 
-    async def end_stale_sessions(self) -> int:
-        clients = self.manager.clients()
-        token_ids = {c.session_ref for c in clients if c.session_ref is not None}
-        ended = await self.accounts.ended_sessions(token_ids)
-        # Checked per client too: a stream opened with `?tenant=` is in another tenant than
-        # its token, and that membership can go while the token stays valid.
-        lost = await self.accounts.lost_memberships(
-            {(c.user_id, c.tenant_id) for c in clients if c.session_ref is not None}
-        )
-        if not ended and not lost:
-            return 0
-        for token_id in ended:
-            self.accounts.forget_token(token_id)
-        for user_id, _ in lost:
-            self.accounts.forget_user(user_id)
-        return self.manager.close_where(
-            lambda c: (
-                c.session_ref is not None
-                and (c.session_ref in ended or (c.user_id, c.tenant_id) in lost)
-            ),
-            CloseReason.SESSION_ENDED,
-        )
+async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:  # the next round must still run after a database hiccup
+            logger.exception("%s failed", name)
 
 
 _runtime: Runtime | None = None
 
 
 def get_runtime() -> Runtime:
+    """This process's runtime, built from the settings on first use: the one accessor."""
     global _runtime
     if _runtime is None:
         _runtime = Runtime(get_settings())

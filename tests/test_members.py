@@ -339,12 +339,12 @@ async def test_the_sweep_ends_sessions_of_a_membership_removed_by_another_proces
         )
         session.commit()
 
-    assert await runtime.end_stale_sessions() == 2
+    assert await runtime.sessions.end_stale() == 2
     assert globex_stream.close_reason is CloseReason.SESSION_ENDED
     assert switched_stream.close_reason is CloseReason.SESSION_ENDED
     assert not acme_stream.closed
     assert await runtime.accounts.principal_for_token(globex_token) is None
-    assert await runtime.end_stale_sessions() == 0
+    assert await runtime.sessions.end_stale() == 0
 
 
 async def test_an_admin_demoted_meanwhile_cannot_remove_anyone(runtime: Runtime) -> None:

@@ -33,10 +33,13 @@ Factory = Callable[..., "asyncio.Future[ConnectionManager]"]
 async def processes(fresh_redis: RedisServer) -> AsyncIterator[Callable[..., object]]:
     """Builds managers on their own RedisBroker each, as separate processes would."""
     started: list[ConnectionManager] = []
+    clients: list[aioredis.Redis] = []
 
     async def make(log_max_events: int = 100_000, max_age: float = 300.0) -> ConnectionManager:
+        client = aioredis.from_url(fresh_redis.url, decode_responses=True)
+        clients.append(client)
         broker = RedisBroker(
-            fresh_redis.url,
+            client,
             log_max_events=log_max_events,
             replay_max_age_seconds=max_age,
             reconnect_seconds=0.05,
@@ -51,6 +54,8 @@ async def processes(fresh_redis: RedisServer) -> AsyncIterator[Callable[..., obj
     yield make
     for manager in started:
         await manager.stop()
+    for client in clients:  # the broker leaves its client to its owner
+        await client.aclose()
 
 
 def _event(n: int, user: int = 1) -> Event:

@@ -41,7 +41,7 @@ async def test_an_expired_token_closes_its_stream_at_the_next_sweep(runtime: Run
     _, bystander = await _stream_for(runtime, "bob")
     _edit_token(runtime, principal.token_id, expires_at=utcnow() - timedelta(seconds=1))
     waiting = asyncio.create_task(client.next_batch())
-    assert await runtime.end_stale_sessions() == 1
+    assert await runtime.sessions.end_stale() == 1
     assert await asyncio.wait_for(waiting, 1) == []
     assert client.close_reason is CloseReason.SESSION_ENDED
     assert not bystander.closed
@@ -51,7 +51,7 @@ async def test_a_token_revoked_by_another_process_closes_its_stream(runtime: Run
     principal, client = await _stream_for(runtime, "alice")
     # As if another worker handled the logout: only the database knows.
     _edit_token(runtime, principal.token_id, revoked_at=utcnow())
-    assert await runtime.end_stale_sessions() == 1
+    assert await runtime.sessions.end_stale() == 1
     assert client.closed
 
 

@@ -1,4 +1,8 @@
-"""Request dependencies: the runtime, the caller's address, the authenticated principal."""
+"""Request dependencies: the runtime, the caller's address, the authenticated principal.
+
+Routes reach the runtime as the pages do, through `app.runtime.get_runtime()`: `RuntimeDep`
+only wraps that accessor in FastAPI's `Depends` (see app/runtime.py's docstring).
+"""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ session back), and only after the commit are their cached checks forgotten and t
 streams and tabs in the tenant closed. Closing those clients is what turns them offline for
 the tenant (presence follows the clients, after its usual grace period). What they wrote
 stays: the history belongs to the tenant. Other processes catch up at their next session
-sweep (`Runtime.end_stale_sessions`).
+sweep (`SessionSweep.end_stale`, app/domain/sessions.py).
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ A user is online while any client of theirs (a stream or a tab) is connected in 
 and active; away after `presence_idle_seconds` without activity, or by choice; offline only
 after `presence_grace_seconds` with no client at all, so a reload does not flap. Exactly one
 `presence:update` goes to the tenant per real change, in the order the changes happened.
+
+`Presence` is what the rest of the app asks of presence. Two trackers keep it: this module's
+`PresenceTracker` (one process, in memory) and app/domain/presence_redis.py's
+`RedisPresenceTracker` (every process, in Redis). Both follow the manager's clients, run
+background tasks and grace timers, and announce through one `PresenceAnnouncer`: that shared
+part is `ClientDrivenPresence`.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -52,7 +60,96 @@ class _Presence:
     going_offline: asyncio.TimerHandle | None = field(default=None)
 
 
-class PresenceTracker:
+class Presence(Protocol):
+    """Who is online, away or offline in a tenant, kept up to date from the manager's clients."""
+
+    def attach(self) -> None:
+        """Follow the manager's clients; before the first client connects."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def touch(self, principal: Principal) -> None:
+        """The user did something (sent, read, typed, moved the mouse): not idle."""
+        ...
+
+    def choose(self, principal: Principal, status: Status) -> Status:
+        """The user sets themselves away, or back online; returns the status as now known."""
+        ...
+
+    async def snapshot(self, tenant_id: int) -> list[PresenceUpdatePayload]:
+        """Every member of the tenant with their status and when they were last seen."""
+        ...
+
+
+Background = dict[str, Callable[[], Coroutine[Any, Any, None]]]
+
+
+class ClientDrivenPresence(ABC):
+    """The lifecycle both trackers share: the manager's connect and disconnect callbacks,
+    background tasks started and stopped together, and grace timers that stop cancels."""
+
+    def __init__(self, manager: ConnectionManager, service: RealtimeService, db: Database) -> None:
+        self._manager = manager
+        self._db = db
+        self._announcer = PresenceAnnouncer(service, db)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def attach(self) -> None:
+        self._manager.on_connect(self._client_connected)
+        self._manager.on_disconnect(self._client_disconnected)
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(work(), name=name) for name, work in self._background().items()
+        ]
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        await cancel_and_wait(self._tasks)
+        self._tasks = []
+        await self._stopped()
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        """Call `callback` after `delay` seconds, unless cancelled or stopped first.
+
+        Raises RuntimeError without a running loop (at interpreter exit)."""
+        timer: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            callback()
+
+        timer = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(timer)
+        return timer
+
+    def _cancel(self, timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        self._timers.discard(timer)  # or the set keeps every reload's timer
+
+    @abstractmethod
+    def _background(self) -> Background:
+        """The tasks `start` runs until `stop`, by name."""
+
+    async def _stopped(self) -> None:
+        """After the tasks have ended: give back what this process held."""
+
+    @abstractmethod
+    def _client_connected(self, client: Client) -> None: ...
+
+    @abstractmethod
+    def _client_disconnected(self, client: Client) -> None: ...
+
+
+class PresenceTracker(ClientDrivenPresence):
+    """Presence of this process's clients, in memory: the single-process default."""
+
     def __init__(
         self,
         manager: ConnectionManager,
@@ -61,35 +158,15 @@ class PresenceTracker:
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._manager = manager
-        self._service = service
-        self._db = db
+        super().__init__(manager, service, db)
         self._grace = settings.presence_grace_seconds
         self._idle = settings.presence_idle_seconds
         self._clock = clock
         self._presence: dict[PresenceKey, _Presence] = {}
-        self._announcer = PresenceAnnouncer(service, db)
         self._changes: asyncio.Queue[tuple[PresenceKey, Status, datetime | None]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
 
-    # -- lifecycle -------------------------------------------------------------------
-
-    def attach(self) -> None:
-        self._manager.on_connect(self._client_connected)
-        self._manager.on_disconnect(self._client_disconnected)
-
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._announce_changes(), name="presence-announcer"),
-            asyncio.create_task(self._watch_idle(), name="presence-idle"),
-        ]
-
-    async def stop(self) -> None:
-        for entry in self._presence.values():
-            if entry.going_offline is not None:
-                entry.going_offline.cancel()
-        await cancel_and_wait(self._tasks)
-        self._tasks = []
+    def _background(self) -> Background:
+        return {"presence-announcer": self._announce_changes, "presence-idle": self._watch_idle}
 
     # -- what changes presence -------------------------------------------------------
 
@@ -98,7 +175,7 @@ class PresenceTracker:
         entry.clients += 1
         entry.last_active = self._clock()
         if entry.going_offline is not None:
-            entry.going_offline.cancel()  # back within the grace period: no flap
+            self._cancel(entry.going_offline)  # back within the grace period: no flap
             entry.going_offline = None
         self._settle((client.tenant_id, client.user_id), entry)
 
@@ -110,9 +187,7 @@ class PresenceTracker:
         entry.clients = max(0, entry.clients - 1)
         if entry.clients == 0 and entry.going_offline is None:
             with contextlib.suppress(RuntimeError):  # no running loop at interpreter exit
-                entry.going_offline = asyncio.get_running_loop().call_later(
-                    self._grace, self._grace_over, key
-                )
+                entry.going_offline = self._later(self._grace, lambda: self._grace_over(key))
 
     def _grace_over(self, key: PresenceKey) -> None:
         entry = self._presence.get(key)
@@ -123,7 +198,6 @@ class PresenceTracker:
             self._settle(key, entry)
 
     def touch(self, principal: Principal) -> None:
-        """The user did something (sent, read, typed, moved the mouse): not idle."""
         key = (principal.tenant_id, principal.user_id)
         entry = self._presence.get(key)
         if entry is None:
@@ -132,7 +206,6 @@ class PresenceTracker:
         self._settle(key, entry)
 
     def choose(self, principal: Principal, status: Status) -> Status:
-        """The user sets themselves away, or back online."""
         key = (principal.tenant_id, principal.user_id)
         entry = self._presence.setdefault(key, _Presence())
         entry.chose_away = status is Status.AWAY
@@ -167,18 +240,13 @@ class PresenceTracker:
         while True:
             key, status, last_seen = await self._changes.get()
             try:
-                await self._announce(key, status, last_seen)
+                await self._announcer.announce(key, status, last_seen)
             except Exception:  # one failed announcement must not stop presence
                 logger.exception("presence announcement failed")
-
-    async def _announce(self, key: PresenceKey, status: Status, last_seen: datetime | None) -> None:
-        await self._announcer.announce(key, status, last_seen)
 
     # -- reading ---------------------------------------------------------------------
 
     async def snapshot(self, tenant_id: int) -> list[PresenceUpdatePayload]:
-        """Every member of the tenant with their status and when they were last seen."""
-
         result = []
         for user_id, name, stored_last_seen in await tenant_members(self._db, tenant_id):
             entry = self._presence.get((tenant_id, user_id))

@@ -10,6 +10,9 @@ after the grace period instead of staying online forever.
 
 Keys of one tenant share the hash tag `{tN}` (one Redis Cluster slot); the index of
 tenants with presence (`chat:presence:tenants`) is the only cross-tenant key.
+
+The Redis client is the process's one client (app/runtime.py): the tracker uses it and
+never closes it.
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.db import Database
-from app.domain.presence import PresenceAnnouncer, PresenceKey, Status, tenant_members
+from app.domain.presence import (
+    Background,
+    ClientDrivenPresence,
+    PresenceKey,
+    Status,
+    tenant_members,
+)
 from app.domain.principal import Principal
 from app.realtime.client import Client
 from app.realtime.events import PresenceUpdatePayload
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
-from app.realtime.tasks import cancel_and_wait
 from app.settings import Settings
 from app.timeutil import iso, utcnow
 
@@ -85,52 +93,51 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class RedisPresenceTracker:
+class RedisPresenceTracker(ClientDrivenPresence):
+    """Presence of every process's clients, in Redis: each real change announced once."""
+
     def __init__(
         self,
         manager: ConnectionManager,
         service: RealtimeService,
         db: Database,
         settings: Settings,
-        redis_url: str,
+        redis: aioredis.Redis,
     ) -> None:
-        self._manager = manager
-        self._db = db
-        self._redis: aioredis.Redis = aioredis.from_url(redis_url, decode_responses=True)
+        super().__init__(manager, service, db)
+        self._redis = redis
         self._settle_script = self._redis.register_script(_SETTLE)
-        self._announcer = PresenceAnnouncer(service, db)
         self._process = uuid.uuid4().hex
         self._grace_ms = int(settings.presence_grace_seconds * 1000)
         self._idle_ms = int(settings.presence_idle_seconds * 1000)
         self._refresh = max(0.2, min(settings.sse_heartbeat_seconds or 5.0, 5.0))
         self._lease_ms = int(self._refresh * 3000)
         self._local: Counter[PresenceKey] = Counter()
+        # Where this process holds a lease in Redis; `_local` loses a key before its lease
+        # goes, and the manager closes every client before presence stops.
+        self._leased: set[PresenceKey] = set()
         self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()
 
-    # -- lifecycle -------------------------------------------------------------------
+    def _background(self) -> Background:
+        return {
+            "presence-redis-work": self._run_work,
+            "presence-redis-sweep": self._renew_and_sweep,
+        }
 
-    def attach(self) -> None:
-        self._manager.on_connect(self._client_connected)
-        self._manager.on_disconnect(self._client_disconnected)
-
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run_work(), name="presence-redis-work"),
-            asyncio.create_task(self._renew_and_sweep(), name="presence-redis-sweep"),
-        ]
-
-    async def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        await cancel_and_wait(self._tasks)
-        self._tasks = []
-        # Give up our leases at once: a clean shutdown is not a crash.
+    async def _stopped(self) -> None:
+        # Give up our leases at once: a clean shutdown is not a crash. Marked as left now, so
+        # the other processes still wait out the grace period (tabs reconnect elsewhere).
+        if not self._leased:
+            return
+        now = _now_ms()
         with contextlib.suppress(RedisError, OSError):
-            for tenant_id, user_id in self._local:
-                await self._redis.zrem(_keys(tenant_id, user_id)[0], self._process)
-        await self._redis.aclose()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tenant_id, user_id in self._leased:
+                    conns, _, meta = _keys(tenant_id, user_id)
+                    pipe.zrem(conns, self._process)
+                    pipe.hset(meta, f"l:{user_id}", str(now))
+                await pipe.execute()
+        self._leased.clear()
 
     # -- what changes presence (called synchronously by the manager) ----------------
 
@@ -176,9 +183,10 @@ class RedisPresenceTracker:
         now = _now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(conns, {self._process: now + self._lease_ms})
-            pipe.hset(meta, f"a:{user_id}", now)
+            pipe.hset(meta, f"a:{user_id}", str(now))
             pipe.sadd(TENANTS_INDEX, tenant_id)
             await pipe.execute()
+        self._leased.add(key)
         await self._settle(key)
 
     async def _left(self, key: PresenceKey) -> None:
@@ -188,17 +196,11 @@ class RedisPresenceTracker:
         conns, _, meta = _keys(tenant_id, user_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrem(conns, self._process)
-            pipe.hset(meta, f"l:{user_id}", _now_ms())
+            pipe.hset(meta, f"l:{user_id}", str(_now_ms()))
             await pipe.execute()
+        self._leased.discard(key)
         delay = self._grace_ms / 1000 + 0.05
-        timer: asyncio.TimerHandle
-
-        def grace_over() -> None:
-            self._timers.discard(timer)
-            self._work.put_nowait(lambda: self._settle(key))
-
-        timer = asyncio.get_running_loop().call_later(delay, grace_over)
-        self._timers.add(timer)
+        self._later(delay, lambda: self._work.put_nowait(lambda: self._settle(key)))
 
     async def _set_meta(self, key: PresenceKey, field: str, value: str) -> None:
         _, _, meta = _keys(*key)

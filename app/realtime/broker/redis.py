@@ -21,6 +21,9 @@ Deliberate divergences from the in-memory broker, so nobody "fixes" them:
 - While Redis is unreachable, publishes wait in a bounded outbox and go out, in order, when
   it is back; `accepting` turns False when the outbox is full, and use cases refuse new
   work (503) before storing anything.
+- The broker is handed the process's one Redis client (shared with presence and the limits,
+  app/runtime.py) and never closes it: its owner does, after everyone has stopped. The live
+  feed's subscription holds one connection of that client's pool for as long as it runs.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def _decode(raw: str, epoch: int, seq: int) -> Event:
 class RedisBroker(Broker):
     def __init__(
         self,
-        url: str,
+        redis: aioredis.Redis,
         *,
         log_max_events: int,
         replay_max_age_seconds: float,
@@ -110,8 +113,7 @@ class RedisBroker(Broker):
         reconnect_seconds: float = 0.5,
         slot_lease_seconds: float = 90.0,
     ) -> None:
-        self._url = url
-        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        self._redis = redis  # with decode_responses=True: frames and fields are str
         self._log_max_events = log_max_events
         self._max_age = replay_max_age_seconds
         self._listeners: list[EventListener] = []
@@ -145,7 +147,6 @@ class RedisBroker(Broker):
     async def disconnect(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks = []
-        await self._redis.aclose()
 
     def attach(self, listener: EventListener) -> None:
         self._listeners.append(listener)
