@@ -512,7 +512,8 @@ def _summary(latencies: list[float]) -> str:
 
 async def test_a_flood_of_valid_sign_ins_leaves_other_requests_fast(tmp_path: Path) -> None:
     """8 clients sign in in a loop (valid passwords: every attempt runs argon2) while one
-    control client calls GET /api/me: its p99 stays under 100 ms and its median under 20 ms.
+    control client calls GET /api/me: its p99 stays under 100 ms and its median under 20 ms
+    (or 1.5x and 2x the same control's without the flood, on a machine slowed by other work).
     Before the fix: median 112 ms, max 518 ms in the finding; median 24-30 ms, p99 85-105 ms
     with this test on a quiet machine. The same control without the flood is measured
     first: it is printed, and named in a failure, to tell a slow server from a machine busy
@@ -556,6 +557,10 @@ async def test_a_flood_of_valid_sign_ins_leaves_other_requests_fast(tmp_path: Pa
     assert set(signed_in) <= {200, 503}
     assert signed_in.count(200) >= 20  # the flood did hash passwords throughout
     assert len(flooded) >= 100
-    assert p99 <= 0.100, report
-    assert statistics.median(flooded) <= 0.020, report
+    # The bounds scale with the same control measured without the flood: on a machine busy
+    # with other work every request is slower, and that is not the flood's doing. Before the
+    # fix the flood multiplied the median by 5 to 20; 2x (and 1.5x the p99) still catches it.
+    quiet_p99 = quiet[math.ceil(len(quiet) * 0.99) - 1]
+    assert p99 <= max(0.100, 1.5 * quiet_p99), report
+    assert statistics.median(flooded) <= max(0.020, 2 * statistics.median(quiet)), report
     assert not _errors_in(server)

@@ -46,6 +46,9 @@ def seed_demo_data(session: Session) -> bool:
 
 
 def _create_demo_rows(session: Session) -> None:
+    # Hashed before the first write: argon2 takes a while, and SQLite's write lock, once the
+    # first flush takes it, would be held through it while other workers seed and wait.
+    password_hashes = {username: hash_password(demo_password(username)) for username in DEMO_USERS}
     tenants = {slug: Tenant(slug=slug, name=name) for slug, name in DEMO_TENANTS.items()}
     session.add_all(tenants.values())
     session.flush()
@@ -54,7 +57,7 @@ def _create_demo_rows(session: Session) -> None:
         user = User(
             username=username,
             display_name=display_name,
-            password_hash=hash_password(demo_password(username)),
+            password_hash=password_hashes[username],
             default_tenant_id=tenants[memberships[0][0]].id,
         )
         session.add(user)
