@@ -265,7 +265,7 @@ class ConnectionManager:
             return [Event(type=EventType.RESYNC, data=ResyncPayload(reason=reason).to_data())]
         backlog = [event for event in history if may_see(client, event)]
         if history:
-            client.skip_through(history[-1].id)  # type: ignore[arg-type]
+            client.skip_through(history[-1].id)  # type: ignore[arg-type]  # history has only published events, which have ids
         counters.replays += 1
         counters.replayed_events += len(backlog)
         return backlog
