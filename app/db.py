@@ -78,7 +78,7 @@ def _prepare_sqlite_file(database_url: str) -> None:
         logger.warning("could not make the database private (%s)", exc)
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while one writer commits; busy_timeout waits for the lock.
     cursor.execute("PRAGMA journal_mode=WAL")
