@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 import reflex as rx
 
@@ -8,7 +9,7 @@ from app.settings import get_settings
 # after each event and purged expired ones on the event loop (about 14 % of the backend's
 # CPU with 300 tabs open, docs/performance.md). With REFLEX_REDIS_URL Reflex keeps it in
 # Redis and can run several workers; REFLEX_STATE_MANAGER_MODE=disk keeps the disk store.
-_state_manager = (
+_state_manager: dict[str, Any] = (
     {}
     if os.environ.get("REFLEX_REDIS_URL")
     else {"state_manager_mode": rx.constants.StateManagerMode.MEMORY}

@@ -13,7 +13,9 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, create_engine
 
 from app import models  # noqa: F401 - registers the tables on SQLModel.metadata
@@ -78,7 +80,7 @@ def _prepare_sqlite_file(database_url: str) -> None:
         logger.warning("could not make the database private (%s)", exc)
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _tune_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while one writer commits; busy_timeout waits for the lock.
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -73,7 +74,7 @@ def error_response(
     status: int,
     code: str,
     message: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     details: Any = None,
 ) -> JSONResponse:
     error: dict[str, Any] = {"code": code, "message": message}
@@ -101,14 +102,23 @@ def _from_domain(exc: DomainError) -> ApiError:
     return ApiError(400, exc.code, exc.message)
 
 
-def _validation_details(exc: RequestValidationError) -> tuple[int, str, str, list[dict[str, Any]]]:
+class _ValidationDetail(TypedDict):
+    loc: list[str]
+    message: str
+
+
+def _validation_details(
+    exc: RequestValidationError,
+) -> tuple[int, str, str, list[_ValidationDetail]]:
     details = [
-        {"loc": [str(part) for part in err.get("loc", ())], "message": err.get("msg", "")}
+        _ValidationDetail(
+            loc=[str(part) for part in err.get("loc", ())], message=err.get("msg", "")
+        )
         for err in exc.errors()
     ]
     if any(err.get("type") == "json_invalid" for err in exc.errors()):
         return 400, "malformed_json", "The request body is not valid JSON.", details
-    first = details[0] if details else {"loc": [], "message": "invalid request"}
+    first = details[0] if details else _ValidationDetail(loc=[], message="invalid request")
     where = ".".join(p for p in first["loc"] if p not in {"body", "query", "path"})
     message = f"{where}: {first['message']}" if where else first["message"]
     return 422, "invalid_request", message, details

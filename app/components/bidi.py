@@ -13,6 +13,7 @@ and each piece is shown with `user_text`, the glue (", ", ": ", " is typing…")
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import reflex as rx
@@ -29,7 +30,7 @@ def user_text(text: rx.Var[str] | str, *, as_: str = "p", **props: Any) -> rx.Co
     return rx.text(text, as_=as_, unicode_bidi="plaintext", custom_attrs=custom_attrs, **props)
 
 
-def joined(parts: rx.Var[list[str]], separator: str = NAME_SEPARATOR) -> rx.Component:
+def joined(parts: rx.Var[Sequence[str]], separator: str = NAME_SEPARATOR) -> rx.Component:
     """`parts` shown as "a, b, c", each part its own isolate."""
     return rx.foreach(
         parts,
@@ -40,9 +41,7 @@ def joined(parts: rx.Var[list[str]], separator: str = NAME_SEPARATOR) -> rx.Comp
 
 
 @var_operation
-def typists(  # type: ignore[no-untyped-def]
-    by_conversation: rx.Var[dict[str, dict[str, float]]], conversation_id: rx.Var[int]
-):
+def typists(by_conversation: rx.Var[dict[str, dict[str, float]]], conversation_id: rx.Var[int]):
     """The names typing in a conversation (ChatState.typists), sorted as the state's label
     sorts them."""
     return var_operation_return(
@@ -54,7 +53,7 @@ def typists(  # type: ignore[no-untyped-def]
 
 
 @var_operation
-def initial(name: rx.Var[str]):  # type: ignore[no-untyped-def]
+def initial(name: rx.Var[str]):
     """The first letter of a name for an avatar, skipping invisible bidi controls."""
     return var_operation_return(
         js_expression=(

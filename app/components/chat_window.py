@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import joined, user_text
 from app.components.composer import composer
@@ -12,7 +13,7 @@ from app.components.typing_indicator import typing_indicator
 from app.state.chat import ChatState, HeldMessage
 
 
-def _held(message: rx.Var[HeldMessage]) -> rx.Component:
+def _held(message: ObjectVar[HeldMessage]) -> rx.Component:
     """A message the rate limit holds back: it goes out by itself, in order."""
     return rx.cond(
         message.conversation_id == ChatState.active_id,
@@ -59,7 +60,7 @@ def _history() -> rx.Component:
                         variant="ghost",
                         size="1",
                         loading=ChatState.loading_older,
-                        on_click=ChatState.load_older(ChatState.messages[0].id),
+                        on_click=ChatState.load_older(ChatState.messages[0].id),  # type: ignore[operator, attr-defined]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback; and ChatState.messages[0] as a BooleanVar
                         custom_attrs={"data-testid": "load-older"},
                     ),
                     width="100%",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import user_text
 from app.settings import get_settings
@@ -34,11 +35,11 @@ def _counter(limit: int) -> rx.Component:
     )
 
 
-def _mention_option(option: rx.Var[MentionOption], index: rx.Var[int]) -> rx.Component:
+def _mention_option(option: ObjectVar[MentionOption], index: rx.Var[int]) -> rx.Component:
     chosen = index == ChatState.mention_index
     return rx.hstack(
         user_text(option.name, as_="span", size="2", weight="medium"),
-        user_text("@" + option.username, as_="span", size="1", color_scheme="gray"),
+        user_text("@" + option.username, as_="span", size="1", color_scheme="gray"),  # type: ignore[operator]  # mypy types a dataclass field of an ObjectVar as a plain Var; Reflex makes it a StringVar
         padding="4px 8px",
         border_radius="6px",
         background=rx.cond(chosen, "var(--accent-a4)", "transparent"),

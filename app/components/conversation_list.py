@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import initial, joined, user_text
 from app.components.new_conversation import new_conversation_dialog
@@ -21,7 +22,7 @@ _ONE_LINE = {
 }
 
 
-def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
+def _preview(item: ObjectVar[ConversationItem]) -> rx.Component:
     """ "Sender: message", each of the two isolated; "No messages yet" for a new one."""
     return rx.cond(
         item.preview_sender != "",
@@ -34,7 +35,7 @@ def _preview(item: rx.Var[ConversationItem]) -> rx.Component:
     )
 
 
-def _row(item: rx.Var[ConversationItem]) -> rx.Component:
+def _row(item: ObjectVar[ConversationItem]) -> rx.Component:
     active = ChatState.active_id == item.id
     return rx.box(
         rx.hstack(
@@ -60,7 +61,7 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
                 rx.hstack(
                     rx.text(_preview(item), size="2", color_scheme="gray", **_ONE_LINE),
                     rx.cond(
-                        item.unread_count > 0,
+                        item.unread_count > 0,  # type: ignore[operator]  # mypy types a dataclass field of an ObjectVar as a plain Var; Reflex makes it a NumberVar
                         rx.badge(
                             item.unread_count,
                             color_scheme="indigo",
@@ -87,7 +88,7 @@ def _row(item: rx.Var[ConversationItem]) -> rx.Component:
         background=rx.cond(active, "var(--accent-4)", "transparent"),
         _hover={"background": rx.cond(active, "var(--accent-4)", "var(--gray-3)")},
         width="100%",
-        on_click=ChatState.open_conversation(item.id),
+        on_click=ChatState.open_conversation(item.id),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
         custom_attrs={"data-testid": "conversation", "data-name": item.name},
     )
 

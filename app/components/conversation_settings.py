@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import user_text
 from app.state.conversation_settings import ConversationSettingsState as Settings
 from app.state.conversation_settings import ParticipantOption
 
 
-def _participant(person: rx.Var[ParticipantOption]) -> rx.Component:
+def _participant(person: ObjectVar[ParticipantOption]) -> rx.Component:
     return rx.hstack(
         user_text(person.name, size="2"),
         rx.cond(person.me, rx.text("(you)", size="1", color_scheme="gray")),
@@ -22,7 +23,7 @@ def _participant(person: rx.Var[ParticipantOption]) -> rx.Component:
                 variant="soft",
                 color_scheme="red",
                 type="button",
-                on_click=Settings.remove_person(person.user_id),
+                on_click=Settings.remove_person(person.user_id),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
                 custom_attrs={"data-testid": "remove-person"},
             ),
         ),
@@ -32,7 +33,7 @@ def _participant(person: rx.Var[ParticipantOption]) -> rx.Component:
     )
 
 
-def _candidate(person: rx.Var[ParticipantOption]) -> rx.Component:
+def _candidate(person: ObjectVar[ParticipantOption]) -> rx.Component:
     return rx.el.label(
         rx.hstack(
             rx.checkbox(name="add-" + person.user_id.to_string(), default_checked=False),
@@ -87,7 +88,7 @@ def settings_button() -> rx.Component:
         variant="ghost",
         title="Conversation settings",
         aria_label="Conversation settings",
-        on_click=Settings.show(True),
+        on_click=Settings.show(True),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
         custom_attrs={"data-testid": "conversation-settings"},
     )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
+from reflex.vars import ObjectVar
 from reflex_components_core.core.banner import has_connection_errors
 
 from app.components.bidi import initial, user_text
@@ -14,10 +17,10 @@ from app.state.presence import PresenceState
 from app.state.session import SessionState
 
 
-def _workspace(membership: rx.Var[dict]) -> rx.Component:
+def _workspace(membership: ObjectVar[dict[str, Any]]) -> rx.Component:
     """A workspace in the switcher, with how many unread messages wait there."""
     tenant = membership["tenantId"].to_string()
-    unread = SessionState.unread_elsewhere[tenant].to(int)
+    unread = SessionState.unread_elsewhere[tenant].to(int)  # type: ignore[call-overload]  # mypy picks ArrayVar for a dict[str, int] Field; Reflex makes it an ObjectVar
     return rx.select.item(
         rx.hstack(
             user_text(membership["tenantName"].to(str), as_="span"),

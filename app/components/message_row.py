@@ -5,7 +5,7 @@ a placeholder once deleted, and the sender's own edit and delete controls."""
 from __future__ import annotations
 
 import reflex as rx
-from reflex.vars import var_operation, var_operation_return
+from reflex.vars import ObjectVar, var_operation, var_operation_return
 
 from app.components.bidi import user_text
 from app.components.message_text import message_text
@@ -24,9 +24,7 @@ ROW_STYLE = {
 
 
 @var_operation
-def starts_a_day(  # type: ignore[no-untyped-def]
-    messages: rx.Var[list[MessageItem]], index: rx.Var[int]
-):
+def starts_a_day(messages: rx.Var[list[MessageItem]], index: rx.Var[int]):
     """Whether message `index` is the first of its day, in the reader's time zone."""
     day = "(m) => new Date(m.created_at).toDateString()"
     return var_operation_return(
@@ -38,7 +36,7 @@ def starts_a_day(  # type: ignore[no-untyped-def]
 
 
 @var_operation
-def day_label(iso: rx.Var[str]):  # type: ignore[no-untyped-def]
+def day_label(iso: rx.Var[str]):
     """ "Today", "Yesterday", else the date in words, in the reader's locale."""
     return var_operation_return(
         js_expression=(
@@ -54,7 +52,7 @@ def day_label(iso: rx.Var[str]):  # type: ignore[no-untyped-def]
 
 
 @var_operation
-def full_time(iso: rx.Var[str]):  # type: ignore[no-untyped-def]
+def full_time(iso: rx.Var[str]):
     """The date and time in full, in the reader's locale and time zone (the hover title)."""
     return var_operation_return(
         js_expression=(
@@ -77,7 +75,7 @@ def _divider(label: rx.Var[str] | str, testid: str, color: str) -> rx.Component:
     )
 
 
-def _time(message: rx.Var[MessageItem]) -> rx.Component:
+def _time(message: ObjectVar[MessageItem]) -> rx.Component:
     return rx.hstack(
         # The full date and time on hover (react-moment passes no title of its own).
         rx.el.span(
@@ -99,7 +97,7 @@ def _time(message: rx.Var[MessageItem]) -> rx.Component:
     )
 
 
-def _actions(message: rx.Var[MessageItem]) -> rx.Component:
+def _actions(message: ObjectVar[MessageItem]) -> rx.Component:
     return rx.hstack(
         rx.icon_button(
             rx.icon("pencil", size=14),
@@ -108,7 +106,7 @@ def _actions(message: rx.Var[MessageItem]) -> rx.Component:
             color_scheme="gray",
             title="Edit",
             aria_label="Edit message",
-            on_click=ChatState.start_editing(message.id),
+            on_click=ChatState.start_editing(message.id),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
             custom_attrs={"data-testid": "message-edit"},
         ),
         rx.icon_button(
@@ -118,7 +116,7 @@ def _actions(message: rx.Var[MessageItem]) -> rx.Component:
             color_scheme="red",
             title="Delete",
             aria_label="Delete message",
-            on_click=ChatState.ask_delete(message.id),
+            on_click=ChatState.ask_delete(message.id),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
             custom_attrs={"data-testid": "message-delete"},
         ),
         class_name=_ACTIONS_CLASS,
@@ -126,7 +124,7 @@ def _actions(message: rx.Var[MessageItem]) -> rx.Component:
     )
 
 
-def _edit_form(message: rx.Var[MessageItem]) -> rx.Component:
+def _edit_form(message: ObjectVar[MessageItem]) -> rx.Component:
     return rx.form(
         rx.vstack(
             rx.text_area(
@@ -172,7 +170,7 @@ def _edit_form(message: rx.Var[MessageItem]) -> rx.Component:
     )
 
 
-def _bubble(message: rx.Var[MessageItem]) -> rx.Component:
+def _bubble(message: ObjectVar[MessageItem]) -> rx.Component:
     return rx.box(
         rx.cond(
             ~message.mine,
@@ -206,7 +204,7 @@ def _bubble(message: rx.Var[MessageItem]) -> rx.Component:
     )
 
 
-def message_row(message: rx.Var[MessageItem], index: rx.Var[int]) -> rx.Component:
+def message_row(message: ObjectVar[MessageItem], index: rx.Var[int]) -> rx.Component:
     editing = message.id == ChatState.editing_id
     return rx.fragment(
         rx.cond(

@@ -8,6 +8,7 @@ long words wrapped. Its root is a `div`, not a `p`: a code block's `pre` may not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import reflex as rx
@@ -60,7 +61,7 @@ class MessageText(rx.Component):
 
 def message_text(
     text: rx.Var[str] | str,
-    mentions: rx.Var[list[str]] | list[str],
+    mentions: rx.Var[Sequence[str]] | Sequence[str],
     me: rx.Var[str] | str,
     **props: Any,
 ) -> rx.Component:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import user_text
 from app.components.presence_dot import presence_dot
@@ -12,7 +13,7 @@ from app.state.presence import PresenceState
 from app.state.session import SessionState
 
 
-def _person(person: rx.Var[PersonItem]) -> rx.Component:
+def _person(person: ObjectVar[PersonItem]) -> rx.Component:
     return rx.cond(
         person.user_id != SessionState.user_id,
         rx.el.label(

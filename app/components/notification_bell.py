@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import user_text
 from app.state.items import NotificationItem
 from app.state.notifications import NotificationState
 
 
-def _item(item: rx.Var[NotificationItem]) -> rx.Component:
+def _item(item: ObjectVar[NotificationItem]) -> rx.Component:
     return rx.hstack(
         rx.box(
             width="8px",
@@ -35,7 +36,7 @@ def _item(item: rx.Var[NotificationItem]) -> rx.Component:
                 variant="ghost",
                 title="Mark as read",
                 # Only this: the item's own click would follow the link too.
-                on_click=NotificationState.mark_read(item.id).stop_propagation,
+                on_click=NotificationState.mark_read(item.id).stop_propagation,  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
                 custom_attrs={"data-testid": "notification-read"},
             ),
         ),
@@ -45,7 +46,7 @@ def _item(item: rx.Var[NotificationItem]) -> rx.Component:
         border_radius="6px",
         cursor=rx.cond(item.link != "", "pointer", "default"),
         _hover={"background": "var(--gray-3)"},
-        on_click=NotificationState.open_notification(item.id),
+        on_click=NotificationState.open_notification(item.id),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
         custom_attrs={"data-testid": "notification", "data-link": item.link},
     )
 

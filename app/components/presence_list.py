@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import user_text
 from app.components.presence_dot import presence_dot
@@ -10,7 +11,7 @@ from app.state.items import PersonItem
 from app.state.presence import PresenceState
 
 
-def _person(person: rx.Var[PersonItem]) -> rx.Component:
+def _person(person: ObjectVar[PersonItem]) -> rx.Component:
     return rx.hstack(
         presence_dot(person.status),
         rx.vstack(

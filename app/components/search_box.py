@@ -4,13 +4,14 @@ conversation at the message."""
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import ObjectVar
 
 from app.components.bidi import user_text
 from app.state.chat import ChatState
 from app.state.search import SearchResult, SearchState, SnippetPart
 
 
-def _part(part: rx.Var[SnippetPart]) -> rx.Component:
+def _part(part: ObjectVar[SnippetPart]) -> rx.Component:
     # Text pieces, each an element of its own: a hit is a <mark>, nothing is markup.
     return rx.cond(
         part.hit,
@@ -23,7 +24,7 @@ def _part(part: rx.Var[SnippetPart]) -> rx.Component:
     )
 
 
-def _result(result: rx.Var[SearchResult]) -> rx.Component:
+def _result(result: ObjectVar[SearchResult]) -> rx.Component:
     return rx.box(
         rx.hstack(
             user_text(result.conversation_name, as_="span", size="1", weight="bold", truncate=True),
@@ -43,7 +44,7 @@ def _result(result: rx.Var[SearchResult]) -> rx.Component:
         cursor="pointer",
         _hover={"background": "var(--gray-a3)"},
         on_click=[
-            ChatState.open_message(result.conversation_id, result.message_id),
+            ChatState.open_message(result.conversation_id, result.message_id),  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
             SearchState.clear_search,
         ],
         custom_attrs={

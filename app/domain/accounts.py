@@ -44,7 +44,7 @@ def memberships_of(session: Session, user_id: int) -> tuple[Membership, ...]:
         .order_by(col(MembershipRow.id))
     ).all()
     return tuple(
-        Membership(tenant_id=t.id, tenant_name=t.name, tenant_slug=t.slug, role=m.role)  # type: ignore[arg-type]
+        Membership(tenant_id=t.id, tenant_name=t.name, tenant_slug=t.slug, role=m.role)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         for m, t in rows
     )
 
@@ -136,7 +136,7 @@ class Accounts:
         new_password_hash: str | None = None,
     ) -> tuple[Principal, list[int]]:
         """A new token, and the ids of the user's tokens it pushed past the cap."""
-        memberships = memberships_of(session, user.id)  # type: ignore[arg-type]
+        memberships = memberships_of(session, user.id)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         member_of = {m.tenant_id for m in memberships}
         if not memberships:
             raise Forbidden("This account belongs to no tenant.")
@@ -150,7 +150,7 @@ class Accounts:
             )
         token = AuthToken(
             token_hash=token_digest(raw_token),
-            user_id=user.id,  # type: ignore[arg-type]
+            user_id=user.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             tenant_id=tenant_id,
             expires_at=utcnow() + timedelta(seconds=self._settings.token_ttl_seconds),
         )
@@ -161,14 +161,14 @@ class Accounts:
                 row.password_hash = new_password_hash
                 session.add(row)
         session.flush()
-        ended = self._prune_tokens(session, user.id)  # type: ignore[arg-type]
+        ended = self._prune_tokens(session, user.id)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         session.commit()
         principal = Principal(
-            user_id=user.id,  # type: ignore[arg-type]
+            user_id=user.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             username=user.username,
             display_name=user.display_name,
             tenant_id=tenant_id,
-            token_id=token.id,  # type: ignore[arg-type]
+            token_id=token.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             expires_at=token.expires_at,
             memberships=memberships,
         )
@@ -186,12 +186,20 @@ class Accounts:
             .where(AuthToken.user_id == user_id)
             .order_by(col(AuthToken.id).desc())
         ).all()
-        live = [row.id for row in rows if row.revoked_at is None and row.expires_at > now]
-        dead = [row.id for row in rows if row.revoked_at is not None or row.expires_at <= now]
+        live = [
+            token
+            for token, revoked_at, expires_at in rows
+            if revoked_at is None and expires_at > now
+        ]
+        dead = [
+            token
+            for token, revoked_at, expires_at in rows
+            if revoked_at is not None or expires_at <= now
+        ]
         over_cap = live[cap:]
         if over_cap or dead:
-            session.exec(delete(AuthToken).where(col(AuthToken.id).in_(over_cap + dead)))  # type: ignore[call-overload]
-        return over_cap  # type: ignore[return-value]
+            session.exec(delete(AuthToken).where(col(AuthToken.id).in_(over_cap + dead)))
+        return over_cap  # type: ignore[return-value]  # SQLModel types ids int | None; stored rows have one
 
     def _end_sessions(self, token_ids: list[int]) -> None:
         """These tokens are gone: stop trusting cached checks of them at once and close the
@@ -242,9 +250,9 @@ class Accounts:
             return None
         cached = self._principals.get(digest)
         if cached is not None:
-            principal, valid_until = cached
-            if time.monotonic() < valid_until and principal.expires_at > utcnow():
-                return principal
+            known, valid_until = cached
+            if time.monotonic() < valid_until and known.expires_at > utcnow():
+                return known
             del self._principals[digest]
         principal = await self._db.run(lambda s: self._resolve(s, digest))
         if principal is not None and self._settings.auth_cache_seconds > 0:
@@ -292,15 +300,15 @@ class Accounts:
             return None
         if token.revoked_at is not None or token.expires_at <= utcnow() or not user.is_active:
             return None
-        memberships = memberships_of(session, user.id)  # type: ignore[arg-type]
+        memberships = memberships_of(session, user.id)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         if all(m.tenant_id != token.tenant_id for m in memberships):
             return None  # removed from the tenant this session was for
         return Principal(
-            user_id=user.id,  # type: ignore[arg-type]
+            user_id=user.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             username=user.username,
             display_name=user.display_name,
             tenant_id=token.tenant_id,
-            token_id=token.id,  # type: ignore[arg-type]
+            token_id=token.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             expires_at=token.expires_at,
             memberships=memberships,
         )
@@ -342,7 +350,7 @@ class Accounts:
                 .where(AuthToken.expires_at > utcnow())
                 .where(col(User.is_active).is_(True))
             ).all()
-            return set(rows)  # type: ignore[arg-type]
+            return set(rows)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
 
         return wanted - await self._db.run(still_valid)
 

@@ -59,12 +59,12 @@ class ConversationView:
 
 def message_body(message: Message, sender_name: str) -> ChatMessageBody:
     return ChatMessageBody(
-        id=message.id,  # type: ignore[arg-type]
+        id=message.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         conversation_id=message.conversation_id,
         content=message.content,
         sender_id=message.sender_id,
         sender_name=sender_name,
-        created_at=iso(message.created_at),  # type: ignore[arg-type]
+        created_at=iso(message.created_at),
         edited_at=iso(message.edited_at),
         deleted=message.deleted_at is not None,
     )
@@ -190,7 +190,7 @@ def conversation_views(
     unread: dict[int, int] = {}
     for member, user in member_rows:
         participants[member.conversation_id].append(
-            Participant(id=user.id, username=user.username, display_name=user.display_name)  # type: ignore[arg-type]
+            Participant(id=user.id, username=user.username, display_name=user.display_name)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         )
         if member.user_id == principal.user_id:
             unread[member.conversation_id] = member.unread_count
@@ -205,13 +205,13 @@ def conversation_views(
     }
     return [
         ConversationView(
-            id=c.id,  # type: ignore[arg-type]
+            id=c.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             kind=c.kind,
             title=c.title,
-            participants=participants[c.id],  # type: ignore[index]
-            last_message=last_messages.get(c.id),  # type: ignore[arg-type]
-            unread_count=unread.get(c.id, 0),  # type: ignore[arg-type]
-            created_at=iso(c.created_at),  # type: ignore[arg-type]
+            participants=participants[c.id],  # type: ignore[index]  # SQLModel types ids int | None; stored rows have one
+            last_message=last_messages.get(c.id),  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
+            unread_count=unread.get(c.id, 0),  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
+            created_at=iso(c.created_at),
         )
         for c in conversations
     ]
@@ -285,7 +285,7 @@ class Conversations:
             session.add(conversation)
             session.flush()
             for user_id in [principal.user_id, *others]:
-                session.add(ConversationMember(conversation_id=conversation.id, user_id=user_id))  # type: ignore[arg-type]
+                session.add(ConversationMember(conversation_id=conversation.id, user_id=user_id))  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             try:
                 session.commit()
             except IntegrityError:
@@ -299,7 +299,7 @@ class Conversations:
                 if winner is None:
                     raise
                 return winner, False
-            return conversation.id, True  # type: ignore[return-value]
+            return conversation.id, True  # type: ignore[return-value]  # SQLModel types ids int | None; stored rows have one
 
         self._service.ensure_accepting()
         conversation_id, created = await self._db.run(store)
@@ -428,7 +428,7 @@ class Conversations:
         self, session: Session, principal: Principal, conversation_id: int, user_id: int
     ) -> _Stored:
         # One statement: the row and its unread count go together, whatever a send adds.
-        removed = session.exec(  # type: ignore[call-overload]
+        removed = session.exec(
             delete(ConversationMember)
             .where(col(ConversationMember.conversation_id) == conversation_id)
             .where(col(ConversationMember.user_id) == user_id)
@@ -514,7 +514,7 @@ class Conversations:
                     .where(ConversationMember.user_id == principal.user_id)
                 ).all()
             )
-            views = conversation_views(session, principal, ids)  # type: ignore[arg-type]
+            views = conversation_views(session, principal, ids)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             views.sort(
                 key=lambda v: (v.last_message.id if v.last_message else 0, v.id), reverse=True
             )

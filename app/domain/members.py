@@ -82,11 +82,11 @@ def _delete_membership(session: Session, actor_id: int, user_id: int, tenant_id:
     # The actor's admin role is checked inside the DELETE itself: two admins removing each
     # other at the same moment cannot both succeed and leave the tenant with none.
     actor_is_admin = exists().where(
-        admin.tenant_id == tenant_id,
-        admin.user_id == actor_id,
-        admin.role == Role.ADMIN.value,
+        col(admin.tenant_id) == tenant_id,
+        col(admin.user_id) == actor_id,
+        col(admin.role) == Role.ADMIN.value,
     )
-    result = session.exec(  # type: ignore[call-overload]
+    result = session.exec(
         delete(Membership)
         .where(col(Membership.tenant_id) == tenant_id)
         .where(col(Membership.user_id) == user_id)
@@ -97,7 +97,7 @@ def _delete_membership(session: Session, actor_id: int, user_id: int, tenant_id:
         if not session.exec(select(actor_is_admin)).one():
             raise Forbidden("Only a tenant admin can remove members.")
         raise NotFound(NOT_A_MEMBER)
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(AuthToken)
         .where(col(AuthToken.user_id) == user_id)
         .where(col(AuthToken.tenant_id) == tenant_id)
@@ -118,7 +118,7 @@ def _delete_membership(session: Session, actor_id: int, user_id: int, tenant_id:
 def _view(user: User, membership: Membership) -> MemberView:
     joined: datetime | None = membership.created_at
     return MemberView(
-        user_id=user.id,  # type: ignore[arg-type]
+        user_id=user.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         username=user.username,
         display_name=user.display_name,
         role=membership.role,

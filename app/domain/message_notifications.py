@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
@@ -127,7 +128,7 @@ class MessageNotifications:
             message = _live_message(session, sender.tenant_id, conversation_id, message_id)
             if message is None:
                 return []
-            people = session.exec(
+            people: Sequence[int] = session.exec(  # type: ignore[assignment]  # SQLModel types ids int | None; stored rows have one
                 select(User.id)
                 .join(ConversationMember, col(ConversationMember.user_id) == col(User.id))
                 .join(Membership, col(Membership.user_id) == col(User.id))
@@ -149,12 +150,12 @@ class MessageNotifications:
                     title += f" in {conversation_name(view, user_id)}"
                 draft = NotificationDraft(MENTION, preview(title, self._title_max), body, link)
                 checked = self._notifications.validate(draft)
-                deliveries.append(Delivery(user_id, checked))  # type: ignore[arg-type]
+                deliveries.append(Delivery(user_id, checked))
             return deliveries
 
         try:
             await self._notifications.deliver(sender.tenant_id, choose, created_by=sender.user_id)
-        except Exception as exc:  # a notification is not worth failing a message for
+        except Exception as exc:  # noqa: BLE001  # a notification is not worth failing a message for
             logger.warning("could not notify the mentions of message %d: %s", message_id, exc)
 
     def _schedule_direct_check(
@@ -206,7 +207,7 @@ class MessageNotifications:
                 await self._notifications.deliver(
                     sender.tenant_id, choose, created_by=sender.user_id
                 )
-        except Exception as exc:  # the next message of the conversation tries again
+        except Exception as exc:  # noqa: BLE001  # the next message of the conversation tries again
             logger.warning("could not notify the recipient of message %d: %s", message_id, exc)
 
 

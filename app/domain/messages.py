@@ -142,7 +142,7 @@ class Messages:
         session.flush()
         conversation.last_message_id = message.id
         session.add(conversation)
-        session.exec(  # type: ignore[call-overload]
+        session.exec(
             update(ConversationMember)
             .where(col(ConversationMember.conversation_id) == conversation_id)
             .where(col(ConversationMember.user_id) != principal.user_id)
@@ -152,7 +152,7 @@ class Messages:
         own = session.get(ConversationMember, (conversation_id, principal.user_id))
         assert own is not None  # require_participant checked it
         sender_had_unread = own.unread_count > 0
-        own.last_read_message_id = message.id  # type: ignore[assignment]
+        own.last_read_message_id = message.id  # type: ignore[assignment]  # SQLModel types ids int | None; stored rows have one
         own.unread_count = 0
         session.add(own)
         session.commit()
@@ -400,7 +400,7 @@ def _move_read_cursor(session: Session, user_id: int, conversation_id: int, targ
         .where(Message.sender_id != user_id)
         .scalar_subquery()
     )
-    moved = session.exec(  # type: ignore[call-overload]
+    moved = session.exec(
         update(ConversationMember)
         .where(col(ConversationMember.conversation_id) == conversation_id)
         .where(col(ConversationMember.user_id) == user_id)

@@ -49,12 +49,12 @@ class NotificationPage:
 
 def _payload(row: Notification, unread_count: int) -> NotificationNewPayload:
     return NotificationNewPayload(
-        id=row.id,  # type: ignore[arg-type]
+        id=row.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         type=row.type,
         title=row.title,
         body=row.body,
         link=row.link,
-        created_at=iso(row.created_at),  # type: ignore[arg-type]
+        created_at=iso(row.created_at),
         unread_count=unread_count,
     )
 
@@ -93,9 +93,10 @@ class Notifications:
         if len(body) > s.notification_body_max_chars:
             raise InvalidInput(f"body is longer than {s.notification_body_max_chars} characters.")
         link = (draft.link or "").strip() or None
-        if link is not None:
-            if len(link) > s.notification_link_max_chars or not _is_safe_link(link):
-                raise InvalidInput("link must be a path starting with '/' or an http(s) URL.")
+        if link is not None and (
+            len(link) > s.notification_link_max_chars or not _is_safe_link(link)
+        ):
+            raise InvalidInput("link must be a path starting with '/' or an http(s) URL.")
         return NotificationDraft(type=kind, title=title, body=body, link=link)
 
     async def notify(
@@ -182,7 +183,7 @@ class Notifications:
             count = unread[principal.user_id]
             return NotificationPage(
                 items=[_payload(row, count) for row in rows],
-                read_ids=frozenset(row.id for row in rows if row.read_at is not None),  # type: ignore[misc]
+                read_ids=frozenset(row.id for row in rows if row.read_at is not None),  # type: ignore[misc]  # SQLModel types ids int | None; stored rows have one
                 unread_count=count,
             )
 
@@ -224,7 +225,7 @@ class Notifications:
 
     async def mark_all_read(self, principal: Principal) -> NotificationReadPayload:
         def store(session: Session) -> int:
-            result = session.exec(  # type: ignore[call-overload]
+            result = session.exec(
                 update(Notification)
                 .where(col(Notification.tenant_id) == principal.tenant_id)
                 .where(col(Notification.user_id) == principal.user_id)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import column, literal_column, table
+from sqlalchemy import ColumnClause, column, literal_column, table
 from sqlmodel import Session, and_, col, func, select
+from sqlmodel.sql.expression import Select
 
 from app.db import Database
 from app.domain.conversations import conversation_name, conversation_views
@@ -46,7 +47,7 @@ _MARKER_CHARS = re.compile(f"[{_MARK_OPEN}{_MARK_CLOSE}]")
 
 _index = table(MESSAGE_INDEX, column("rowid"))
 # The FTS5 table's name as a column: `message_fts MATCH ...`, `bm25(message_fts)`.
-_index_column = literal_column(MESSAGE_INDEX)
+_index_column: ColumnClause[Any] = literal_column(MESSAGE_INDEX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,9 @@ def split_marked(marked: str, open_mark: str, close_mark: str) -> tuple[Segment,
 def highlight_terms(content: str, terms: list[str]) -> tuple[Segment, ...]:
     """The fallback's snippet: a window of `content` around the first hit, every
     case-insensitive occurrence of a term marked."""
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE)
+    pattern = re.compile(
+        "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE
+    )
     first = pattern.search(content)
     start = max(0, (first.start() if first else 0) - FALLBACK_SNIPPET_CHARS // 4)
     end = min(len(content), start + FALLBACK_SNIPPET_CHARS)
@@ -188,15 +191,15 @@ class Search:
         open_mark = f"{_MARK_OPEN}{nonce}{_MARK_OPEN}"
         close_mark = f"{_MARK_CLOSE}{nonce}{_MARK_CLOSE}"
         snippet = func.snippet(_index_column, 0, open_mark, close_mark, ELLIPSIS, SNIPPET_TOKENS)
-        query = (
-            _visible_messages(principal)
+        query: Select[int, int, int, str, datetime, str, str] = (
+            _visible_messages(principal)  # type: ignore[assignment]  # add_columns() is typed as returning SQLAlchemy's Select; it is SQLModel's
             .add_columns(snippet)
             .join(_index, _index.c.rowid == col(Message.id))
             .where(_index_column.op("MATCH")(match_expression(terms)))
             .order_by(func.bm25(_index_column), col(Message.id).desc())
             .limit(limit)
         )
-        rows = session.exec(query).all()  # type: ignore[call-overload]
+        rows = session.exec(query).all()
         return [_Found(*row[:5], split_marked(row[6], open_mark, close_mark)) for row in rows]
 
     def _like_hits(
@@ -207,7 +210,7 @@ class Search:
             escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(col(Message.content).ilike(f"%{escaped}%", escape="\\"))
         query = query.order_by(col(Message.id).desc()).limit(limit)
-        rows = session.exec(query).all()  # type: ignore[call-overload]
+        rows = session.exec(query).all()
         return [_Found(*row[:5], highlight_terms(row[5], terms)) for row in rows]
 
 
@@ -220,19 +223,19 @@ class _Found(NamedTuple):
     snippet: tuple[Segment, ...]
 
 
-def _visible_messages(principal: Principal):  # type: ignore[no-untyped-def]
+def _visible_messages(principal: Principal) -> Select[int, int, int, str, datetime, str]:
     """Id, conversation, sender id and name, time and content of every message the caller
     may find: in a conversation of theirs, in their active tenant, not deleted."""
+    columns: Select[int, int, int, str, datetime, str] = select(  # type: ignore[call-overload]  # SQLModel types select() for up to four columns
+        Message.id,
+        Message.conversation_id,
+        Message.sender_id,
+        User.display_name,
+        Message.created_at,
+        Message.content,
+    )
     return (
-        select(
-            Message.id,
-            Message.conversation_id,
-            Message.sender_id,
-            User.display_name,
-            Message.created_at,
-            Message.content,
-        )
-        .join(
+        columns.join(
             ConversationMember,
             and_(
                 col(ConversationMember.conversation_id) == col(Message.conversation_id),

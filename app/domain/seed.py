@@ -64,7 +64,7 @@ def _create_demo_rows(session: Session) -> None:
         session.flush()
         users[username] = user
         for slug, role in memberships:
-            session.add(Membership(user_id=user.id, tenant_id=tenants[slug].id, role=role.value))  # type: ignore[arg-type]
+            session.add(Membership(user_id=user.id, tenant_id=tenants[slug].id, role=role.value))  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
     _create_demo_conversations(session, tenants["acme"], users)
     session.commit()
 
@@ -72,13 +72,13 @@ def _create_demo_rows(session: Session) -> None:
 def _create_demo_conversations(session: Session, acme: Tenant, users: dict[str, User]) -> None:
     alice, bob, carol = users["alice"], users["bob"], users["carol"]
     direct = Conversation(
-        tenant_id=acme.id,  # type: ignore[arg-type]
+        tenant_id=acme.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         kind=ConversationKind.DIRECT.value,
-        direct_key=f"{min(alice.id, bob.id)}:{max(alice.id, bob.id)}",  # type: ignore[type-var]
+        direct_key=f"{min(alice.id, bob.id)}:{max(alice.id, bob.id)}",  # type: ignore[type-var]  # SQLModel types ids int | None; stored rows have one
         created_by=alice.id,
     )
     team = Conversation(
-        tenant_id=acme.id,  # type: ignore[arg-type]
+        tenant_id=acme.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         kind=ConversationKind.GROUP.value,
         title="Acme team",
         created_by=alice.id,
@@ -87,11 +87,11 @@ def _create_demo_conversations(session: Session, acme: Tenant, users: dict[str, 
     session.flush()
     for conversation, members in ((direct, (alice, bob)), (team, (alice, bob, carol))):
         for user in members:
-            session.add(ConversationMember(conversation_id=conversation.id, user_id=user.id))  # type: ignore[arg-type]
+            session.add(ConversationMember(conversation_id=conversation.id, user_id=user.id))  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
     welcome = Message(
-        conversation_id=team.id,  # type: ignore[arg-type]
-        tenant_id=acme.id,  # type: ignore[arg-type]
-        sender_id=alice.id,  # type: ignore[arg-type]
+        conversation_id=team.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
+        tenant_id=acme.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
+        sender_id=alice.id,  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         content="Welcome to the Acme team chat!",
     )
     session.add(welcome)
@@ -106,5 +106,5 @@ def _create_demo_conversations(session: Session, acme: Tenant, users: dict[str, 
         session.add(member)
     alice_member = session.get(ConversationMember, (team.id, alice.id))
     assert alice_member is not None
-    alice_member.last_read_message_id = welcome.id  # type: ignore[assignment]
+    alice_member.last_read_message_id = welcome.id  # type: ignore[assignment]  # SQLModel types ids int | None; stored rows have one
     session.add(alice_member)

@@ -47,7 +47,7 @@ class TypingTracker:
         self._limiter = limiter
         self._clock = clock
         self._typists: dict[TypingKey, _Typist] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._stopping: set[asyncio.Task[bool]] = set()
 
     def is_typing(self, tenant_id: int, conversation_id: int, user_id: int) -> bool:
         return (tenant_id, conversation_id, user_id) in self._typists
@@ -117,8 +117,8 @@ class TypingTracker:
         typist.expiry = asyncio.get_running_loop().call_later(self._expiry, self._expire, key)
 
     def _expire(self, key: TypingKey) -> None:
-        task = asyncio.get_running_loop().create_task(self.stop(key))  # type: ignore[arg-type]
-        self._stopping.add(task)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(self.stop(key))
+        self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
     async def _announce(self, key: TypingKey, typist: _Typist, *, is_typing: bool) -> None:

@@ -108,7 +108,7 @@ def _page() -> rx.Component:
             height="100vh",
             spacing="0",
             # Key presses in the composer count as activity too (ChatState.typed).
-            on_mouse_move=PresenceState.activity.throttle(ACTIVITY_THROTTLE_MS),
+            on_mouse_move=PresenceState.activity.throttle(ACTIVITY_THROTTLE_MS),  # type: ignore[attr-defined]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
         ),
         rx.center(rx.spinner(size="3"), height="100vh"),
     )

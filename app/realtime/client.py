@@ -149,7 +149,7 @@ class Client:
             return []
         batch, self._queue = self._queue, []
         if self._skip_upto is not None:
-            batch = self._without_replayed(batch)
+            batch = self._without_replayed(batch, self._skip_upto)
         self.delivered += len(batch)
         return batch
 
@@ -161,9 +161,8 @@ class Client:
             self._ready_signalled = True
             on_ready(self)
 
-    def _without_replayed(self, batch: list[Event]) -> list[Event]:
-        skip_upto = self._skip_upto
-        kept = [e for e in batch if e.id is None or e.id > skip_upto]  # type: ignore[operator]
+    def _without_replayed(self, batch: list[Event], skip_upto: EventId) -> list[Event]:
+        kept = [e for e in batch if e.id is None or e.id > skip_upto]
         if any(e.id is not None for e in kept):
             # Ids only grow: once a live event is past the replayed ones, stop checking.
             self._skip_upto = None

@@ -229,7 +229,7 @@ class ConnectionManager:
             return True
         try:
             return await self._slots.acquire(client.user_id, client.id, self._max_streams_per_user)
-        except Exception as exc:  # the shared count is down: the per-process limit holds
+        except Exception as exc:  # noqa: BLE001  # the shared count is down: the per-process limit holds
             logger.warning("stream slots unavailable (%s): per-process limit only", exc)
             return True
 
@@ -240,7 +240,7 @@ class ConnectionManager:
         async def release() -> None:
             try:
                 await slots.release(client.user_id, client.id)
-            except Exception as exc:  # its lease runs out by itself
+            except Exception as exc:  # noqa: BLE001  # its lease runs out by itself
                 logger.warning("could not release a stream slot: %s", exc)
 
         with contextlib.suppress(RuntimeError):  # no loop at interpreter exit
@@ -265,7 +265,7 @@ class ConnectionManager:
             return [Event(type=EventType.RESYNC, data=ResyncPayload(reason=reason).to_data())]
         backlog = [event for event in history if may_see(client, event)]
         if history:
-            client.skip_through(history[-1].id)  # type: ignore[arg-type]
+            client.skip_through(history[-1].id)  # type: ignore[arg-type]  # history has only published events, which have ids
         counters.replays += 1
         counters.replayed_events += len(backlog)
         return backlog

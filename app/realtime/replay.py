@@ -56,7 +56,7 @@ class ReplayBuffer:
         events = self._events
         # Resuming near the live edge is the common case: walk back from the newest.
         start = len(events)
-        while start > 0 and events[start - 1].id > after:  # type: ignore[operator]
+        while start > 0 and events[start - 1].id > after:  # type: ignore[operator]  # append() keeps only events with an id
             start -= 1
         return [events[i] for i in range(start, len(events))]
 

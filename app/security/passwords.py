@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from passlib.context import CryptContext
 
@@ -32,11 +32,21 @@ T = TypeVar("T")
 ARGON2_PARALLELISM = 1
 
 
+class _PasswordContext(Protocol):
+    """What this module calls of passlib's CryptContext (passlib has no type information)."""
+
+    def hash(self, secret: str) -> str: ...
+    def verify(self, secret: str, hash: str) -> bool: ...
+    def needs_update(self, hash: str) -> bool: ...
+    def dummy_verify(self) -> bool: ...
+
+
 @lru_cache(maxsize=1)
-def _context() -> CryptContext:
-    return CryptContext(
+def _context() -> _PasswordContext:
+    context: _PasswordContext = CryptContext(
         schemes=["argon2"], deprecated="auto", argon2__parallelism=ARGON2_PARALLELISM
     )
+    return context
 
 
 def hash_password(password: str) -> str:

@@ -127,8 +127,8 @@ def _keep_no_credentials_in_router_data() -> None:
             router_data[RouteVar.HEADERS] = without_credentials(headers)
         return router_data
 
-    build_without_credentials.keeps_no_credentials = True  # type: ignore[attr-defined]
-    EventNamespace._build_static_router_data = (  # type: ignore[method-assign]
+    build_without_credentials.keeps_no_credentials = True  # type: ignore[attr-defined]  # a marker read back with getattr() above
+    EventNamespace._build_static_router_data = (  # type: ignore[method-assign]  # patched on purpose; the check above finds it
         build_without_credentials
     )
 

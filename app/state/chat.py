@@ -68,30 +68,30 @@ def too_fast(waiting: int, retry_after: float) -> str:
 
 class ChatState(rx.State):
     # -- live: written by the page's store only ------------------------------------
-    conversations: list[ConversationItem] = []
+    conversations: rx.Field[list[ConversationItem]] = rx.field(default_factory=list)
     total_unread: int = 0
     # The open conversation's messages, oldest first, and which conversation they are of
     # (for a moment after a click, still the one before).
-    messages: list[MessageItem] = []
+    messages: rx.Field[list[MessageItem]] = rx.field(default_factory=list)
     messages_of: int = 0
     has_older: bool = False
     # conversation id -> typist name -> when to forget them (epoch seconds)
-    typists: dict[str, dict[str, float]] = {}
+    typists: rx.Field[dict[str, dict[str, float]]] = rx.field(default_factory=dict)
     # -- view: written by the page's message view only --------------------------------
     unseen_below: int = 0  # messages that arrived below while the reader was scrolled up
     scrolled_up: bool = False
     loading_older: bool = False
     composer_length: int = 0
-    mention_matches: list[MentionOption] = []
+    mention_matches: rx.Field[list[MentionOption]] = rx.field(default_factory=list)
     mention_index: int = 0
     desktop_notify: bool = False
     # -- this tab's own ------------------------------------------------------------
     active_id: int = 0
-    active_name_parts: list[str] = []
-    active_members: list[str] = []
+    active_name_parts: rx.Field[list[str]] = rx.field(default_factory=list)
+    active_members: rx.Field[list[str]] = rx.field(default_factory=list)
     # The open conversation's usernames: mentions of them are highlighted, and offered.
-    active_usernames: list[str] = []
-    active_people: list[MentionOption] = []
+    active_usernames: rx.Field[list[str]] = rx.field(default_factory=list)
+    active_people: rx.Field[list[MentionOption]] = rx.field(default_factory=list)
     composer_error: str = ""
     sending: bool = False
     new_conversation_error: str = ""
@@ -103,7 +103,7 @@ class ChatState(rx.State):
     edit_error: str = ""
     deleting_id: int = 0
     # Sent in order once the rate limit allows it (send_held): nothing typed is lost.
-    held: list[HeldMessage] = []
+    held: rx.Field[list[HeldMessage]] = rx.field(default_factory=list)
     _held_serial: int = 0
     _sending_held: bool = False
     _typing_sent_at: float = 0.0
@@ -129,16 +129,16 @@ class ChatState(rx.State):
     # -- events ----------------------------------------------------------------------
 
     @rx.event
-    async def open_conversation(self, conversation_id: int):  # type: ignore[no-untyped-def]
+    async def open_conversation(self, conversation_id: int):
         return await self._open(conversation_id)
 
     @rx.event
-    async def open_message(self, conversation_id: int, message_id: int):  # type: ignore[no-untyped-def]
+    async def open_message(self, conversation_id: int, message_id: int):
         """A search result or a notification: the conversation, scrolled to the message."""
         return await self._open(conversation_id, focus=message_id)
 
     @rx.event
-    async def open_linked(self):  # type: ignore[no-untyped-def]
+    async def open_linked(self):
         """The chat page's on_load: a link "/?c=12&m=345" opens conversation 12 at message
         345 (the use case checks it is the caller's), then the address is plain "/" again."""
         link = f"{self.router.url.path}?{self.router.url.query}"
@@ -149,7 +149,7 @@ class ChatState(rx.State):
         plain = rx.call_script(f"window.history.replaceState(null, '', {routes.CHAT!r})")
         return [opened, plain] if opened is not None else plain
 
-    async def _open(self, conversation_id: int, *, focus: int = 0):  # type: ignore[no-untyped-def]
+    async def _open(self, conversation_id: int, *, focus: int = 0):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
@@ -181,7 +181,7 @@ class ChatState(rx.State):
         return None
 
     @rx.event
-    async def refresh_conversation(self):  # type: ignore[no-untyped-def]
+    async def refresh_conversation(self):
         """The store heard the open conversation changed (chat:conversation): its header
         as it now is, or closed if the caller is no longer in it."""
         if not self.active_id:
@@ -213,7 +213,7 @@ class ChatState(rx.State):
         self._close()
 
     @rx.event
-    async def load_older(self, before: int):  # type: ignore[no-untyped-def]
+    async def load_older(self, before: int):
         """The page before message `before` (the oldest the tab shows) of the open one."""
         principal = await self._principal()
         if principal is None:
@@ -229,7 +229,7 @@ class ChatState(rx.State):
         return None
 
     @rx.event
-    async def send(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def send(self, form_data: dict[str, Any]):
         content = form_data.get("content", "")
         if not isinstance(content, str) or not content.strip():
             self.composer_error = "Type a message first."
@@ -276,7 +276,7 @@ class ChatState(rx.State):
         self.held = [*self.held, HeldMessage(self._held_serial, conversation_id, content)]
 
     @rx.event(background=True)
-    async def send_held(self):  # type: ignore[no-untyped-def]
+    async def send_held(self):
         """The held messages, oldest first, each as soon as the rate limit lets it go."""
         async with self:
             if self._sending_held or not self.held:
@@ -316,7 +316,7 @@ class ChatState(rx.State):
                 self._sending_held = False
 
     @rx.event
-    async def typed(self, key: str):  # type: ignore[no-untyped-def]
+    async def typed(self, key: str):
         """Any key in the composer: tell the others, at most every few seconds."""
         if key == "Enter" or not self.active_id:
             return
@@ -327,7 +327,7 @@ class ChatState(rx.State):
         await self._set_typing(True)
 
     @rx.event
-    async def stopped_typing(self):  # type: ignore[no-untyped-def]
+    async def stopped_typing(self):
         if self._typing_sent_at and self.active_id:
             self._typing_sent_at = 0.0
             await self._set_typing(False)
@@ -366,7 +366,7 @@ class ChatState(rx.State):
         self.edit_error = ""
 
     @rx.event
-    async def save_edit(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def save_edit(self, form_data: dict[str, Any]):
         content = form_data.get("content", "")
         if not self.editing_id or not self.active_id:
             return None
@@ -396,7 +396,7 @@ class ChatState(rx.State):
         self.deleting_id = 0
 
     @rx.event
-    async def delete_message(self):  # type: ignore[no-untyped-def]
+    async def delete_message(self):
         message_id, self.deleting_id = self.deleting_id, 0
         if not message_id or not self.active_id:
             return None
@@ -416,7 +416,7 @@ class ChatState(rx.State):
         self.new_conversation_error = ""
 
     @rx.event
-    async def start_conversation(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def start_conversation(self, form_data: dict[str, Any]):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
@@ -448,7 +448,7 @@ class ChatState(rx.State):
         self.new_conversation_open = False
         item = dataclasses.asdict(conversation_item(view, principal.user_id))
         await tab_feed.push_to_tab(self.router.session.session_id, [numbered("conversation", item)])
-        return ChatState.open_conversation(view.id)
+        return ChatState.open_conversation(view.id)  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
 
 
 def typing_label(names: list[str]) -> str:

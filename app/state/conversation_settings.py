@@ -32,9 +32,9 @@ class ConversationSettingsState(rx.State):
     open: bool = False
     is_group: bool = False
     title: str = ""
-    participants: list[ParticipantOption] = []
+    participants: rx.Field[list[ParticipantOption]] = rx.field(default_factory=list)
     # Members of the tenant who are not in it yet: who "Add" offers.
-    candidates: list[ParticipantOption] = []
+    candidates: rx.Field[list[ParticipantOption]] = rx.field(default_factory=list)
     error: str = ""
 
     async def _principal(self) -> Principal | None:
@@ -60,7 +60,7 @@ class ConversationSettingsState(rx.State):
         self._show(view, principal, await runtime.members.list_for(principal))
 
     @rx.event
-    async def show(self, show: bool):  # type: ignore[no-untyped-def]
+    async def show(self, show: bool):
         """Opens the dialog for the conversation this tab has open (or closes it)."""
         self.error = ""
         if show is not True:
@@ -103,7 +103,7 @@ class ConversationSettingsState(rx.State):
         return None
 
     @rx.event
-    async def rename(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def rename(self, form_data: dict[str, Any]):
         title = form_data.get("title", "")
         if not isinstance(title, str):
             self.error = "The title must be text."
@@ -112,7 +112,7 @@ class ConversationSettingsState(rx.State):
         return await self._change(lambda p, cid: conversations.rename(p, cid, title or None))
 
     @rx.event
-    async def add_people(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def add_people(self, form_data: dict[str, Any]):
         picked = [
             parse_id(key.removeprefix("add-"))
             for key, on in form_data.items()
@@ -129,11 +129,11 @@ class ConversationSettingsState(rx.State):
         return await self._change(lambda p, cid: conversations.add_people(p, cid, ids))
 
     @rx.event
-    async def remove_person(self, person_id: int):  # type: ignore[no-untyped-def]
+    async def remove_person(self, person_id: int):
         conversations = get_runtime().conversations
         return await self._change(lambda p, cid: conversations.remove_person(p, cid, person_id))
 
     @rx.event
-    async def leave(self):  # type: ignore[no-untyped-def]
+    async def leave(self):
         conversations = get_runtime().conversations
         return await self._change(conversations.leave, stays=False)

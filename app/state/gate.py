@@ -64,7 +64,7 @@ def install(app: rx.App) -> None:
 
     # python-socketio dispatches "event" to the attribute `on_event` of the namespace,
     # so an instance attribute takes the place of Reflex's method.
-    namespace.on_event = on_event  # type: ignore[method-assign]
+    namespace.on_event = on_event  # type: ignore[method-assign]  # replaced on this one instance, on purpose
     if app.sio is not None:
         _drop_undecodable_packets(app.sio, namespace)
 

@@ -65,7 +65,7 @@ class LiveState(rx.State):
     event_log_json: str = ""
 
     @rx.event
-    async def listen(self):  # type: ignore[no-untyped-def]
+    async def listen(self):
         """Register this tab with the connection manager, then hand it to a listener task.
 
         The listener is a plain task, not a Reflex background event: it touches no Reflex
@@ -200,7 +200,7 @@ def install(app: rx.App) -> None:
         return on_disconnect(sid)
 
     # python-socketio dispatches "disconnect" to the namespace's `on_disconnect` attribute.
-    namespace.on_disconnect = disconnected  # type: ignore[method-assign]
+    namespace.on_disconnect = disconnected  # type: ignore[method-assign]  # replaced on this one instance, on purpose
 
 
 async def _stop(listener: asyncio.Task[None] | None) -> None:

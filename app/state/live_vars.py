@@ -72,4 +72,4 @@ def install(app: rx.App) -> None:
         await emit(update, token)
 
     # Reflex's event processor looks `emit_update` up on the namespace at each call.
-    namespace.emit_update = emit_update  # type: ignore[method-assign]
+    namespace.emit_update = emit_update  # type: ignore[method-assign]  # replaced on this one instance, on purpose

@@ -19,7 +19,7 @@ LIVE_VARS = ("items", "unread_count", "badge")
 
 class NotificationState(rx.State):
     # -- live: written by the page's store only ------------------------------------
-    items: list[NotificationItem] = []
+    items: rx.Field[list[NotificationItem]] = rx.field(default_factory=list)
     unread_count: int = 0
     badge: str = "0"  # the unread count, "99+" past 99
 
@@ -29,7 +29,7 @@ class NotificationState(rx.State):
     # What a click changes comes back as notification:read, to every tab of the user.
 
     @rx.event
-    async def mark_read(self, notification_id: int):  # type: ignore[no-untyped-def]
+    async def mark_read(self, notification_id: int):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
@@ -40,7 +40,7 @@ class NotificationState(rx.State):
         return None
 
     @rx.event
-    async def mark_all_read(self):  # type: ignore[no-untyped-def]
+    async def mark_all_read(self):
         principal = await self._principal()
         if principal is None:
             return replies.signed_out()
@@ -48,7 +48,7 @@ class NotificationState(rx.State):
         return None
 
     @rx.event
-    async def open_notification(self, notification_id: int):  # type: ignore[no-untyped-def]
+    async def open_notification(self, notification_id: int):
         """A click on a notification: read in every tab, and its link followed (an in-app
         link to a conversation opens it here; another path of the app is navigated to; an
         outside link opens in a new tab)."""
@@ -65,8 +65,8 @@ class NotificationState(rx.State):
         if conversation_id is not None:
             message_id = routes.message_in_link(link)
             if message_id is not None:
-                return ChatState.open_message(conversation_id, message_id)
-            return ChatState.open_conversation(conversation_id)
+                return ChatState.open_message(conversation_id, message_id)  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
+            return ChatState.open_conversation(conversation_id)  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
         if link.startswith("/"):
             return rx.redirect(link)
         return rx.redirect(link, is_external=True)

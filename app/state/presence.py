@@ -17,13 +17,13 @@ LIVE_VARS = ("people", "online_count")
 class PresenceState(rx.State):
     # -- live: written by the page's store only ------------------------------------
     # Online first, then away, then offline; by name within each.
-    people: list[PersonItem] = []
+    people: rx.Field[list[PersonItem]] = rx.field(default_factory=list)
     online_count: int = 0
     # -- this tab's own ------------------------------------------------------------
     chose_away: bool = False
 
     @rx.event
-    async def activity(self):  # type: ignore[no-untyped-def]
+    async def activity(self):
         """Throttled mouse and keyboard activity in this tab."""
         principal = await (await self.get_state(SessionState))._principal()
         if principal is None:
@@ -32,7 +32,7 @@ class PresenceState(rx.State):
         return None
 
     @rx.event
-    async def toggle_away(self):  # type: ignore[no-untyped-def]
+    async def toggle_away(self):
         principal = await (await self.get_state(SessionState))._principal()
         if principal is None:
             return replies.signed_out()

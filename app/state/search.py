@@ -34,7 +34,7 @@ class SearchResult:
 
 class SearchState(rx.State):
     query: str = ""
-    results: list[SearchResult] = []
+    results: rx.Field[list[SearchResult]] = rx.field(default_factory=list)
     searched: bool = False  # a search ran: "nothing found" rather than nothing at all
     error: str = ""
 
@@ -43,10 +43,10 @@ class SearchState(rx.State):
         return await session._principal()
 
     @rx.event
-    async def search(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def search(self, form_data: dict[str, Any]):
         query = form_data.get("q", "")
         if not isinstance(query, str) or not query.strip():
-            self.clear_search()
+            self.clear_search()  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
             return None
         principal = await self._principal()
         if principal is None:

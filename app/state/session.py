@@ -34,12 +34,12 @@ class SessionState(rx.State):
     user_id: int = 0
     username: str = ""
     display_name: str = ""
-    tenant_id: int = 0
+    tenant_id: rx.Field[int] = rx.field(0)
     tenant_name: str = ""
     is_admin: bool = False
-    memberships: list[dict[str, Any]] = []
+    memberships: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
     # The user's own unread totals in their other workspaces, by tenant id (as text).
-    unread_elsewhere: dict[str, int] = {}
+    unread_elsewhere: rx.Field[dict[str, int]] = rx.field(default_factory=dict)
     login_error: str = ""
     signing_in: bool = False
 
@@ -95,7 +95,7 @@ class SessionState(rx.State):
         self.unread_elsewhere = {}
 
     @rx.event
-    async def sign_in(self, form_data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    async def sign_in(self, form_data: dict[str, Any]):
         username = str(form_data.get("username", "")).strip()
         password = str(form_data.get("password", ""))
         if not username or not password:
@@ -123,7 +123,7 @@ class SessionState(rx.State):
         yield rx.redirect(routes.CHAT)
 
     @rx.event
-    async def sign_out(self):  # type: ignore[no-untyped-def]
+    async def sign_out(self):
         principal = await self._principal()
         if principal is not None:
             await get_runtime().accounts.sign_out(principal)
@@ -132,7 +132,7 @@ class SessionState(rx.State):
         yield rx.redirect(routes.LOGIN)
 
     @rx.event
-    async def switch_tenant(self, tenant_id: str):  # type: ignore[no-untyped-def]
+    async def switch_tenant(self, tenant_id: str):
         principal = await self._principal()
         if principal is None:
             self._forget()
@@ -152,7 +152,7 @@ class SessionState(rx.State):
         )
 
     @rx.event
-    async def require_session(self):  # type: ignore[no-untyped-def]
+    async def require_session(self):
         """on_load of signed-in pages: back to the sign-in page without a valid session."""
         principal = await self._principal()
         if principal is None:
@@ -163,7 +163,7 @@ class SessionState(rx.State):
         return None
 
     @rx.event
-    async def refresh_workspaces(self, open: bool):  # type: ignore[no-untyped-def]
+    async def refresh_workspaces(self, open: bool):
         """The workspace switcher opened: how many unread wait in each of the others."""
         if open is not True:
             return
@@ -178,7 +178,7 @@ class SessionState(rx.State):
         self.unread_elsewhere = {str(tenant): n for tenant, n in counts.items()}
 
     @rx.event
-    async def skip_login_if_signed_in(self):  # type: ignore[no-untyped-def]
+    async def skip_login_if_signed_in(self):
         if await self._principal() is not None:
             return rx.redirect(routes.CHAT)
         return None
