@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.api.deps import PrincipalDep, RuntimeDep, StreamPrincipalDep
 from app.api.errors import ApiError
+from app.api.params import parse_tenant
 from app.api.sse_response import EventStreamResponse
 from app.domain.principal import Principal
 from app.realtime.client import ClientKind
@@ -34,15 +35,6 @@ def parse_event_filter(raw: str | None) -> frozenset[str] | None:
             f"Known: {', '.join(sorted(FILTERABLE_TYPES))}.",
         )
     return frozenset(names)
-
-
-def parse_tenant(raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    # isascii: str.isdigit() also admits "²", which int() refuses (a 500 once).
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise ApiError(400, "invalid_tenant", "tenant must be a tenant id (a positive integer).")
-    return int(raw)
 
 
 LAST_EVENT_ID_MAX_CHARS = 200
