@@ -10,11 +10,9 @@ from app.api.deps import PrincipalDep, RuntimeDep, StreamPrincipalDep
 from app.api.errors import ApiError
 from app.api.params import parse_tenant
 from app.api.sse_response import EventStreamResponse
-from app.domain.principal import Principal
 from app.realtime.client import ClientKind
 from app.realtime.events import FILTERABLE_TYPES
 from app.realtime.manager import TooManyStreams
-from app.runtime import Runtime
 
 router = APIRouter(prefix="/api/sse", tags=["stream"])
 
@@ -45,31 +43,26 @@ async def stream(
     request: Request,
     principal: StreamPrincipalDep,
     runtime: RuntimeDep,
-    events: str | None = None,
-    tenant: str | None = None,
+    events: Annotated[
+        str | None, Query(description="Comma-separated event types to keep (all if absent).")
+    ] = None,
+    tenant: Annotated[
+        str | None, Query(description="The active tenant, among your memberships.")
+    ] = None,
     last_event_id: Annotated[
-        str | None, Query(alias="lastEventId", max_length=LAST_EVENT_ID_MAX_CHARS)
+        str | None,
+        Query(
+            alias="lastEventId",
+            max_length=LAST_EVENT_ID_MAX_CHARS,
+            description="Resume after this event id (the Last-Event-ID header wins).",
+        ),
     ] = None,
 ) -> EventStreamResponse:
-    """The parameters are declared for the documentation; open_event_stream reads them."""
-    return await open_event_stream(request, principal, runtime)
-
-
-async def open_event_stream(
-    request: Request, principal: Principal, runtime: Runtime
-) -> EventStreamResponse:
-    """Check the query, register the client, and answer with its stream. Shared by the
-    route above and by the production entry's direct path (app/asgi.py)."""
-    query = request.query_params
-    types = parse_event_filter(query.get("events"))
-    tenant_id = parse_tenant(query.get("tenant"))
-    last_event_id = query.get("lastEventId")
-    if last_event_id is not None and len(last_event_id) > LAST_EVENT_ID_MAX_CHARS:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"lastEventId: String should have at most {LAST_EVENT_ID_MAX_CHARS} characters",
-        )
+    """Register the client and answer with its stream. The one route of /api/sse under
+    every start: scripts/serve only moves the stream's live part past the middleware once
+    this has answered (app/api/sse_response.py, StreamHandoff)."""
+    types = parse_event_filter(events)
+    tenant_id = parse_tenant(tenant)
     if tenant_id is not None:
         in_tenant = principal.in_tenant(tenant_id)
         if in_tenant is None:
