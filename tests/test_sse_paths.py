@@ -106,6 +106,13 @@ CASES = [
         status=422,
         code="invalid_request",
     ),
+    case(
+        "no-token-and-a-bad-parameter",
+        None,
+        params=(("lastEventId", "1" * 201), ("tenant", "abc")),
+        status=401,
+        code="not_authenticated",
+    ),
     case("last-event-id-longest", "dave", params=(("lastEventId", "1" * 200),)),
     case("tenant-empty", "erin", params=(("tenant", ""),)),
     case("tenant-zero", "bob", params=(("tenant", "0"),), status=400, code="invalid_tenant"),
