@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+from app.domain.ids import parse_id
+
 LOGIN = "/login"
 CHAT = "/"
 
@@ -22,11 +24,7 @@ def conversation_in_link(link: str) -> int | None:
     parts = urlsplit(link)
     if parts.scheme or parts.netloc or parts.path != CHAT:
         return None
-    values = parse_qs(parts.query).get(CONVERSATION_PARAM, [])
-    if len(values) != 1 or not values[0].isascii() or not values[0].isdigit():
-        return None
-    number = int(values[0])
-    return number if 0 < number < 2**63 else None
+    return _one_id(parse_qs(parts.query).get(CONVERSATION_PARAM, []))
 
 
 def message_link(conversation_id: int, message_id: int) -> str:
@@ -42,8 +40,5 @@ def message_in_link(link: str) -> int | None:
 
 
 def _one_id(values: list[str]) -> int | None:
-    """The id a query parameter given exactly once holds (digits, a positive 64-bit int)."""
-    if len(values) != 1 or not values[0].isascii() or not values[0].isdigit():
-        return None
-    number = int(values[0])
-    return number if 0 < number < 2**63 else None
+    """The id a query parameter given exactly once holds."""
+    return parse_id(values[0]) if len(values) == 1 else None

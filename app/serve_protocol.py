@@ -14,8 +14,8 @@ what a reverse proxy would:
   headers are complete the timer is gone, so an hours-long /api/sse stream or a websocket
   is not affected; an idle keep-alive connection is uvicorn's own (--timeout-keep-alive).
 
-Every use of uvicorn's internals is in this module, and uvicorn is pinned in
-requirements.txt; tests/test_serve_limits.py::test_the_uvicorn_internals_this_protocol_uses
+Every use of uvicorn's internals by this protocol is in this module (the stream's write path
+has its own, app/api/uvicorn_transport.py), and uvicorn is pinned in requirements.txt; tests/test_serve_limits.py::test_the_uvicorn_internals_this_protocol_uses
 fails when they change (and the other tests there show the behaviour on scripts/serve).
 """
 
@@ -30,10 +30,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+# The uvicorn release whose HttpToolsProtocol this subclass was written against: one pin for
+# both of the modules that reach into uvicorn (the stream's write path is the other).
+from app.api.uvicorn_transport import UVICORN_VERSION
 from app.settings import get_settings
 
-# The uvicorn release whose HttpToolsProtocol this subclass was written against.
-UVICORN_VERSION = "0.54.0"
+__all__ = ["LIMITS", "UVICORN_VERSION", "BoundedHeadersProtocol", "HeaderLimits"]
 
 # After a 431, read and drop up to this much more for at most this long before closing: a
 # socket closed with unread bytes resets the connection, and the reset can reach an ordinary

@@ -16,6 +16,7 @@ from app.api.deps import (
     require_trusted_origin,
 )
 from app.api.errors import ApiError
+from app.api.params import invalid_tenant, parse_tenant
 from app.api.schemas import TokenRequest, TokenResponse, UserOut
 from app.api.session_cookie import clear_session_cookie, set_session_cookie
 from app.domain.errors import DomainError
@@ -36,11 +37,7 @@ async def _read_token_request(request: Request) -> TokenRequest:
         raw = {key: form.get(key) for key in ("username", "password") if key in form}
         tenant = form.get("tenant")
         if isinstance(tenant, str) and tenant:
-            # isascii: str.isdigit() also admits "²", which int() refuses (a 500 once).
-            # At most 19 digits: longer can name no id, and int() refuses past 4300.
-            if not (tenant.isascii() and tenant.isdigit()) or len(tenant) > 19:
-                raise ApiError(422, "invalid_request", "tenant: must be a tenant id")
-            raw["tenant"] = int(tenant)
+            raw["tenant"] = parse_tenant(tenant)
     elif content_type in {"application/json", ""}:
         body = await request.body()
         try:
@@ -59,6 +56,9 @@ def _invalid(exc: ValidationError) -> ApiError:
     first = exc.errors()[0]
     if first["type"] in {"json_invalid", "json_type"}:
         return ApiError(400, "malformed_json", "The request body is not a valid JSON object.")
+    if tuple(first["loc"]) == ("tenant",):
+        # A JSON `tenant` that is no id gets the answer a form's or /api/sse's does.
+        return invalid_tenant()
     where = ".".join(str(p) for p in first["loc"])
     return ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"])
 

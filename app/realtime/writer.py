@@ -4,20 +4,20 @@ The obvious design (a task per stream waiting on its queue) pays a future, a wak
 task step per stream per event: at thousands of streams that is most of the CPU. Here an
 event marks its clients ready, and one task drains every ready client in one pass, calling
 each stream's write. Server sends normally complete without suspending (the bytes are
-handed to the server's buffer), so the writer drives each write by hand and moves on; only
-a write that really has to wait (a peer that does not read) is finished in a task of its
-own, with a deadline, while the others go on. A stream whose write misses the deadline is
+handed to the server's buffer), so the writer steps each write by hand and moves on
+(app/realtime/stepping.py, the one place that does); only a write that really has to wait
+(a peer that does not read) is finished in a task of its own, with a deadline, while the
+others go on. A stream whose write misses the deadline is
 cut off like any slow consumer: its consumer resumes with Last-Event-ID.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from app.realtime import stepping
 from app.realtime.client import Client, CloseReason
 from app.realtime.tasks import cancel_and_wait
 
@@ -134,11 +134,8 @@ class StreamWriter:
 
     def _drive(self, client: Client, outcome: Awaitable[None]) -> None:
         """Run a write's awaitable until it first waits; finish it in a task of its own."""
-        steps = outcome.__await__()
         try:
-            waiting_for = next(steps)
-        except StopIteration:
-            return  # an ASGI send that completed without waiting
+            suspended = stepping.start(outcome)
         except OSError:
             client.close(CloseReason.DISCONNECTED)
             return
@@ -146,55 +143,32 @@ class StreamWriter:
             logger.exception("stream write failed")
             client.close(CloseReason.DISCONNECTED)
             return
-        task = asyncio.get_running_loop().create_task(
-            self._finish_write(client, steps, waiting_for)
-        )
+        if suspended is None:
+            return  # an ASGI send that completed without waiting
+        task = asyncio.get_running_loop().create_task(self._finish_write(client, suspended))
         self._pending_writes[client] = task
 
-    async def _finish_write(
-        self, client: Client, steps: Generator[Any, None, None], waiting_for: Any
-    ) -> None:
+    async def _finish_write(self, client: Client, suspended: stepping.Suspended) -> None:
         """Drive a write that had to wait, as its own task, within the write timeout."""
         try:
             async with asyncio.timeout(self._write_timeout):
-                while True:
-                    if waiting_for is None:
-                        await asyncio.sleep(0)  # a bare yield: give the loop one turn
-                    else:
-                        if getattr(waiting_for, "_asyncio_future_blocking", False):
-                            # An asyncio future yielded to us, not to a task: the flag a
-                            # task would have reset says "already awaited" otherwise.
-                            waiting_for._asyncio_future_blocking = False
-                        # Whatever it waits for; the write sees the outcome when resumed.
-                        with contextlib.suppress(Exception):
-                            await waiting_for
-                    try:
-                        waiting_for = next(steps)
-                    except StopIteration:
-                        break
+                await stepping.finish(suspended)
         except TimeoutError:
-            _abandon(steps, waiting_for)
+            stepping.abandon(suspended)
             client.close(CloseReason.SLOW_CONSUMER)
             return
         except OSError:
             client.close(CloseReason.DISCONNECTED)
             return
         except asyncio.CancelledError:
-            _abandon(steps, waiting_for)
+            stepping.abandon(suspended)
             raise
+        except Exception:  # one broken stream must not stop the others
+            logger.exception("stream write failed")
+            client.close(CloseReason.DISCONNECTED)
+            return
         finally:
             if self._pending_writes.get(client) is asyncio.current_task():
                 del self._pending_writes[client]
         if client.queued and client in self._writes:
             self._mark_ready(client)
-
-
-def _abandon(steps: Generator[Any, None, None], waiting_for: Any) -> None:
-    cancel = getattr(waiting_for, "cancel", None)
-    if callable(cancel):
-        with contextlib.suppress(Exception):
-            cancel()
-    close = getattr(steps, "close", None)
-    if callable(close):
-        with contextlib.suppress(Exception):
-            close()
