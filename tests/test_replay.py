@@ -20,7 +20,7 @@ from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import Connection, ConnectionManager
 from app.realtime.replay import ReplayBuffer
-from tests.realtime_helpers import ManagerFactory, managers  # noqa: F401 - fixture
+from tests.realtime_helpers import ManagerFactory
 
 USER = 1
 TENANT = 1
