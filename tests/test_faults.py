@@ -1,8 +1,9 @@
 """Faults against the real server over real sockets: a consumer that stops reading, one that
 vanishes without a FIN, a SIGKILL in the middle of a send loop, a locked database.
 
-One private backend (`--backend-only`) serves the module: these tests cut, stall, lock and
-kill it, which the shared backend must never see. Its queue is small and its write deadline
+A private backend serves the module, once started by `reflex run --backend-only` (granian)
+and once by scripts/serve (uvicorn), the two ways people run it: these tests cut, stall, lock
+and kill it, which the shared backend must never see. Its queue is small and its write deadline
 short so that each fault shows within seconds.
 """
 
@@ -20,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend import TEST_ENV, Backend, Stream, open_stream, running_backend
-from tests.tcp_blackhole import TcpBlackhole, open_small_window
+from tests.backend import LAUNCHERS, TEST_ENV, Backend, Stream, open_stream, running_backend
+from tests.tcp_proxy import TcpProxy, open_small_window
 
 HEARTBEAT_SECONDS = float(TEST_ENV["SSE_HEARTBEAT_SECONDS"])
 GRACE_SECONDS = float(TEST_ENV["PRESENCE_GRACE_SECONDS"])
@@ -35,10 +36,13 @@ FAULT_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    workdir = tmp_path_factory.mktemp("faults")
-    with running_backend(workdir, FAULT_ENV, backend_only=True) as backend:
+@pytest.fixture(scope="module", params=LAUNCHERS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """A private backend per start: `reflex run` (granian) and scripts/serve (uvicorn)."""
+    workdir = tmp_path_factory.mktemp(f"faults-{request.param}")
+    with running_backend(workdir, FAULT_ENV, launcher=request.param, backend_only=True) as backend:
         yield backend
 
 
@@ -251,7 +255,7 @@ async def test_vanished_consumer_is_detected_by_its_stalled_writes_and_cleaned_u
         lambda: _is_offline(http, people), "bob offline before the test", GRACE_SECONDS + 5
     )
     bob_id = str(people.bob_id)
-    hole = TcpBlackhole("127.0.0.1", server.port)
+    hole = TcpProxy("127.0.0.1", server.port, small_window=True)
     await hole.start()
     try:
         async with open_stream(http, people.alice, params={"events": "presence:update"}) as watcher:

@@ -267,7 +267,9 @@ async def test_tabs_started_directly_are_gone_within_a_heartbeat_and_presence_fo
 
     assert gone_after <= GONE_WITHIN, f"tabs still registered {gone_after:.2f} s after"
     metrics = (await http.get("/metrics")).text
-    assert re.search(r'^chat_connected_clients\{kind="tab"\} 0(\.0)?$', metrics, re.MULTILINE), metrics
+    assert re.search(r'^chat_connected_clients\{kind="tab"\} 0(\.0)?$', metrics, re.MULTILINE), (
+        metrics
+    )
     log = backend.log_since_mark()
     assert DISCONNECTED_WARNING not in log, log
 
