@@ -351,6 +351,9 @@ async def open_stream(
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
     async with aconnect_sse(http, "GET", "/api/sse", params=params, headers=all_headers) as source:
+        # Refusals are for the test to read; an answer of 200 must be an event stream (a page
+        # of a catch-all route would read as a stream that never sends anything).
         if source.response.status_code == 200:
-            source.response.raise_for_status()
+            content_type = source.response.headers.get("content-type", "")
+            assert content_type.partition(";")[0].strip() == "text/event-stream", content_type
         yield Stream(source)
