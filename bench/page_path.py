@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -192,13 +193,14 @@ async def _measure(
 
     sink = Sink()
     tokens = [t for t, _ in people.tab_tokens]
+    numbers = itertools.count()  # each stream takes the next token, round-robin
     streams = await open_many(
         args.streams,
-        lambda s, _n=iter(range(10**9)): open_stream(
+        lambda s: open_stream(
             "127.0.0.1",
             server.port,
             "/api/sse?events=chat:message",
-            {"Authorization": f"Bearer {tokens[next(_n) % len(tokens)]}"},
+            {"Authorization": f"Bearer {tokens[next(numbers) % len(tokens)]}"},
             s,
         ),
         sink,

@@ -494,7 +494,8 @@ def _node_version() -> str:
     node = shutil.which("node")
     if node is None:
         return "not installed"
-    return subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+    return version.stdout.strip()
 
 
 def _fresh(work: Path, name: str, repeat: int) -> Path:

@@ -310,21 +310,29 @@ class Soak:
         failures += [f"server log: {line}" for line in errors[:5]]
         settings = self.started.env
         notes = [
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs shared with other work, "
-            f"Python {sys.version.split()[0]}",
+            (
+                f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs shared with other work, "
+                f"Python {sys.version.split()[0]}"
+            ),
             f"server: scripts/serve (uvicorn, {args.workers} worker(s), "
             f"{'Redis broker' if settings['REDIS_URL'] else 'in-memory broker'}), fresh SQLite db; "
             + ", ".join(
                 f"{k}={v}" for k, v in settings.items() if k not in {"DATABASE_URL", "REDIS_URL"}
             ),
-            f"{len(consumers)} consumers round-robin over {summary.identities}; four group "
-            "conversations (two per tenant, carol in one of each tenant)",
-            f"churn {args.churn:g} of the streams per second (half FIN, half RST), each back after "
-            f"0-{args.max_gap:g} s with Last-Event-ID (half as header, half as ?lastEventId=); "
-            f"{args.rate:g} messages/s from random participants",
-            f"server counters (diagnostics, both tenants): published {counters.get('eventsPublished', 0):,}, "
-            f"delivered {counters.get('eventsDelivered', 0):,}, replays {counters.get('replays', 0):,} "
-            f"({counters.get('replayedEvents', 0):,} events), reconnects {counters.get('reconnects', 0):,}",
+            (
+                f"{len(consumers)} consumers round-robin over {summary.identities}; four group "
+                "conversations (two per tenant, carol in one of each tenant)"
+            ),
+            (
+                f"churn {args.churn:g} of the streams per second (half FIN, half RST), each back after "
+                f"0-{args.max_gap:g} s with Last-Event-ID (half as header, half as ?lastEventId=); "
+                f"{args.rate:g} messages/s from random participants"
+            ),
+            (
+                f"server counters (diagnostics, both tenants): published {counters.get('eventsPublished', 0):,}, "
+                f"delivered {counters.get('eventsDelivered', 0):,}, replays {counters.get('replays', 0):,} "
+                f"({counters.get('replayedEvents', 0):,} events), reconnects {counters.get('reconnects', 0):,}"
+            ),
         ]
         if args.workers > 1:
             notes.append(

@@ -258,37 +258,37 @@ async def test_vanished_consumer_is_detected_by_its_stalled_writes_and_cleaned_u
     hole = TcpProxy("127.0.0.1", server.port, small_window=True)
     await hole.start()
     try:
-        async with open_stream(http, people.alice, params={"events": "presence:update"}) as watcher:
-            async with httpx.AsyncClient(base_url=hole.url, timeout=10) as via_hole:
-                async with open_stream(
-                    via_hole, people.bob, params={"events": "notification:new"}
-                ) as vanishing:
-                    assert await _next_status_of(watcher, people.bob_id, 10) == "online"
-                    sent = await _notify(http, people, "still here")
-                    assert await _notification_ids(vanishing, 1) == [sent]
-                    before = await _diagnostics(http, people)
-                    assert before["clientsByUser"].get(bob_id) == 1
+        async with (
+            open_stream(http, people.alice, params={"events": "presence:update"}) as watcher,
+            httpx.AsyncClient(base_url=hole.url, timeout=10) as via_hole,
+            open_stream(via_hole, people.bob, params={"events": "notification:new"}) as vanishing,
+        ):
+            assert await _next_status_of(watcher, people.bob_id, 10) == "online"
+            sent = await _notify(http, people, "still here")
+            assert await _notification_ids(vanishing, 1) == [sent]
+            before = await _diagnostics(http, people)
+            assert before["clientsByUser"].get(bob_id) == 1
 
-                    hole.vanish()
-                    # Until the buffers are full and its write waits for the peer: the
-                    # writer has stalled. Then stop, well short of filling the queue.
-                    sent_into_the_void = 0
-                    while (await _diagnostics(http, people))["stalledWrites"] < 1:
-                        assert sent_into_the_void < 200, "the writer never stalled"
-                        await _notify(http, people, f"into the void {sent_into_the_void}")
-                        sent_into_the_void += 1
-                    flooded_at = time.monotonic()
-                    bound = WRITE_TIMEOUT_SECONDS + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS + 3
-                    status = await _next_status_of(watcher, people.bob_id, bound)
-                    detected_in = time.monotonic() - flooded_at
-                    after = await _diagnostics(http, people)
-                    # Its slot is free: bob may open his full quota of streams again.
-                    async with contextlib.AsyncExitStack() as streams:
-                        for _ in range(int(TEST_ENV["SSE_MAX_STREAMS_PER_USER"])):
-                            stream = await streams.enter_async_context(
-                                open_stream(http, people.bob, params={"events": "presence:update"})
-                            )
-                            assert stream.response.status_code == 200
+            hole.vanish()
+            # Until the buffers are full and its write waits for the peer: the
+            # writer has stalled. Then stop, well short of filling the queue.
+            sent_into_the_void = 0
+            while (await _diagnostics(http, people))["stalledWrites"] < 1:
+                assert sent_into_the_void < 200, "the writer never stalled"
+                await _notify(http, people, f"into the void {sent_into_the_void}")
+                sent_into_the_void += 1
+            flooded_at = time.monotonic()
+            bound = WRITE_TIMEOUT_SECONDS + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS + 3
+            status = await _next_status_of(watcher, people.bob_id, bound)
+            detected_in = time.monotonic() - flooded_at
+            after = await _diagnostics(http, people)
+            # Its slot is free: bob may open his full quota of streams again.
+            async with contextlib.AsyncExitStack() as streams:
+                for _ in range(int(TEST_ENV["SSE_MAX_STREAMS_PER_USER"])):
+                    stream = await streams.enter_async_context(
+                        open_stream(http, people.bob, params={"events": "presence:update"})
+                    )
+                    assert stream.response.status_code == 200
     finally:
         await hole.close()
     assert status == "offline"

@@ -119,13 +119,13 @@ async def test_the_direct_stream_shares_the_origin_policy(served: str) -> None:
 
 async def test_the_stream_limit_holds_on_the_direct_path(served: str) -> None:
     carol = _token(served, "carol")
-    async with httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http:
-        async with (
-            open_stream(http, carol) as one,
-            open_stream(http, carol) as two,
-            open_stream(http, carol) as three,
-        ):
-            assert {s.response.status_code for s in (one, two, three)} == {200}
-            refused = await http.get("/api/sse", headers={"Authorization": f"Bearer {carol}"})
-            assert refused.status_code == 429
-            assert refused.headers["retry-after"] == "5"
+    async with (
+        httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http,
+        open_stream(http, carol) as one,
+        open_stream(http, carol) as two,
+        open_stream(http, carol) as three,
+    ):
+        assert {s.response.status_code for s in (one, two, three)} == {200}
+        refused = await http.get("/api/sse", headers={"Authorization": f"Bearer {carol}"})
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "5"

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 import psutil
@@ -310,7 +311,7 @@ class RssSampler:
     def rss(self) -> int:
         return self.process.memory_info().rss
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self.peak = self.rss()
         self._thread.start()
         return self

@@ -315,7 +315,7 @@ async def test_one_tab_per_client_token_however_often_listen_is_called_or_the_ta
         for listens in (2, 3):
             await again.call(LiveState, "listen", {})
             await again.wait_for(
-                lambda t: _snapshots(t) >= listens or _refused(t),
+                lambda t, listens=listens: _snapshots(t) >= listens or _refused(t),
                 15,
             )
             assert not _refused(again), again.toasts()
