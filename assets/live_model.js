@@ -1,6 +1,6 @@
 // The chat page's live data, and how each feed item changes it. Pure functions with no
 // dependencies: the page's store (live_store.js) holds one model per tab and writes the
-// parts that changed into Reflex's state; tests/node/live_model.test.mjs runs these same
+// parts that changed into Reflex's state; tests/test_live_model.py runs these same
 // functions against what the server sends.
 //
 // The rows have the shape of app/state/items.py (snake_case, as Reflex sends dataclasses);
