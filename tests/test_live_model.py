@@ -100,8 +100,11 @@ _generations = iter(range(1, 10**9))  # the model's tabs are named per example
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with chat_world(tmp_path, ClientKind.TAB) as opened:
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    """The users' clients are tabs' (a page's listener), unless a test asks for /api/sse
+    streams' (`indirect` parametrization): the model is fed what either receives."""
+    kind = getattr(request, "param", ClientKind.TAB)
+    async with chat_world(tmp_path, kind) as opened:
         yield opened
 
 
@@ -323,11 +326,13 @@ async def test_a_scripted_conversation_keeps_every_page_in_step(world: World, mo
     )
 
 
+@pytest.mark.parametrize("world", [ClientKind.TAB, ClientKind.STREAM], indirect=True)
 async def test_scripted_reads_refusals_and_changes_keep_every_page_in_step(
     world: World, model: Model
 ) -> None:
     """Reads to an earlier message and backwards, repeated stops, and every refusal (not a
-    participant, not the sender, already deleted), each at least once."""
+    participant, not the sender, already deleted), each at least once; fed what a tab's
+    listener receives and what an /api/sse stream receives."""
     await verify_actions(
         world,
         model,
