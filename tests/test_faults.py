@@ -249,8 +249,8 @@ async def test_vanished_consumer_is_detected_by_its_stalled_writes_and_cleaned_u
     minutes to fill even small-window buffers (about 80 bytes a heartbeat), so events are
     sent to it: once the buffers are full its writer stalls, and the write deadline (two
     heartbeats here) cuts it off long before its queue would; presence and its stream slot
-    follow. The socket itself stays with granian until TCP gives up: ASGI cannot abort a
-    connection, and granian keeps trying to flush what it was handed."""
+    follow. The socket itself stays with the server (granian or uvicorn) until TCP gives up:
+    ASGI cannot abort a connection, and the server keeps trying to flush what it was handed."""
     await _wait_for(
         lambda: _is_offline(http, people), "bob offline before the test", GRACE_SECONDS + 5
     )
