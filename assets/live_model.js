@@ -1,6 +1,6 @@
 // The chat page's live data, and how each feed item changes it. Pure functions with no
 // dependencies: the page's store (live_store.js) holds one model per tab and writes the
-// parts that changed into Reflex's state; tests/node/live_model.test.mjs runs these same
+// parts that changed into Reflex's state; tests/test_live_model.py runs these same
 // functions against what the server sends.
 //
 // The rows have the shape of app/state/items.py (snake_case, as Reflex sends dataclasses);
@@ -21,7 +21,9 @@ export function emptyModel() {
     messages: [],
     messagesOf: 0,
     hasOlder: false,
-    typists: {}, // conversation id (string) -> typist name -> when to forget (epoch s)
+    // conversation id (string) -> user id (string) -> {name, until}: who is typing there,
+    // and when to forget them (epoch s). By id: two people may share a name.
+    typists: {},
     people: [],
     notifications: [],
     notificationsUnread: 0,
@@ -135,11 +137,12 @@ export function applyConversation(model, item) {
   return { ...model, conversations: [item, ...model.conversations] };
 }
 
-function withoutTypist(typists, conversationId, name) {
+function withoutTypist(typists, conversationId, userId) {
   const key = String(conversationId);
-  if (!typists[key] || !(name in typists[key])) return typists;
+  const who = String(userId);
+  if (!typists[key] || !(who in typists[key])) return typists;
   const here = { ...typists[key] };
-  delete here[name];
+  delete here[who];
   return { ...typists, [key]: here };
 }
 
@@ -192,10 +195,10 @@ export function applyEvent(model, event, extra, now) {
       const key = String(data.conversationId);
       let typists = model.typists;
       if (data.isTyping) {
-        const here = { ...(typists[key] || {}), [data.userName]: now + model.typingForgetSeconds };
-        typists = { ...typists, [key]: here };
+        const typist = { name: data.userName, until: now + model.typingForgetSeconds };
+        typists = { ...typists, [key]: { ...(typists[key] || {}), [String(data.userId)]: typist } };
       } else {
-        typists = withoutTypist(typists, data.conversationId, data.userName);
+        typists = withoutTypist(typists, data.conversationId, data.userId);
       }
       return [{ ...model, typists }, false];
     }
@@ -239,7 +242,7 @@ function applyMessage(model, data, preview, now) {
     ...model,
     recent: { ...model.recent, [id]: [...recent, item].slice(-RECENT_KEPT) },
     // Whoever sent a message has stopped typing.
-    typists: withoutTypist(model.typists, id, item.sender_name),
+    typists: withoutTypist(model.typists, id, item.sender_id),
   };
   const known = model.conversations.find((c) => c.id === id);
   let needsList = false;
@@ -298,8 +301,8 @@ export function forgetSilentTypists(model, now) {
   const typists = {};
   for (const [key, here] of Object.entries(model.typists)) {
     const kept = {};
-    for (const [name, until] of Object.entries(here)) {
-      if (until > now) kept[name] = until;
+    for (const [who, typist] of Object.entries(here)) {
+      if (typist.until > now) kept[who] = typist;
       else changed = true;
     }
     typists[key] = kept;
@@ -310,7 +313,7 @@ export function forgetSilentTypists(model, now) {
 export function nextTypistExpiry(model) {
   let next = Infinity;
   for (const here of Object.values(model.typists)) {
-    for (const until of Object.values(here)) next = Math.min(next, until);
+    for (const typist of Object.values(here)) next = Math.min(next, typist.until);
   }
   return next;
 }

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 SERVER_CPU, READER_CPU = 0, 1
 CHUNK = b"1c0\r\n" + b"x" * 448 + b"\r\n"  # about one notification event, chunk-framed
@@ -49,10 +47,11 @@ async def _write(count: int, passes: int) -> list[float]:
     transports: list[asyncio.Transport] = []
     server = await loop.create_server(lambda: _Accepted(transports), "127.0.0.1", 0, backlog=16384)
     port = server.sockets[0].getsockname()[1]
-    reader = subprocess.Popen(
-        [sys.executable, "-m", "bench.write_floor", "--read", str(port), str(count)],
-        preexec_fn=_pin_to(READER_CPU),
+    reader = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.write_floor", "--read", str(port), str(count)
     )
+    # Pinned before it connects anything worth measuring: no preexec_fn in a threaded parent.
+    _pin(reader.pid, READER_CPU)
     try:
         async with asyncio.timeout(120):
             while len(transports) < count:
@@ -68,17 +67,14 @@ async def _write(count: int, passes: int) -> list[float]:
         return durations
     finally:
         reader.kill()
+        await reader.wait()
         server.close()
 
 
-def _pin_to(cpu: int) -> Callable[[], None]:
-    """Pins the calling process to `cpu` when the machine has two CPUs or more."""
-
-    def pin() -> None:
-        if (os.cpu_count() or 1) >= 2:
-            os.sched_setaffinity(0, {cpu})
-
-    return pin
+def _pin(pid: int, cpu: int) -> None:
+    """Pins process `pid` (0: this one) to `cpu` when the machine has two CPUs or more."""
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(pid, {cpu})
 
 
 def main() -> None:
@@ -89,7 +85,7 @@ def main() -> None:
         return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     passes = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    _pin_to(SERVER_CPU)()
+    _pin(0, SERVER_CPU)
     durations = uvloop.run(_write(count, passes))
     per_write = [d / count * 1e6 for d in durations]
     print(

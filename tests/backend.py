@@ -1,5 +1,16 @@
-"""The real app (`reflex run --env prod`: built frontend and backend on one free loopback
-port), shared by the API tests and the browser tests."""
+"""The suite's one way to start the real app, on free loopback ports, and wait until it answers.
+
+Two starts, as people run it:
+- `reflex run` (granian): `--env prod` serves the built frontend and the backend on one port
+  (the shared backend of the API and browser tests); `backend_only` leaves the frontend out;
+  `separate_frontend` is `./scripts/run`'s development start, frontend and backend on two
+  ports;
+- `scripts/serve` (uvicorn, `app.asgi:create`): the documented production start of the
+  backend.
+
+Each waits for `/ping` (and the frontend's sign-in page, when it has its own port) with the
+same poll (`_wait_until_ready`), and keeps its port and database across `kill()`/`start()`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
@@ -45,6 +57,15 @@ TEST_ENV = {
     "REFLEX_CHECK_LATEST_VERSION": "false",
 }
 
+Launcher = Literal["reflex", "serve"]
+# Both starts, for tests that must hold whichever one runs the app (`params=LAUNCHERS`).
+LAUNCHERS: tuple[Launcher, ...] = ("reflex", "serve")
+# The first production build of the frontend takes the longest.
+START_SECONDS = 240.0
+# scripts/serve must stop on SIGTERM within this, open streams or not
+# (--timeout-graceful-shutdown 5).
+SERVE_STOP_SECONDS = 15.0
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -54,18 +75,34 @@ def free_port() -> int:
 
 @dataclass
 class Backend:
-    url: str
+    url: str  # the backend: the API, /api/sse, the Reflex socket (and the pages unless apart)
     port: int
     workdir: Path
     extra_env: dict[str, str]
+    launcher: Launcher = "reflex"
     backend_only: bool = False
     mode: str = "prod"  # `reflex run --env`: "dev" is what scripts/run starts
+    frontend_port: int | None = None  # the pages on a port of their own (dev)
     process: subprocess.Popen[bytes] | None = None
     _log_offset: int = field(default=0)
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"backend-{self.port}.log"
+
+    @property
+    def page_url(self) -> str:
+        """Where the pages are served."""
+        if self.frontend_port is None:
+            return self.url
+        return f"http://127.0.0.1:{self.frontend_port}"
+
+    @property
+    def pid(self) -> int:
+        """The process started: for scripts/serve, the server itself (it execs uvicorn, one
+        worker); for `reflex run`, the CLI above the server."""
+        assert self.process is not None
+        return self.process.pid
 
     def log_since_mark(self) -> str:
         with self.log_path.open("rb") as log:
@@ -99,50 +136,38 @@ class Backend:
             "REFLEX_STATES_WORKDIR": str(self.workdir / ".states"),
             **self.extra_env,
         }
-        reflex = Path(sys.executable).parent / "reflex"
-        port = str(self.port)
-        if self.backend_only:
-            command = [
-                str(reflex),
-                "run",
-                "--env",
-                self.mode,
-                "--backend-only",
-                "--backend-port",
-                port,
-            ]
-        else:
-            command = [
-                str(reflex),
-                "run",
-                "--env",
-                "prod",
-                "--frontend-port",
-                port,
-                "--backend-port",
-                port,
-            ]
+        if self.launcher == "serve":
+            env |= {"HOST": "127.0.0.1", "PORT": str(self.port)}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command,
+                self._command(),
                 cwd=ROOT,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 240  # the first production build of the frontend
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"backend exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"backend did not start in time:\n{self.log_path.read_text()}")
+        ready = [f"{self.url}/ping"]
+        if self.frontend_port is not None:
+            ready.append(f"{self.page_url}/login/")
+        try:
+            _wait_until_ready(self.process, ready, self.log_path)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _command(self) -> list[str]:
+        if self.launcher == "serve":
+            return [str(ROOT / "scripts" / "serve")]
+        reflex = str(Path(sys.executable).parent / "reflex")
+        port = str(self.port)
+        if self.backend_only:
+            return [reflex, "run", "--env", self.mode, "--backend-only", "--backend-port", port]
+        frontend = str(self.frontend_port or self.port)
+        return [
+            *(reflex, "run", "--env", self.mode),
+            *("--frontend-port", frontend, "--backend-port", port),
+        ]
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no cleanup runs."""
@@ -155,19 +180,42 @@ class Backend:
         if process is None or process.poll() is not None:
             return
         os.killpg(process.pid, signal.SIGTERM)
+        grace = SERVE_STOP_SECONDS if self.launcher == "serve" else 10.0
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+            if self.launcher == "serve":
+                raise AssertionError(f"scripts/serve ignored SIGTERM for {grace} s") from None
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], urls: list[str], log: Path) -> None:
+    """Until every one of `urls` answers 200; fails at once if the process ends."""
+    deadline = time.monotonic() + START_SECONDS
+    waiting = list(urls)
+    while waiting:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer {waiting} in time:\n{log.read_text()}")
+        try:
+            if httpx.get(waiting[0], timeout=5).status_code == 200:
+                waiting.pop(0)
+                continue
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
 
 
 def start_backend(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     *,
+    launcher: Launcher = "reflex",
     backend_only: bool = False,
     mode: str = "prod",
+    separate_frontend: bool = False,
 ) -> Backend:
     port = free_port()
     backend = Backend(
@@ -175,8 +223,10 @@ def start_backend(
         port=port,
         workdir=workdir,
         extra_env=extra_env or {},
+        launcher=launcher,
         backend_only=backend_only,
         mode=mode,
+        frontend_port=free_port() if separate_frontend else None,
     )
     backend.start()
     return backend
@@ -187,11 +237,20 @@ def running_backend(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     *,
+    launcher: Launcher = "reflex",
     backend_only: bool = False,
     mode: str = "prod",
+    separate_frontend: bool = False,
 ) -> Iterator[Backend]:
     """`start_backend`, stopped again however the block ends."""
-    backend = start_backend(workdir, extra_env, backend_only=backend_only, mode=mode)
+    backend = start_backend(
+        workdir,
+        extra_env,
+        launcher=launcher,
+        backend_only=backend_only,
+        mode=mode,
+        separate_frontend=separate_frontend,
+    )
     try:
         yield backend
     finally:
@@ -292,6 +351,9 @@ async def open_stream(
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
     async with aconnect_sse(http, "GET", "/api/sse", params=params, headers=all_headers) as source:
+        # Refusals are for the test to read; an answer of 200 must be an event stream (a page
+        # of a catch-all route would read as a stream that never sends anything).
         if source.response.status_code == 200:
-            source.response.raise_for_status()
+            content_type = source.response.headers.get("content-type", "")
+            assert content_type.partition(";")[0].strip() == "text/event-stream", content_type
         yield Stream(source)

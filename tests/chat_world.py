@@ -1,7 +1,6 @@
 """Alice, bob and carol signed in to a fresh in-process runtime, each with one manager
-client opened before any snapshot: the world of the verify_action tests
-(tests/test_chat_verify_action.py for the event contract, tests/test_live_model.py for the
-page's store), and the actions both draw on to edit and delete messages."""
+client opened before any snapshot: the world of the verify_action tests of the page's store
+(tests/test_live_model.py), and the actions they draw on to edit and delete messages."""
 
 from __future__ import annotations
 

@@ -20,6 +20,9 @@ from app.runtime import Runtime
 from app.settings import Settings
 from tests.backend import Backend, no_errors_logged, running_backend
 
+# Fixtures of their own modules: the seeded chat world, and started connection managers.
+pytest_plugins = ["tests.seeded_chat", "tests.realtime_helpers"]
+
 
 @pytest.fixture(scope="session")
 def backend_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:

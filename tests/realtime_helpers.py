@@ -1,4 +1,5 @@
-"""Shared by the realtime unit tests: started managers on in-memory brokers, stopped after."""
+"""A pytest plugin (registered in tests/conftest.py) for the realtime unit tests: started
+managers on in-memory brokers, stopped after (the `managers` fixture)."""
 
 from __future__ import annotations
 

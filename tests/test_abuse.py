@@ -140,16 +140,19 @@ async def test_stream_open_loop_gets_429_and_costs_no_descriptors_or_memory(
         async with open_stream(abuser, carol.token):  # warm up whatever is lazily built
             pass
         fds_before, rss_before = _footprint(server)
-        async with open_stream(abuser, carol.token) as first:
-            async with open_stream(abuser, carol.token), open_stream(abuser, carol.token):
-                assert first.response.status_code == 200
-                refused: list[httpx.Response] = []
-                for _ in range(attempts // 24):  # 24 at once, ten times over
-                    refused += await asyncio.gather(
-                        *(abuser.get("/api/sse", headers=carol.auth) for _ in range(24))
-                    )
-                fds_during, rss_during = _footprint(server)
-                diagnostics = await http.get("/api/sse/diagnostics", headers=people["alice"].auth)
+        async with (
+            open_stream(abuser, carol.token) as first,
+            open_stream(abuser, carol.token),
+            open_stream(abuser, carol.token),
+        ):
+            assert first.response.status_code == 200
+            refused: list[httpx.Response] = []
+            for _ in range(attempts // 24):  # 24 at once, ten times over
+                refused += await asyncio.gather(
+                    *(abuser.get("/api/sse", headers=carol.auth) for _ in range(24))
+                )
+            fds_during, rss_during = _footprint(server)
+            diagnostics = await http.get("/api/sse/diagnostics", headers=people["alice"].auth)
         # All three closed: the slots are free again.
         async with _open_streams(abuser, carol.token, MAX_STREAMS) as again:
             assert [s.response.status_code for s in again] == [200] * MAX_STREAMS

@@ -377,23 +377,25 @@ async def test_choosing_away_and_back_online_is_seen_by_the_tenant(
 ) -> None:
     alice, bob = _token(backend, "alice"), _token(backend, "bob")
     bob_id = (await _me(http, bob))["id"]
-    async with open_stream(http, alice, params={"events": "presence:update"}) as watcher:
-        async with open_stream(http, bob):
+    async with (
+        open_stream(http, alice, params={"events": "presence:update"}) as watcher,
+        open_stream(http, bob),
+    ):
 
-            async def bob_online() -> bool | None:
-                status = (await _presence(http, alice))[bob_id]["status"]
-                return True if status == "online" else None
+        async def bob_online() -> bool | None:
+            status = (await _presence(http, alice))[bob_id]["status"]
+            return True if status == "online" else None
 
-            await _eventually(bob_online, "bob online once his stream is open")
-            chosen = await _choose(http, bob, "away")
-            # Bob may have just come online (one update), then the away.
-            seen = [await _next_presence_of(watcher, bob_id)]
-            while seen[-1]["status"] != "away":
-                seen.append(await _next_presence_of(watcher, bob_id))
-            away_listed = (await _presence(http, alice))[bob_id]["status"]
-            back = await _choose(http, bob, "online")
-            back_event = await _next_presence_of(watcher, bob_id)
-            online_listed = (await _presence(http, alice))[bob_id]["status"]
+        await _eventually(bob_online, "bob online once his stream is open")
+        chosen = await _choose(http, bob, "away")
+        # Bob may have just come online (one update), then the away.
+        seen = [await _next_presence_of(watcher, bob_id)]
+        while seen[-1]["status"] != "away":
+            seen.append(await _next_presence_of(watcher, bob_id))
+        away_listed = (await _presence(http, alice))[bob_id]["status"]
+        back = await _choose(http, bob, "online")
+        back_event = await _next_presence_of(watcher, bob_id)
+        online_listed = (await _presence(http, alice))[bob_id]["status"]
     assert chosen == {"userId": bob_id, "status": "away"}
     assert [e["status"] for e in seen] in (["away"], ["online", "away"])
     assert away_listed == "away"

@@ -14,12 +14,10 @@ barrier, an update of the observer's own that the tracker announces after anythi
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -37,157 +35,25 @@ from app.realtime.client import Client
 from app.realtime.events import Event, EventType
 from app.runtime import Runtime, get_runtime
 from app.security.rate_limit import TokenBucketLimiter
-from app.settings import Settings
-
-EVENT_TIMEOUT = 2.0
-
-
-# -- fixtures ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Seeded:
-    """A seeded database file and what the tests need to know about it."""
-
-    path: Path
-    alice: Principal
-    bob: Principal
-    carol: Principal  # in Acme
-    carol_globex: Principal  # the same carol, acting in Globex
-    dave: Principal  # Globex
-    acme_id: int
-    globex_id: int
-    direct_id: int  # alice-bob
-    group_id: int  # "Acme team": alice, bob, carol
-    welcome_id: int  # alice's message in the group; bob and carol have it unread
-
-
-def _base_settings(path: Path) -> Settings:
-    return replace(Settings(), database_url=f"sqlite:///{path}", sse_heartbeat_seconds=0)
-
-
-async def _seed(path: Path) -> Seeded:
-    runtime = Runtime(_base_settings(path))
-    await runtime.start()
-    try:
-
-        async def sign_in(name: str, tenant_id: int | None = None) -> Principal:
-            grant = await runtime.accounts.sign_in(name, f"{name}-pass", "127.0.0.1", tenant_id)
-            return grant.principal
-
-        alice, bob, carol, dave = [await sign_in(n) for n in ("alice", "bob", "carol", "dave")]
-        carol_globex = await sign_in("carol", dave.tenant_id)
-        views, _ = await runtime.conversations.list_for(alice)
-        direct = next(v for v in views if v.kind == "direct")
-        group = next(v for v in views if v.kind == "group")
-        assert group.last_message is not None
-        return Seeded(
-            path=path,
-            alice=alice,
-            bob=bob,
-            carol=carol,
-            carol_globex=carol_globex,
-            dave=dave,
-            acme_id=alice.tenant_id,
-            globex_id=dave.tenant_id,
-            direct_id=direct.id,
-            group_id=group.id,
-            welcome_id=group.last_message.id,
-        )
-    finally:
-        await runtime.stop()
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    path = tmp_path_factory.mktemp("seeded") / "chat.db"
-    yield asyncio.run(_seed(path))
-
-
-MakeRuntime = Callable[..., Awaitable[Runtime]]
-
-
-@pytest.fixture
-async def make_runtime(seeded: Seeded, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
-    """`await make_runtime(**setting_overrides)`: a started runtime on a fresh copy of the
-    seeded database."""
-    started: list[Runtime] = []
-
-    async def make(**overrides: Any) -> Runtime:
-        path = tmp_path / f"chat-{len(started)}.db"
-        for suffix in ("", "-wal", "-shm"):
-            source = seeded.path.with_name(seeded.path.name + suffix)
-            if source.exists():
-                shutil.copyfile(source, path.with_name(path.name + suffix))
-        runtime = Runtime(replace(_base_settings(path), **overrides))
-        started.append(runtime)
-        await runtime.start()
-        return runtime
-
-    try:
-        yield make
-    finally:
-        for runtime in reversed(started):
-            await runtime.stop()
+from tests.seeded_chat import (
+    EVENT_TIMEOUT,
+    MakeRuntime,
+    Seeded,
+    data_of,
+    drain,
+    listen,
+    new_group,
+    send_all,
+    unread_events,
+    unread_of,
+    wait_for_events,
+)
 
 
 @pytest.fixture
 async def runtime(make_runtime: MakeRuntime) -> Runtime:
+    """This module's runtimes start on a copy of the seeded database (tests/seeded_chat.py)."""
     return await make_runtime()
-
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-async def listen(runtime: Runtime, principal: Principal, *types: str) -> Client:
-    """A client of `principal`'s that receives only the given event types."""
-    connection = await runtime.manager.connect(
-        user_id=principal.user_id, tenant_id=principal.tenant_id, types=frozenset(types)
-    )
-    return connection.client
-
-
-async def drain(client: Client) -> list[Event]:
-    """What is queued right now, without waiting for more."""
-    if client.queued == 0:
-        return []
-    async with asyncio.timeout(1):
-        return await client.next_batch()
-
-
-async def wait_for_events(client: Client, count: int) -> list[Event]:
-    events: list[Event] = []
-    async with asyncio.timeout(EVENT_TIMEOUT):
-        while len(events) < count:
-            events.extend(await client.next_batch())
-    return events
-
-
-def data_of(events: list[Event], event_type: str) -> list[dict[str, Any]]:
-    return [e.data for e in events if e.type == event_type]
-
-
-async def unread_events(client: Client) -> list[dict[str, Any]]:
-    return data_of(await drain(client), EventType.CHAT_UNREAD_COUNT)
-
-
-async def new_group(runtime: Runtime, owner: Principal, *others: Principal) -> int:
-    view, created = await runtime.conversations.create(
-        owner, [p.user_id for p in others], "A fresh group"
-    )
-    assert created
-    return view.id
-
-
-async def send_all(
-    runtime: Runtime, sender: Principal, conversation_id: int, *texts: str
-) -> list[int]:
-    return [(await runtime.messages.send(sender, conversation_id, t)).message.id for t in texts]
-
-
-async def unread_of(runtime: Runtime, principal: Principal) -> tuple[dict[int, int], int]:
-    views, total = await runtime.conversations.list_for(principal)
-    return {v.id: v.unread_count for v in views}, total
 
 
 # -- conversations ---------------------------------------------------------------------------
@@ -689,7 +555,7 @@ async def test_a_deleted_last_message_is_still_the_conversations_last_message(
     assert direct.last_message is not None
     assert (direct.last_message.id, direct.last_message.content) == (message_id, "")
     assert direct.last_message.deleted
-    assert [v.id for v in views][0] == seeded.direct_id  # the order is unchanged
+    assert views[0].id == seeded.direct_id  # the order is unchanged
 
 
 async def test_a_deleted_message_cannot_be_edited(runtime: Runtime, seeded: Seeded) -> None:

@@ -1,6 +1,7 @@
 """assets/realtime-client.js in headless Chromium: a page on the app's origin imports the
 module from the app's own assets (`/realtime-client.js`) and runs the same scenarios as the
-Node tests (tests/test_client_js_node.py) through the same harness (tests/node/harness.mjs).
+Node tests (tests/js_client.py, tests/test_client_js_node.py) through the same harness
+(tests/node/harness.mjs).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from playwright.sync_api import Browser, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.backend import ROOT, Backend, running_backend
-from tests.test_client_js_node import (
+from tests.js_client import (
     NODE_DIR,
-    DroppingProxy,
     JsClientDriver,
     Record,
     backoff_while_refused,
@@ -28,6 +28,7 @@ from tests.test_client_js_node import (
     subscribe_and_unsubscribe,
     token_refresh_after_logout,
 )
+from tests.tcp_proxy import proxy_in_a_thread
 
 # The lightest document the app serves: the page only needs the app's origin.
 TEST_PAGE = "/ping"
@@ -146,5 +147,5 @@ def test_network_drop_replays_what_was_missed_exactly_once(
 ) -> None:
     """Page, module and stream all come through a proxy that cuts every connection and then
     refuses new ones for a while."""
-    with DroppingProxy(backend.port) as proxy, page_client(browser, proxy.url) as driver:
+    with proxy_in_a_thread(backend.port) as proxy, page_client(browser, proxy.url) as driver:
         replay_after_network_drop(driver, proxy, backend.url)

@@ -203,7 +203,12 @@ def test_the_kit_works_copied_into_another_project_under_another_name(tmp_path: 
         "print(chatclient.RealtimeClient.__name__)"
     )
     imported = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "RealtimeClient"
@@ -213,6 +218,7 @@ def test_the_kit_works_copied_into_another_project_under_another_name(tmp_path: 
         env=env,
         capture_output=True,
         text=True,
+        check=False,
     )
     assert cli.returncode == 0, cli.stderr
     assert "--url" in cli.stdout
@@ -557,7 +563,7 @@ async def _stop(process: asyncio.subprocess.Process) -> int:
 async def test_tail_prints_each_message_as_it_arrives(
     backend: Backend, http: httpx.AsyncClient, as_json: bool
 ) -> None:
-    alice, bob, conversation = await _alice_bob_and_their_group(backend, http)
+    alice, _bob, conversation = await _alice_bob_and_their_group(backend, http)
     tag = _tag()
     options = ["--json"] if as_json else []
     process = await _run_cli(

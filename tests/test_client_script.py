@@ -18,21 +18,20 @@ from playwright.sync_api import Browser
 
 from app.api.client_script import SCRIPT_PATH
 from tests.backend import Backend, running_backend
-from tests.test_serve import Served, running_serve
 
 PARTNER = "https://partner.example"
 EVIL = "https://evil.example"
 
 
 @pytest.fixture(scope="module")
-def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     env = {"CORS_ALLOWED_ORIGINS": PARTNER}
-    with running_serve(tmp_path_factory.mktemp("serve"), env) as server:
+    with running_backend(tmp_path_factory.mktemp("serve"), env, launcher="serve") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def backend_only(tmp_path_factory: pytest.TempPathFactory, serve: Served) -> Iterator[Backend]:
+def backend_only(tmp_path_factory: pytest.TempPathFactory, serve: Backend) -> Iterator[Backend]:
     # scripts/serve's origin too: the browser test's page comes from there.
     allowed = f"{PARTNER},{serve.url}"
     workdir = tmp_path_factory.mktemp("backend-only")
@@ -69,7 +68,7 @@ def assert_serves_the_kit(url: str, allowed_origin: str | None) -> None:
         assert "access-control-allow-origin" not in refused.headers  # ... a page may not import it
 
 
-def test_scripts_serve_serves_the_kit(serve: Served) -> None:
+def test_scripts_serve_serves_the_kit(serve: Backend) -> None:
     assert_serves_the_kit(serve.url, PARTNER)
 
 
@@ -104,7 +103,7 @@ _IMPORT = """async (url) => {
 
 
 def test_a_page_on_an_allowed_origin_imports_the_kit_from_the_api_server(
-    browser: Browser, serve: Served, backend_only: Backend
+    browser: Browser, serve: Backend, backend_only: Backend
 ) -> None:
     """As in the README: the page is elsewhere, the module comes from the API's address."""
     script = f"{backend_only.url}/realtime-client.js"

@@ -2,9 +2,8 @@
 leaving; each change stored first, then announced as `chat:conversation` to exactly the
 right people, in process on the real service.
 
-The world is the one of tests/test_chat_use_cases.py (its fixtures and helpers are imported
-from there): a fresh copy of the seeded database per test, so every test starts from the
-demo data (the 1:1 alice-bob; "Acme team" with alice, bob and carol, where bob and carol
+The world is the one of tests/test_chat_use_cases.py (tests/seeded_chat.py): a fresh copy
+of the seeded database per test, so every test starts from the demo data (the 1:1 alice-bob; "Acme team" with alice, bob and carol, where bob and carol
 have alice's welcome message unread; Globex's dave, and carol again in Globex).
 
 Each test listens on every Acme user, dave and carol-in-Globex, so "no one else heard" is
@@ -31,16 +30,13 @@ from app.domain.principal import Principal
 from app.realtime.client import Client
 from app.realtime.events import Event, EventType
 from app.runtime import Runtime, get_runtime
-from tests.test_chat_use_cases import (  # noqa: F401 - fixtures, used by name
+from tests.seeded_chat import (
     MakeRuntime,
     Seeded,
     data_of,
     drain,
     listen,
-    make_runtime,
     new_group,
-    runtime,
-    seeded,
     send_all,
     unread_of,
 )
@@ -54,6 +50,12 @@ WATCHED = (
     EventType.CHAT_TYPING,
 )
 NO_SUCH_CONVERSATION = "No such conversation."
+
+
+@pytest.fixture
+async def runtime(make_runtime: MakeRuntime) -> Runtime:
+    """A runtime on a copy of the seeded database (tests/seeded_chat.py)."""
+    return await make_runtime()
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Faults against the real server over real sockets: a consumer that stops reading, one that
 vanishes without a FIN, a SIGKILL in the middle of a send loop, a locked database.
 
-One private backend (`--backend-only`) serves the module: these tests cut, stall, lock and
-kill it, which the shared backend must never see. Its queue is small and its write deadline
+A private backend serves the module, once started by `reflex run --backend-only` (granian)
+and once by scripts/serve (uvicorn), the two ways people run it: these tests cut, stall, lock
+and kill it, which the shared backend must never see. Its queue is small and its write deadline
 short so that each fault shows within seconds.
 """
 
@@ -20,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend import TEST_ENV, Backend, Stream, open_stream, running_backend
-from tests.tcp_blackhole import TcpBlackhole, open_small_window
+from tests.backend import LAUNCHERS, TEST_ENV, Backend, Stream, open_stream, running_backend
+from tests.tcp_proxy import TcpProxy, open_small_window
 
 HEARTBEAT_SECONDS = float(TEST_ENV["SSE_HEARTBEAT_SECONDS"])
 GRACE_SECONDS = float(TEST_ENV["PRESENCE_GRACE_SECONDS"])
@@ -35,10 +36,13 @@ FAULT_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    workdir = tmp_path_factory.mktemp("faults")
-    with running_backend(workdir, FAULT_ENV, backend_only=True) as backend:
+@pytest.fixture(scope="module", params=LAUNCHERS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """A private backend per start: `reflex run` (granian) and scripts/serve (uvicorn)."""
+    workdir = tmp_path_factory.mktemp(f"faults-{request.param}")
+    with running_backend(workdir, FAULT_ENV, launcher=request.param, backend_only=True) as backend:
         yield backend
 
 
@@ -245,46 +249,46 @@ async def test_vanished_consumer_is_detected_by_its_stalled_writes_and_cleaned_u
     minutes to fill even small-window buffers (about 80 bytes a heartbeat), so events are
     sent to it: once the buffers are full its writer stalls, and the write deadline (two
     heartbeats here) cuts it off long before its queue would; presence and its stream slot
-    follow. The socket itself stays with granian until TCP gives up: ASGI cannot abort a
-    connection, and granian keeps trying to flush what it was handed."""
+    follow. The socket itself stays with the server (granian or uvicorn) until TCP gives up:
+    ASGI cannot abort a connection, and the server keeps trying to flush what it was handed."""
     await _wait_for(
         lambda: _is_offline(http, people), "bob offline before the test", GRACE_SECONDS + 5
     )
     bob_id = str(people.bob_id)
-    hole = TcpBlackhole("127.0.0.1", server.port)
+    hole = TcpProxy("127.0.0.1", server.port, small_window=True)
     await hole.start()
     try:
-        async with open_stream(http, people.alice, params={"events": "presence:update"}) as watcher:
-            async with httpx.AsyncClient(base_url=hole.url, timeout=10) as via_hole:
-                async with open_stream(
-                    via_hole, people.bob, params={"events": "notification:new"}
-                ) as vanishing:
-                    assert await _next_status_of(watcher, people.bob_id, 10) == "online"
-                    sent = await _notify(http, people, "still here")
-                    assert await _notification_ids(vanishing, 1) == [sent]
-                    before = await _diagnostics(http, people)
-                    assert before["clientsByUser"].get(bob_id) == 1
+        async with (
+            open_stream(http, people.alice, params={"events": "presence:update"}) as watcher,
+            httpx.AsyncClient(base_url=hole.url, timeout=10) as via_hole,
+            open_stream(via_hole, people.bob, params={"events": "notification:new"}) as vanishing,
+        ):
+            assert await _next_status_of(watcher, people.bob_id, 10) == "online"
+            sent = await _notify(http, people, "still here")
+            assert await _notification_ids(vanishing, 1) == [sent]
+            before = await _diagnostics(http, people)
+            assert before["clientsByUser"].get(bob_id) == 1
 
-                    hole.vanish()
-                    # Until the buffers are full and its write waits for the peer: the
-                    # writer has stalled. Then stop, well short of filling the queue.
-                    sent_into_the_void = 0
-                    while (await _diagnostics(http, people))["stalledWrites"] < 1:
-                        assert sent_into_the_void < 200, "the writer never stalled"
-                        await _notify(http, people, f"into the void {sent_into_the_void}")
-                        sent_into_the_void += 1
-                    flooded_at = time.monotonic()
-                    bound = WRITE_TIMEOUT_SECONDS + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS + 3
-                    status = await _next_status_of(watcher, people.bob_id, bound)
-                    detected_in = time.monotonic() - flooded_at
-                    after = await _diagnostics(http, people)
-                    # Its slot is free: bob may open his full quota of streams again.
-                    async with contextlib.AsyncExitStack() as streams:
-                        for _ in range(int(TEST_ENV["SSE_MAX_STREAMS_PER_USER"])):
-                            stream = await streams.enter_async_context(
-                                open_stream(http, people.bob, params={"events": "presence:update"})
-                            )
-                            assert stream.response.status_code == 200
+            hole.vanish()
+            # Until the buffers are full and its write waits for the peer: the
+            # writer has stalled. Then stop, well short of filling the queue.
+            sent_into_the_void = 0
+            while (await _diagnostics(http, people))["stalledWrites"] < 1:
+                assert sent_into_the_void < 200, "the writer never stalled"
+                await _notify(http, people, f"into the void {sent_into_the_void}")
+                sent_into_the_void += 1
+            flooded_at = time.monotonic()
+            bound = WRITE_TIMEOUT_SECONDS + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS + 3
+            status = await _next_status_of(watcher, people.bob_id, bound)
+            detected_in = time.monotonic() - flooded_at
+            after = await _diagnostics(http, people)
+            # Its slot is free: bob may open his full quota of streams again.
+            async with contextlib.AsyncExitStack() as streams:
+                for _ in range(int(TEST_ENV["SSE_MAX_STREAMS_PER_USER"])):
+                    stream = await streams.enter_async_context(
+                        open_stream(http, people.bob, params={"events": "presence:update"})
+                    )
+                    assert stream.response.status_code == 200
     finally:
         await hole.close()
     assert status == "offline"

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import queue
 import re
 import threading
@@ -214,24 +215,26 @@ class ConsumerStream(threading.Thread):
     def run(self) -> None:
         try:
             asyncio.run(self._consume())
-        except BaseException as exc:  # reported by the test, not lost in a thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
             self.failure = exc
         finally:
             self.opened.set()
 
     async def _consume(self) -> None:
         timeout = httpx.Timeout(10.0, read=30.0)
-        async with httpx.AsyncClient(base_url=self.url, timeout=timeout) as http:
-            async with open_stream(http, self.token) as stream:
-                assert stream.response.status_code == 200
-                self.opened.set()
-                while not self._stopping.is_set():
-                    # Pings arrive every second (TEST_ENV): a timeout means a dead stream.
-                    event = await stream.next(timeout=10.0, pings=True)
-                    if event.event == "ping":
-                        self.pings += 1
-                    else:
-                        self.events.put(event)
+        async with (
+            httpx.AsyncClient(base_url=self.url, timeout=timeout) as http,
+            open_stream(http, self.token) as stream,
+        ):
+            assert stream.response.status_code == 200
+            self.opened.set()
+            while not self._stopping.is_set():
+                # Pings arrive every second (TEST_ENV): a timeout means a dead stream.
+                event = await stream.next(timeout=10.0, pings=True)
+                if event.event == "ping":
+                    self.pings += 1
+                else:
+                    self.events.put(event)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -618,7 +621,9 @@ def _could_name_a_row(value: str) -> bool:
             number = parse(value)
         except (ValueError, OverflowError):
             continue
-        if number == number and abs(number) != float("inf") and 1 <= number <= MAX_ID:
+        if isinstance(number, float) and not math.isfinite(number):
+            continue  # NaN and the infinities name no row
+        if 1 <= number <= MAX_ID:
             return True
     return False
 

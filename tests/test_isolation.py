@@ -188,9 +188,12 @@ def leaks(value: Any, world: World) -> list[str]:
                     foreign = {str(u) for u in world.globex_only_user_ids} & set(element)
                     if foreign:
                         found.append(f"{at} has Globex users {sorted(foreign)}")
-                if key == "clientsByTenant" and isinstance(element, dict):
-                    if set(element) - {str(ACME)}:
-                        found.append(f"{at} = {element} (other tenants)")
+                if (
+                    key == "clientsByTenant"
+                    and isinstance(element, dict)
+                    and set(element) - {str(ACME)}
+                ):
+                    found.append(f"{at} = {element} (other tenants)")
                 walk(element, at)
 
     walk(value, "$")
@@ -516,19 +519,21 @@ class StreamWatch:
 
     def _read(self) -> None:
         try:
-            with httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=15)) as client:
-                with connect_sse(
+            with (
+                httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=15)) as client,
+                connect_sse(
                     client, "GET", "/api/sse", params=self.params, headers=_bearer(self.token)
-                ) as source:
-                    self.status = source.response.status_code
-                    self._opened.set()
-                    for event in source.iter_sse():
-                        if self._stop.is_set():
-                            return
-                        with self._changed:
-                            self.events.append(event)
-                            self._changed.notify_all()
-        except BaseException as exc:  # reported by the tests, never lost in the thread
+                ) as source,
+            ):
+                self.status = source.response.status_code
+                self._opened.set()
+                for event in source.iter_sse():
+                    if self._stop.is_set():
+                        return
+                    with self._changed:
+                        self.events.append(event)
+                        self._changed.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - reported by the tests, not lost in the thread
             self.failure = exc
         finally:
             self._opened.set()

@@ -21,7 +21,7 @@ from app.realtime.events import (
 )
 from app.realtime.manager import ConnectionManager, TooManyStreams
 from app.realtime.service import RealtimeService
-from tests.realtime_helpers import ManagerFactory, managers  # noqa: F401 - fixture
+from tests.realtime_helpers import ManagerFactory
 
 WAIT = 1.0  # seconds any single wait for an event may take
 

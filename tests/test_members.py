@@ -8,9 +8,11 @@ to show the cases HTTP cannot isolate (a Reflex tab client, a demoted admin, the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -145,109 +147,233 @@ async def test_an_admin_cannot_remove_themselves(server: Backend, http: httpx.As
 # -- what a removal does -------------------------------------------------------------------
 
 
-async def test_removing_a_member_of_two_tenants_ends_that_tenant_only(
-    server: Backend, http: httpx.AsyncClient
-) -> None:
-    """Carol leaves Globex: her Globex streams close (here at once, in another process
-    within a heartbeat), she turns offline there, her Globex token and any way back into
-    Globex are refused, what she wrote stays, no Globex event reaches her, and her Acme
-    membership works as before."""
+@dataclass(frozen=True)
+class CarolLeftGlobex:
+    """What was seen around one removal: Dave removes Carol from Globex, with her streams
+    open in both tenants, here and in a second process on the same database. Each test
+    below holds one behaviour of it."""
+
+    carol_id: int
+    removed: httpx.Response
+    here_ended: bool  # her Globex stream in this process, within 2 s
+    far_ended: bool  # her Globex stream in the other process, within 4 s
+    offline_seen: bool  # Dave's stream announced her offline
+    carols_next_acme_event: tuple[str, str]  # its type and title
+    globex_all_hands: httpx.Response
+    globex_token: list[httpx.Response]  # /api/me with her Globex token, here and far
+    switched_to_globex: list[httpx.Response]  # /api/sse?tenant=Globex with her Acme token
+    globex_sign_in: httpx.Response
+    plain_sign_in: httpx.Response
+    acme_me: httpx.Response
+    globex_members: set[str]
+    globex_presence: set[int]
+    notify_her: httpx.Response
+    history: list[str]
+
+
+@pytest.fixture(scope="module")
+def carol_left_globex(private: Backend) -> CarolLeftGlobex:
+    private.mark_log()
+    removal = asyncio.run(_remove_carol_from_globex(private))
+    _assert_no_errors(private)
+    return removal
+
+
+async def _saw_presence(stream: Stream, user_id: int, status: str, timeout: float) -> bool:
+    try:
+        await _wait_presence(stream, user_id, status, timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _remove_carol_from_globex(server: Backend) -> CarolLeftGlobex:
     dave, erin = server.token("dave"), server.token("erin")
     carol_globex = server.token("carol", tenant=GLOBEX)
     carol_acme = server.token("carol", tenant=ACME)
     alice = server.token("alice")
-    ids = await _user_ids(http, dave)
-    carol_id = ids["carol"]
-    conversation = await http.post(
-        "/api/conversations",
-        headers=_auth(dave),
-        json={"participantIds": [carol_id, ids["erin"]], "title": "Globex plans"},
-    )
-    assert conversation.status_code == 201, conversation.text
-    conversation_id = conversation.json()["id"]
-    written = await http.post(
-        f"/api/conversations/{conversation_id}/messages",
-        headers=_auth(carol_globex),
-        json={"content": "carol was here"},
-    )
-    assert written.status_code == 201
+    async with httpx.AsyncClient(base_url=server.url, timeout=httpx.Timeout(10, read=30)) as http:
+        ids = await _user_ids(http, dave)
+        carol_id = ids["carol"]
+        conversation = await http.post(
+            "/api/conversations",
+            headers=_auth(dave),
+            json={"participantIds": [carol_id, ids["erin"]], "title": "Globex plans"},
+        )
+        assert conversation.status_code == 201, conversation.text
+        conversation_id = conversation.json()["id"]
+        written = await http.post(
+            f"/api/conversations/{conversation_id}/messages",
+            headers=_auth(carol_globex),
+            json={"content": "carol was here"},
+        )
+        assert written.status_code == 201
 
-    other = start_backend(server.workdir, backend_only=True)  # a second process, same database
-    try:
-        async with (
-            httpx.AsyncClient(base_url=other.url, timeout=httpx.Timeout(10, read=30)) as far,
-            open_stream(http, dave) as dave_stream,
-            open_stream(http, carol_globex) as carol_in_globex,
-            open_stream(http, carol_acme) as carol_in_acme,
-            open_stream(far, carol_acme, params={"tenant": str(GLOBEX)}) as far_in_globex,
-        ):
-            assert far_in_globex.response.status_code == 200
-            await _wait_presence(dave_stream, carol_id, "online", timeout=5)
+        other = start_backend(server.workdir, backend_only=True)  # a second process, same db
+        try:
+            async with (
+                httpx.AsyncClient(base_url=other.url, timeout=httpx.Timeout(10, read=30)) as far,
+                open_stream(http, dave) as dave_stream,
+                open_stream(http, carol_globex) as carol_in_globex,
+                open_stream(http, carol_acme) as carol_in_acme,
+                open_stream(far, carol_acme, params={"tenant": str(GLOBEX)}) as far_in_globex,
+            ):
+                assert far_in_globex.response.status_code == 200
+                await _wait_presence(dave_stream, carol_id, "online", timeout=5)
 
-            removed = await http.delete(f"/api/members/{carol_id}", headers=_auth(dave))
-            assert removed.status_code == 204
-            assert removed.content == b""
+                removed = await http.delete(f"/api/members/{carol_id}", headers=_auth(dave))
+                here_ended = await carol_in_globex.ended(timeout=2)
+                # The other process learns it from the database at its next session sweep.
+                far_ended = await far_in_globex.ended(timeout=4)
+                offline_seen = await _saw_presence(dave_stream, carol_id, "offline", timeout=5)
 
-            assert await carol_in_globex.ended(timeout=2)
-            # The other process learns it from the database at its next session sweep.
-            assert await far_in_globex.ended(timeout=4)
-            await _wait_presence(dave_stream, carol_id, "offline", timeout=5)
-
-            # Globex keeps going; none of it reaches Carol's Acme stream, whose next event
-            # is Acme's own.
-            after = await http.post(
-                f"/api/conversations/{conversation_id}/messages",
-                headers=_auth(dave),
-                json={"content": "after carol left"},
-            )
-            assert after.status_code == 201
-            everyone = await http.post(
-                "/api/notifications",
-                headers=_auth(dave),
-                json={"tenant": True, "title": "Globex all-hands"},
-            )
-            assert everyone.json()["created"] == 2  # dave and erin: Carol is not a member
-            acme_id = (await _user_ids(http, alice))["carol"]
-            await http.post(
-                "/api/notifications",
-                headers=_auth(alice),
-                json={"userId": acme_id, "title": "still in Acme"},
-            )
-            assert (await _next_of(carol_in_acme, "notification:new"))["title"] == "still in Acme"
-
-            # Every way back into Globex is closed, here and in the other process.
-            for client in (http, far):
-                me = await client.get("/api/me", headers=_auth(carol_globex))
-                assert me.status_code == 401
-                assert me.json()["error"]["code"] == "not_authenticated"
-                switched = await client.get(
-                    "/api/sse", params={"tenant": str(GLOBEX)}, headers=_auth(carol_acme)
+                # Globex keeps going; none of it may reach Carol's Acme stream, whose next
+                # event must be Acme's own.
+                after = await http.post(
+                    f"/api/conversations/{conversation_id}/messages",
+                    headers=_auth(dave),
+                    json={"content": "after carol left"},
                 )
-                assert switched.status_code == 403
-    finally:
-        other.stop()
-        _assert_no_errors_since_start(other)
+                assert after.status_code == 201
+                all_hands = await http.post(
+                    "/api/notifications",
+                    headers=_auth(dave),
+                    json={"tenant": True, "title": "Globex all-hands"},
+                )
+                acme_id = (await _user_ids(http, alice))["carol"]
+                await http.post(
+                    "/api/notifications",
+                    headers=_auth(alice),
+                    json={"userId": acme_id, "title": "still in Acme"},
+                )
+                event = await carol_in_acme.next(5)
+                next_acme_event = (event.event, json.loads(event.data)["title"])
 
-    sign_in = await http.post(
-        "/api/auth/token",
-        json={"username": "carol", "password": "carol-pass", "tenant": GLOBEX},
-    )
-    assert sign_in.status_code == 403
-    again = await http.post("/api/auth/token", json={"username": "carol", "password": "carol-pass"})
-    assert again.status_code == 200
-    assert [m["tenantId"] for m in again.json()["user"]["memberships"]] == [ACME]
-    assert (await http.get("/api/me", headers=_auth(carol_acme))).json()["tenantId"] == ACME
+                # Every way back into Globex, here and in the other process.
+                globex_token = [
+                    await client.get("/api/me", headers=_auth(carol_globex))
+                    for client in (http, far)
+                ]
+                switched = [
+                    await client.get(
+                        "/api/sse", params={"tenant": str(GLOBEX)}, headers=_auth(carol_acme)
+                    )
+                    for client in (http, far)
+                ]
+        finally:
+            other.stop()
+            _assert_no_errors_since_start(other)
 
-    # The tenant no longer lists her, cannot notify her, and keeps what she wrote.
-    assert "carol" not in await _user_ids(http, dave)
-    presence = (await http.get("/api/presence", headers=_auth(erin))).json()["items"]
-    assert carol_id not in {p["userId"] for p in presence}
-    notify = await http.post(
-        "/api/notifications", headers=_auth(dave), json={"userId": carol_id, "title": "hi"}
-    )
-    assert notify.status_code == 404
-    history = await http.get(f"/api/conversations/{conversation_id}/messages", headers=_auth(erin))
-    assert "carol was here" in [m["content"] for m in history.json()["items"]]
+        globex_sign_in = await http.post(
+            "/api/auth/token",
+            json={"username": "carol", "password": "carol-pass", "tenant": GLOBEX},
+        )
+        plain_sign_in = await http.post(
+            "/api/auth/token", json={"username": "carol", "password": "carol-pass"}
+        )
+        acme_me = await http.get("/api/me", headers=_auth(carol_acme))
+        presence = (await http.get("/api/presence", headers=_auth(erin))).json()["items"]
+        notify = await http.post(
+            "/api/notifications", headers=_auth(dave), json={"userId": carol_id, "title": "hi"}
+        )
+        history = await http.get(
+            f"/api/conversations/{conversation_id}/messages", headers=_auth(erin)
+        )
+        return CarolLeftGlobex(
+            carol_id=carol_id,
+            removed=removed,
+            here_ended=here_ended,
+            far_ended=far_ended,
+            offline_seen=offline_seen,
+            carols_next_acme_event=next_acme_event,
+            globex_all_hands=all_hands,
+            globex_token=globex_token,
+            switched_to_globex=switched,
+            globex_sign_in=globex_sign_in,
+            plain_sign_in=plain_sign_in,
+            acme_me=acme_me,
+            globex_members=set(await _user_ids(http, dave)),
+            globex_presence={p["userId"] for p in presence},
+            notify_her=notify,
+            history=[m["content"] for m in history.json()["items"]],
+        )
+
+
+def test_a_removal_answers_204_with_no_body(carol_left_globex: CarolLeftGlobex) -> None:
+    assert carol_left_globex.removed.status_code == 204
+    assert carol_left_globex.removed.content == b""
+
+
+def test_a_removal_closes_the_removed_tenants_stream_at_once(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    assert carol_left_globex.here_ended
+
+
+def test_another_process_closes_the_removed_tenants_stream_at_its_next_sweep(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    assert carol_left_globex.far_ended
+
+
+def test_the_removed_member_turns_offline_in_that_tenant(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    assert carol_left_globex.offline_seen
+
+
+def test_no_event_of_the_tenant_left_reaches_the_members_other_tenant(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    """Globex's message and all-hands notice came first: her Acme stream's next event is
+    Acme's notification."""
+    assert carol_left_globex.carols_next_acme_event == ("notification:new", "still in Acme")
+
+
+def test_a_tenant_wide_notice_after_the_removal_skips_the_removed_member(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    assert carol_left_globex.globex_all_hands.json()["created"] == 2  # dave and erin
+
+
+def test_the_removed_tenants_token_is_refused_in_every_process(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    for me in carol_left_globex.globex_token:
+        assert me.status_code == 401
+        assert me.json()["error"]["code"] == "not_authenticated"
+
+
+def test_the_other_tenants_token_cannot_open_a_stream_in_the_removed_tenant(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    assert [r.status_code for r in carol_left_globex.switched_to_globex] == [403, 403]
+
+
+def test_signing_in_to_the_removed_tenant_is_refused(carol_left_globex: CarolLeftGlobex) -> None:
+    assert carol_left_globex.globex_sign_in.status_code == 403
+
+
+def test_the_membership_left_works_as_before(carol_left_globex: CarolLeftGlobex) -> None:
+    signed_in = carol_left_globex.plain_sign_in
+    assert signed_in.status_code == 200
+    assert [m["tenantId"] for m in signed_in.json()["user"]["memberships"]] == [ACME]
+    assert carol_left_globex.acme_me.json()["tenantId"] == ACME
+
+
+def test_the_tenant_no_longer_lists_the_removed_member_nor_their_presence(
+    carol_left_globex: CarolLeftGlobex,
+) -> None:
+    assert "carol" not in carol_left_globex.globex_members
+    assert carol_left_globex.carol_id not in carol_left_globex.globex_presence
+
+
+def test_the_tenant_cannot_notify_the_removed_member(carol_left_globex: CarolLeftGlobex) -> None:
+    assert carol_left_globex.notify_her.status_code == 404
+
+
+def test_what_the_removed_member_wrote_stays(carol_left_globex: CarolLeftGlobex) -> None:
+    assert "carol was here" in carol_left_globex.history
 
 
 async def test_removing_a_users_only_membership_signs_them_out_everywhere(

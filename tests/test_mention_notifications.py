@@ -12,10 +12,6 @@ period is proven by waiting until every scheduled check has run
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,102 +19,21 @@ import pytest
 from app.domain.message_notifications import PREVIEW_CHARS, mentioned_usernames, preview
 from app.domain.principal import Principal
 from app.realtime.client import Client
-from app.realtime.events import Event, EventType
+from app.realtime.events import EventType
 from app.routes import conversation_in_link, message_in_link, message_link
 from app.runtime import Runtime
-from app.settings import Settings
+from tests.seeded_chat import EVENT_TIMEOUT, MakeRuntime, Seeded, drain
 
-EVENT_TIMEOUT = 2.0
 # Long enough that a read right after the send always comes first, short enough to wait out.
 READ_IN_TIME_GRACE = 0.5
 # "Not looking": the check runs almost at once.
 QUICK_GRACE = 0.05
 
 
-# -- fixtures ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Seeded:
-    path: Path
-    alice: Principal  # Acme admin
-    bob: Principal
-    carol: Principal  # in Acme
-    carol_globex: Principal  # the same carol in Globex
-    dave: Principal  # Globex admin
-    erin: Principal  # Globex
-    direct_id: int  # alice-bob
-    group_id: int  # "Acme team": alice, bob, carol
-
-
-def _settings(path: Path) -> Settings:
-    return replace(
-        Settings(),
-        database_url=f"sqlite:///{path}",
-        sse_heartbeat_seconds=0,
-        rate_limit_enabled=False,
-    )
-
-
-async def _seed(path: Path) -> Seeded:
-    runtime = Runtime(_settings(path))
-    await runtime.start()
-    try:
-
-        async def sign_in(name: str, tenant_id: int | None = None) -> Principal:
-            grant = await runtime.accounts.sign_in(name, f"{name}-pass", "127.0.0.1", tenant_id)
-            return grant.principal
-
-        alice, bob, carol, dave, erin = [
-            await sign_in(n) for n in ("alice", "bob", "carol", "dave", "erin")
-        ]
-        views, _ = await runtime.conversations.list_for(alice)
-        return Seeded(
-            path=path,
-            alice=alice,
-            bob=bob,
-            carol=carol,
-            carol_globex=await sign_in("carol", dave.tenant_id),
-            dave=dave,
-            erin=erin,
-            direct_id=next(v.id for v in views if v.kind == "direct"),
-            group_id=next(v.id for v in views if v.kind == "group"),
-        )
-    finally:
-        await runtime.stop()
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    path = tmp_path_factory.mktemp("seeded") / "chat.db"
-    yield asyncio.run(_seed(path))
-
-
-MakeRuntime = Callable[..., Awaitable[Runtime]]
-
-
 @pytest.fixture
-async def make_runtime(seeded: Seeded, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
-    """`await make_runtime(**setting_overrides)`: a started runtime on a fresh copy of the
-    seeded database."""
-    started: list[Runtime] = []
-
-    async def make(**overrides: Any) -> Runtime:
-        path = tmp_path / f"chat-{len(started)}.db"
-        for suffix in ("", "-wal", "-shm"):
-            source = seeded.path.with_name(seeded.path.name + suffix)
-            if source.exists():
-                shutil.copyfile(source, path.with_name(path.name + suffix))
-        runtime = Runtime(replace(_settings(path), **overrides))
-        started.append(runtime)
-        await runtime.start()
-        return runtime
-
-    try:
-        yield make
-    finally:
-        for runtime in reversed(started):
-            await runtime.stop()
+def seeded_settings() -> dict[str, Any]:
+    """Mentions are sent in bursts here; the rate limits have tests of their own."""
+    return {"rate_limit_enabled": False}
 
 
 @pytest.fixture
@@ -138,14 +53,6 @@ async def bell(runtime: Runtime, principal: Principal) -> Client:
         types=frozenset({EventType.NOTIFICATION_NEW}),
     )
     return connection.client
-
-
-async def drain(client: Client) -> list[Event]:
-    """What is queued right now, without waiting for more."""
-    if client.queued == 0:
-        return []
-    async with asyncio.timeout(1):
-        return await client.next_batch()
 
 
 async def next_notification(client: Client) -> dict[str, Any]:

@@ -212,13 +212,17 @@ RENDERED = [
     ("```js\nx < 1\n```", '<pre dir="auto" data-lang="js"><code>x &lt; 1</code></pre>'),
     (
         "go to https://x.org/?a=1&b=2.",
-        'go to <a href="https://x.org/?a=1&amp;b=2" target="_blank" rel="noopener noreferrer">'
-        "https://x.org/?a=1&amp;b=2</a>.",
+        (
+            'go to <a href="https://x.org/?a=1&amp;b=2" target="_blank" rel="noopener noreferrer">'
+            "https://x.org/?a=1&amp;b=2</a>."
+        ),
     ),
     (
         "@Bob and @alice",
-        '<span data-mention="bob" data-mention-me="">@Bob</span> and '
-        '<span data-mention="alice">@alice</span>',
+        (
+            '<span data-mention="bob" data-mention-me="">@Bob</span> and '
+            '<span data-mention="alice">@alice</span>'
+        ),
     ),
     ("javascript:alert(1)", "javascript:alert(1)"),
     ("a\nb", "a\nb"),

@@ -7,6 +7,7 @@ from one id, and states the backlog (the events after that id, in order) or a re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import Connection, ConnectionManager
 from app.realtime.replay import ReplayBuffer
-from tests.realtime_helpers import ManagerFactory, managers  # noqa: F401 - fixture
+from tests.realtime_helpers import ManagerFactory
 
 USER = 1
 TENANT = 1
@@ -356,7 +357,7 @@ def assert_exact_continuation(
     missing = sorted(set(expected) - set(received))
     assert not duplicates, f"delivered twice: {[str(i) for i in duplicates]}"
     assert not missing, f"never delivered: {[str(i) for i in missing]}"
-    assert all(a < b for a, b in zip(received, received[1:])), "ids not strictly increasing"
+    assert all(a < b for a, b in itertools.pairwise(received)), "ids not strictly increasing"
     assert received == expected
 
 

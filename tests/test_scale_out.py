@@ -90,7 +90,7 @@ async def test_every_consumer_gets_every_message_once_in_one_order_whichever_pro
     assert [e.id for e in seen_a] == [e.id for e in seen_b]
     contents = [json.loads(e.data)["message"]["content"] for e in seen_a]
     assert sorted(contents) == sorted(f"m{n}" for n in range(MESSAGES))
-    assert len(set(e.id for e in seen_a)) == MESSAGES
+    assert len({e.id for e in seen_a}) == MESSAGES
 
 
 async def test_a_consumer_moving_from_one_process_to_another_gets_exactly_what_it_missed(
@@ -149,9 +149,9 @@ async def test_redis_restarting_during_a_send_loop_loses_no_accepted_message(
         while len(received) < len(accepted):
             event = await stream.next(15)
             received.append(json.loads(event.data)["message"]["content"])
-    for backend in cluster:
+    for backend, client in zip(cluster, clients, strict=True):
         assert backend.process is not None and backend.process.poll() is None
-        assert httpx.get(f"{backend.url}/ping").status_code == 200
+        assert (await client.get("/ping")).status_code == 200
     history = (
         await clients[0].get(
             f"/api/conversations/{conversation}/messages", params={"limit": 100}, headers=auth

@@ -108,7 +108,8 @@ async def _sign_in_as_a_page_does(backend: Backend) -> SignedIn:
     match = BEARER_IN_SCRIPT.search(login.received_text())
     assert match is not None
     token = match.group(1)
-    me = httpx.get(f"{backend.url}/api/me", headers=bearer(token), timeout=10)
+    async with httpx.AsyncClient(base_url=backend.url, timeout=10) as http:
+        me = await http.get("/api/me", headers=bearer(token))
     assert me.status_code == 200 and me.json()["username"] == "alice", me.text
 
     cookie_tab = ReflexTab(backend.url, session_token=token)

@@ -8,79 +8,20 @@ ordinary route does.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.backend import ROOT, TEST_ENV, free_port, open_stream
+from tests.backend import open_stream, running_backend
 
 PARTNER = "https://partner.example"
 
 
-@dataclass(frozen=True)
-class Served:
-    url: str
-    port: int
-    pid: int  # the server process itself (scripts/serve execs uvicorn, one worker)
-    log: Path
-
-
-@contextmanager
-def running_serve(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
-    """scripts/serve on a free loopback port with its own database, until the block ends."""
-    port = free_port()
-    env = {
-        **os.environ,
-        **TEST_ENV,
-        "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
-        # Its own compile output: the shared test app serves the built frontend from .web.
-        "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
-        "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        **(extra_env or {}),
-    }
-    log = workdir / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(ROOT / "scripts" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "scripts/serve did not start"
-                time.sleep(0.1)
-        yield Served(url=url, port=port, pid=process.pid, log=log)
-    finally:
-        # Open streams must not hold the shutdown up (--timeout-graceful-shutdown).
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_serve(
-        tmp_path_factory.mktemp("serve"), {"CORS_ALLOWED_ORIGINS": PARTNER}
+    with running_backend(
+        tmp_path_factory.mktemp("serve"), {"CORS_ALLOWED_ORIGINS": PARTNER}, launcher="serve"
     ) as server:
         yield server.url
 
@@ -178,13 +119,13 @@ async def test_the_direct_stream_shares_the_origin_policy(served: str) -> None:
 
 async def test_the_stream_limit_holds_on_the_direct_path(served: str) -> None:
     carol = _token(served, "carol")
-    async with httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http:
-        async with (
-            open_stream(http, carol) as one,
-            open_stream(http, carol) as two,
-            open_stream(http, carol) as three,
-        ):
-            assert {s.response.status_code for s in (one, two, three)} == {200}
-            refused = await http.get("/api/sse", headers={"Authorization": f"Bearer {carol}"})
-            assert refused.status_code == 429
-            assert refused.headers["retry-after"] == "5"
+    async with (
+        httpx.AsyncClient(base_url=served, timeout=httpx.Timeout(10, read=30)) as http,
+        open_stream(http, carol) as one,
+        open_stream(http, carol) as two,
+        open_stream(http, carol) as three,
+    ):
+        assert {s.response.status_code for s in (one, two, three)} == {200}
+        refused = await http.get("/api/sse", headers={"Authorization": f"Bearer {carol}"})
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "5"

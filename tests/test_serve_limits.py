@@ -22,14 +22,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 import psutil
 import pytest
 
 from app.settings import Settings
-from tests.backend import ROOT, open_stream
-from tests.test_serve import Served, running_serve
+from tests.backend import ROOT, Backend, open_stream, running_backend
 
 # Short, so the tests wait for it; the header limit keeps its default (the one shipped).
 TIMEOUT = 1.0
@@ -45,16 +45,16 @@ FLOOD_RSS_GROWTH_BOUND = 16 * MiB
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     env = {"HEADER_READ_TIMEOUT_SECONDS": str(TIMEOUT)}
-    with running_serve(tmp_path_factory.mktemp("serve-limits"), env) as served:
+    with running_backend(tmp_path_factory.mktemp("serve-limits"), env, launcher="serve") as served:
         yield served
 
 
 # -- raw HTTP on loopback ------------------------------------------------------------------
 
 
-def _connect(server: Served) -> socket.socket:
+def _connect(server: Backend) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
@@ -112,7 +112,7 @@ def _header_lines(total: int, line_size: int) -> str:
     return "".join(lines)
 
 
-def _ask(server: Served, request: bytes) -> bytes:
+def _ask(server: Backend, request: bytes) -> bytes:
     with _connect(server) as sock:
         sock.sendall(request)
         return _read_until_closed(sock)
@@ -195,7 +195,7 @@ def test_the_uvicorn_internals_this_protocol_uses() -> None:
     ],
 )
 def test_a_header_block_past_the_limit_gets_431_and_one_under_it_is_served(
-    server: Served, shape: str, request_bytes: Callable[[int], bytes]
+    server: Backend, shape: str, request_bytes: Callable[[int], bytes]
 ) -> None:
     assert LIMIT <= 64 * 1024
     under = _ask(server, request_bytes(LIMIT - 1024))
@@ -205,7 +205,7 @@ def test_a_header_block_past_the_limit_gets_431_and_one_under_it_is_served(
     assert b"connection: close" in over.lower()
 
 
-def test_a_header_block_sent_in_pieces_is_refused_once_past_the_limit(server: Served) -> None:
+def test_a_header_block_sent_in_pieces_is_refused_once_past_the_limit(server: Backend) -> None:
     """An unfinished block is counted as it arrives, not when its blank line comes."""
     with _connect(server) as sock:
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
@@ -234,7 +234,7 @@ def _answer_within(sock: socket.socket, seconds: float) -> bool:
         sock.settimeout(10)
 
 
-def test_a_body_is_not_counted_as_header_bytes(server: Served) -> None:
+def test_a_body_is_not_counted_as_header_bytes(server: Backend) -> None:
     """A read that holds the end of a body (60 kB, past the header limit) and the start of
     the next request's headers counts only those headers: the next request is served."""
     body = b'{"username": "' + b"a" * 60_000 + b'"}'
@@ -311,7 +311,7 @@ class RssSampler:
     def rss(self) -> int:
         return self.process.memory_info().rss
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self.peak = self.rss()
         self._thread.start()
         return self
@@ -346,7 +346,7 @@ def flood(
     return floods, {"before": before, "peak": sampler.peak, "after": sampler.rss()}
 
 
-def test_a_50_mb_header_flood_on_several_connections_leaves_memory_flat(server: Served) -> None:
+def test_a_50_mb_header_flood_on_several_connections_leaves_memory_flat(server: Backend) -> None:
     assert _status(_ask(server, _get("/ping"))) == 200  # warm: the first request allocates
     floods, rss = flood(server.port, server.pid, FLOOD_CONNECTIONS, FLOOD_BYTES)
     report = {k: f"{v / MiB:.1f} MiB" for k, v in rss.items()}
@@ -398,7 +398,7 @@ def _seconds_until_closed(sock: socket.socket, trickle: bytes | None, bound: flo
     ],
 )
 def test_a_connection_that_does_not_finish_its_headers_is_closed_after_the_timeout(
-    server: Served, opening: bytes, trickle: bytes | None
+    server: Backend, opening: bytes, trickle: bytes | None
 ) -> None:
     with _connect(server) as sock:
         sock.sendall(opening)
@@ -413,7 +413,7 @@ def _after_the_timeout(opened: float) -> None:
 
 
 def test_a_keep_alive_connection_idle_past_the_timeout_serves_its_next_request(
-    server: Served,
+    server: Backend,
 ) -> None:
     with _connect(server) as sock:
         opened = time.monotonic()
@@ -424,7 +424,7 @@ def test_a_keep_alive_connection_idle_past_the_timeout_serves_its_next_request(
         assert _status(_read_until_closed(sock)) == 200
 
 
-async def test_an_event_stream_open_past_the_timeout_keeps_delivering(server: Served) -> None:
+async def test_an_event_stream_open_past_the_timeout_keeps_delivering(server: Backend) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=httpx.Timeout(10, read=30)) as http:
         alice = await _token(http, "alice")
         bob = await _token(http, "bob")
@@ -484,7 +484,7 @@ def _ws_read_text(sock: socket.socket, buffer: bytearray) -> str:
     return payload.decode()
 
 
-def test_the_reflex_websocket_outlives_the_timeout(server: Served) -> None:
+def test_the_reflex_websocket_outlives_the_timeout(server: Backend) -> None:
     """The upgrade still works, and the open socket (headers long complete) is not timed:
     after the timeout has passed twice, socket.io still answers a namespace connect."""
     key = base64.b64encode(os.urandom(16)).decode()

@@ -11,6 +11,7 @@ prod --backend-only` each, so the budgets they burn touch no other test.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import statistics
 import threading
@@ -261,10 +262,10 @@ async def test_unknown_and_known_usernames_cost_one_full_hash_each(
     accounts = runtime.accounts
     durations: dict[str, list[float]] = {"bob": [], "no-such-user": []}
     for round_ in range(4):
-        for name in durations:  # interleaved, so load on the machine hits both alike
+        for name, spent in durations.items():  # interleaved: load on the machine hits both
             started = time.perf_counter()
             assert await _outcome(accounts, name, WRONG, f"10.8.{round_}.1") == "401"
-            durations[name].append(time.perf_counter() - started)
+            spent.append(time.perf_counter() - started)
     assert hash_spy.calls == 8
     known, unknown = (statistics.median(d) for d in durations.values())
     assert 0.5 < unknown / known < 2.0, durations
@@ -324,7 +325,7 @@ async def test_the_hash_pool_admits_workers_plus_queue_and_refuses_the_rest(
     assert hash_spy.calls == 4  # the refused ones never hashed
     # One worker: no two hashes ever ran at the same time.
     spans = sorted(hash_spy.intervals)
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))
 
 
 async def test_a_full_pool_is_a_503_sign_in_busy_with_retry_after_over_http(

@@ -267,7 +267,9 @@ async def test_tabs_started_directly_are_gone_within_a_heartbeat_and_presence_fo
 
     assert gone_after <= GONE_WITHIN, f"tabs still registered {gone_after:.2f} s after"
     metrics = (await http.get("/metrics")).text
-    assert re.search(r'^chat_connected_clients\{kind="tab"\} 0(\.0)?$', metrics, re.MULTILINE), metrics
+    assert re.search(r'^chat_connected_clients\{kind="tab"\} 0(\.0)?$', metrics, re.MULTILINE), (
+        metrics
+    )
     log = backend.log_since_mark()
     assert DISCONNECTED_WARNING not in log, log
 
@@ -313,7 +315,7 @@ async def test_one_tab_per_client_token_however_often_listen_is_called_or_the_ta
         for listens in (2, 3):
             await again.call(LiveState, "listen", {})
             await again.wait_for(
-                lambda t: _snapshots(t) >= listens or _refused(t),
+                lambda t, listens=listens: _snapshots(t) >= listens or _refused(t),
                 15,
             )
             assert not _refused(again), again.toasts()

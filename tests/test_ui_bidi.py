@@ -12,6 +12,7 @@ tests know about): Viv watches in the browser, "\u202eevil" (an admin) writes, T
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ def _layout(page: Page, selector: str, contains: str, *needles: str) -> dict[str
 
 def _in_reading_order(layout: dict[str, dict[str, float]], *needles: str) -> None:
     """Each needle drawn on the same line as the previous one, and to its right."""
-    for before, after in zip(needles, needles[1:]):
+    for before, after in itertools.pairwise(needles):
         a, b = layout[before], layout[after]
         assert abs(a["top"] - b["top"]) < 4, f"{before!r}, {after!r} not on one line: {layout}"
         assert a["right"] <= b["left"] + SLACK, (

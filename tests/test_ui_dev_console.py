@@ -8,19 +8,13 @@ A dev server of its own: `reflex run --env dev`, its frontend and backend on two
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, expect
 
-from tests.backend import ROOT, TEST_ENV, free_port
+from tests.backend import running_backend
 
 TIMEOUT_MS = 30_000
 
@@ -28,58 +22,8 @@ TIMEOUT_MS = 30_000
 @pytest.fixture(scope="module")
 def dev_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir: Path = tmp_path_factory.mktemp("dev")
-    frontend, backend = free_port(), free_port()
-    tools = ROOT / ".tools" / "node_modules" / ".bin"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}",
-        "REFLEX_BUN_PATH": str(tools / "bun"),
-        **TEST_ENV,
-        "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
-        "REFLEX_WEB_WORKDIR": str(workdir / ".web"),
-        "REFLEX_STATES_WORKDIR": str(workdir / ".states"),
-    }
-    log = (workdir / "dev.log").open("ab")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "reflex"),
-            "run",
-            "--env",
-            "dev",
-            "--frontend-port",
-            str(frontend),
-            "--backend-port",
-            str(backend),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{frontend}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert process.poll() is None, (workdir / "dev.log").read_text()
-            try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{backend}/ping", timeout=1).status_code == 200
-                    and httpx.get(f"{url}/login/", timeout=5).status_code == 200
-                ):
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (workdir / "dev.log").read_text()
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    with running_backend(workdir, mode="dev", separate_frontend=True) as dev:
+        yield dev.page_url
 
 
 def test_a_first_day_of_use_leaves_the_console_clean(browser: Browser, dev_url: str) -> None:

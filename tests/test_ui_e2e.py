@@ -220,15 +220,17 @@ def bob_stream(backend: Backend) -> Iterator[queue.Queue[dict[str, Any]]]:
 
     def consume() -> None:
         # Pings (every second in tests) wake the loop, so it notices `stop` promptly.
-        with httpx.Client(base_url=backend.url, timeout=httpx.Timeout(10, read=30)) as client:
-            with connect_sse(client, "GET", "/api/sse", params={"access_token": token}) as source:
-                ready.set()
-                for event in source.iter_sse():
-                    if stop.is_set():
-                        return
-                    if event.event not in ("message", "ping"):
-                        data = json.loads(event.data)
-                        events.put({"id": event.id, "type": event.event, "data": data})
+        with (
+            httpx.Client(base_url=backend.url, timeout=httpx.Timeout(10, read=30)) as client,
+            connect_sse(client, "GET", "/api/sse", params={"access_token": token}) as source,
+        ):
+            ready.set()
+            for event in source.iter_sse():
+                if stop.is_set():
+                    return
+                if event.event not in ("message", "ping"):
+                    data = json.loads(event.data)
+                    events.put({"id": event.id, "type": event.event, "data": data})
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()

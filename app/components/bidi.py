@@ -41,12 +41,15 @@ def joined(parts: rx.Var[Sequence[str]], separator: str = NAME_SEPARATOR) -> rx.
 
 
 @var_operation
-def typists(by_conversation: rx.Var[dict[str, dict[str, float]]], conversation_id: rx.Var[int]):
-    """The names typing in a conversation (ChatState.typists), sorted as the state's label
-    sorts them."""
+def typists(
+    by_conversation: rx.Var[dict[str, dict[str, dict[str, Any]]]], conversation_id: rx.Var[int]
+):
+    """The names typing in a conversation (ChatState.typists: typists by user id), sorted;
+    two people of the same name are both named."""
     return var_operation_return(
         js_expression=(
-            f"Object.keys(({by_conversation} || {{}})[String({conversation_id})] || {{}}).sort()"
+            f"Object.values(({by_conversation} || {{}})[String({conversation_id})] || {{}})"
+            ".map((typist) => typist.name).sort()"
         ),
         var_type=list[str],
     )

@@ -75,8 +75,8 @@ class ChatState(rx.State):
     messages: rx.Field[list[MessageItem]] = rx.field(default_factory=list)
     messages_of: int = 0
     has_older: bool = False
-    # conversation id -> typist name -> when to forget them (epoch seconds)
-    typists: rx.Field[dict[str, dict[str, float]]] = rx.field(default_factory=dict)
+    # conversation id -> typist's user id -> {"name", "until" (when to forget them, epoch s)}
+    typists: rx.Field[dict[str, dict[str, dict[str, Any]]]] = rx.field(default_factory=dict)
     # -- view: written by the page's message view only --------------------------------
     unseen_below: int = 0  # messages that arrived below while the reader was scrolled up
     scrolled_up: bool = False
