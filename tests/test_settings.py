@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -23,7 +24,7 @@ from app.settings import (
     markdown_table,
     shown_default,
 )
-from tests.backend import ROOT, TEST_ENV, free_port, start_backend
+from tests.backend import ROOT, TEST_ENV, bearer, free_port, running_backend, start_backend
 
 ENV_NAMES = [env_name(name) for name in FIELDS]
 
@@ -311,6 +312,31 @@ def test_a_backend_with_a_bad_value_stops_at_start_with_the_message(tmp_path: Pa
     assert log.startswith("backend exited early")
     assert "SSE_HEARTBEAT_SECONDS must be >= 0, got -1" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.server
+def test_a_backend_applies_the_limits_it_never_read_before(tmp_path: Path) -> None:
+    """MAX_PASSWORD_CHARS reaches the API's sign-in body, NOTIFICATION_TITLE_MAX_CHARS the
+    use case (both were fixed at their defaults, whatever the environment said)."""
+    limits = {"MAX_PASSWORD_CHARS": "10", "NOTIFICATION_TITLE_MAX_CHARS": "5"}
+    with running_backend(tmp_path, limits, backend_only=True) as server:
+        too_long = httpx.post(
+            f"{server.url}/api/auth/token",
+            json={"username": "alice", "password": "alice-pass!"},  # 11 characters
+            timeout=30,
+        )
+        assert too_long.status_code == 422
+        alice = server.token("alice")  # "alice-pass": 10 characters
+        bob = server.token("bob")
+        me = httpx.get(f"{server.url}/api/me", headers=bearer(bob), timeout=30).json()
+        refused = httpx.post(
+            f"{server.url}/api/notifications",
+            json={"userId": me["id"], "title": "abcdef"},
+            headers=bearer(alice),
+            timeout=30,
+        )
+        assert refused.status_code == 422
+        assert refused.json()["error"]["message"] == "title is longer than 5 characters."
 
 
 @pytest.mark.server
