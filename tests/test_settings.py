@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from app.runtime import Runtime
 from app.settings import (
     FIELDS,
     PROJECT_ROOT,
@@ -24,6 +25,7 @@ from app.settings import (
     markdown_table,
     shown_default,
 )
+from app.state import page_data
 from tests.backend import ROOT, TEST_ENV, bearer, free_port, running_backend, start_backend
 
 ENV_NAMES = [env_name(name) for name in FIELDS]
@@ -205,6 +207,23 @@ def test_origins_are_a_comma_separated_list(environ: pytest.MonkeyPatch) -> None
         environ, CORS_ALLOWED_ORIGINS=" https://a.example/ ,, http://b.example:8080,*,"
     )
     assert settings.cors_allowed_origins == ("https://a.example", "http://b.example:8080", "*")
+
+
+async def test_the_page_is_sent_the_typing_forget_time_of_the_settings(tmp_path: Path) -> None:
+    settings = replace(
+        Settings(),
+        database_url=f"sqlite:///{tmp_path / 'chat.db'}",
+        sse_heartbeat_seconds=0,
+        typing_forget_seconds=20.0,
+    )
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        alice = (await runtime.accounts.sign_in("alice", "alice-pass", "127.0.0.1")).principal
+        snapshot = await page_data.snapshot(runtime, alice)
+    finally:
+        await runtime.stop()
+    assert snapshot["typingForgetSeconds"] == 20.0
 
 
 # -- refusing bad values --------------------------------------------------------------------
