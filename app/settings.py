@@ -1,76 +1,97 @@
-"""Every tunable of the app, read once from the environment.
+"""Every tunable of the app: declared once here, read once from the environment.
 
-Operators, benchmarks and scripts rely on these names (DESIGN.md section 4); add new
-tunables here rather than reading `os.environ` anywhere else.
+Each field of `Settings` is one environment variable named after it in capitals
+(`sse_heartbeat_seconds` is SSE_HEARTBEAT_SECONDS), with its default, its bounds, and the
+description that README.md's settings table shows: `python -m app.settings --markdown`
+prints that table, and tests/test_settings.py checks the README against it. Add new
+tunables here rather than reading `os.environ` anywhere else (DESIGN.md section 4).
+
+Deliberate choices, so that nobody "fixes" them:
+- `Settings` is a frozen pydantic *dataclass*, not a `BaseSettings`: code and tests build
+  variants with `dataclasses.replace` (validated like the environment is), and `Settings()`
+  is the defaults whatever the environment says. Only `Settings.from_env()` reads the
+  environment, through a pydantic-settings model made from these same fields.
+- A blank value (empty, or spaces) of a number, a boolean or a list counts as unset, as it
+  always has. Strings are taken as given.
+- Booleans take 1/true/yes/on and 0/false/no/off, any case; pydantic's t/f/y/n are refused.
+- `get_settings()` ends the process with one line per bad variable instead of raising: the
+  first call happens while Reflex or uvicorn imports the app, and a traceback from there
+  buries the one line that matters.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import argparse
+import sys
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, ValidationError, create_model
+from pydantic.dataclasses import dataclass, is_pydantic_dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-
-def _env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
-
+# uvicorn's exit status for "failed before serving": its supervisor then stops instead of
+# restarting workers (WORKERS > 1) that would fail the same way forever.
+STARTUP_FAILURE = 3
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_BOOLEAN_WORDS = "true or false (1/0, yes/no, on/off)"
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE_WORDS:
+def _boolean(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word in _TRUE_WORDS:
         return True
-    if value in _FALSE_WORDS:
+    if word in _FALSE_WORDS:
         return False
-    raise ValueError(f"setting {name} must be true or false, got {raw!r}")
+    raise ValueError(f"must be {_BOOLEAN_WORDS}, got {_shown_input(value)}")
 
 
-def _env_bool_or_auto(name: str) -> bool | None:
-    """True or false when the setting says so; None ("auto", or unset) leaves it to each
-    request."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in _TRUE_WORDS:
-        return True
-    if value in _FALSE_WORDS:
-        return False
-    return None
+def _boolean_or_auto(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        return _boolean(value)
+    except ValueError:
+        raise ValueError(f"must be auto, {_BOOLEAN_WORDS}, got {_shown_input(value)}") from None
 
 
-def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """A comma-separated list; empty items are ignored."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+def _origins(value: object) -> object:
+    """A comma-separated list of origins (or `*`); empty items are ignored."""
+    if not isinstance(value, str):
+        return value
+    items = tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+    for item in items:
+        parts = urlsplit(item)
+        # A bare host never equals a browser's Origin header: it would trust nobody, silently.
+        if item != "*" and not (parts.scheme and parts.netloc):
+            raise ValueError(
+                "must be comma-separated origins (scheme://host[:port]) or *, "
+                f"got {_shown_input(item)}"
+            )
+    return items
+
+
+Flag = Annotated[bool, BeforeValidator(_boolean)]
+# None is "auto": each request decides.
+FlagOrAuto = Annotated[bool | None, BeforeValidator(_boolean_or_auto)]
+# NoDecode: pydantic-settings would otherwise expect JSON for a tuple.
+Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)]
 
 
 def _default_database_url() -> str:
@@ -81,93 +102,248 @@ def _default_database_url() -> str:
 @dataclass(frozen=True)
 class Settings:
     # Storage and brokers
-    database_url: str = field(default_factory=_default_database_url)
-    redis_url: str = ""
-    # "dev" opens diagnostics to every signed-in user; anything else keeps them admin-only.
-    app_env: str = "production"
-    seed_demo_data: bool = True
+    database_url: str = Field(
+        default_factory=_default_database_url, min_length=1, description="any SQLAlchemy URL"
+    )
+    redis_url: str = Field(
+        default="", description="Redis for events, presence and limits across processes"
+    )
+    redis_log_max_events: int = Field(
+        default=100_000, ge=1, description="events kept per tenant in Redis for replay"
+    )
+    app_env: str = Field(
+        default="production", description="`dev` opens diagnostics to every signed-in user"
+    )
+    seed_demo_data: Flag = Field(
+        default=True, description="seed the demo tenants when the database is empty"
+    )
 
     # The stream
-    sse_heartbeat_seconds: float = 30.0
-    sse_retry_ms: int = 3000
-    sse_max_streams_per_user: int = 10
-    # Open chat tabs (Reflex websockets listening for events) per user in one process.
-    max_tabs_per_user: int = 20
-    sse_client_queue_size: int = 1000
-    # A stream whose body write has not completed for this long is cut off like a slow
-    # consumer (0: never). The HTTP server and the kernel buffer tens of kilobytes to
-    # megabytes per stream, so a write stalls only once a peer that stopped reading (or
-    # vanished without a FIN) has let them fill.
-    sse_write_timeout_seconds: float = 60.0
-    # When events follow each other (the stream writer wrote less than 5 delays ago), it
-    # waits this long for more before writing: at high rates several events then share one
-    # write per stream (cheaper), at the cost of up to this much latency. An event after a
-    # quiet spell is written at once.
-    sse_flush_delay_ms: float = 10.0
-    sse_replay_buffer_size: int = 1000
-    sse_replay_max_age_seconds: float = 300.0
-    # With Redis: events kept per tenant for replay (a Stream capped with MAXLEN ~).
-    redis_log_max_events: int = 100_000
+    sse_heartbeat_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="ping interval; also how often ended sessions are swept",
+    )
+    sse_retry_ms: int = Field(
+        default=3000, ge=0, description="the `retry:` sent at the start of a stream"
+    )
+    sse_max_streams_per_user: int = Field(
+        default=10, ge=1, description="open streams per user before 429"
+    )
+    # Tabs are Reflex websockets listening for events, counted per process.
+    max_tabs_per_user: int = Field(
+        default=20,
+        ge=1,
+        description="open chat tabs per user in one process; the next tab shows "
+        '"too many open tabs"',
+    )
+    sse_client_queue_size: int = Field(
+        default=1000, ge=1, description="events queued for one client before it is cut off"
+    )
+    # Several events then share one write per stream (cheaper), at the cost of up to this
+    # much latency.
+    sse_flush_delay_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description="when events follow each other (the last write was under 5 delays ago) "
+        "the stream writer gathers them this long, so busy streams get several per write; "
+        "an event after a quiet spell goes out at once",
+    )
+    # The HTTP server and the kernel buffer tens of kilobytes to megabytes per stream, so a
+    # write stalls only once a peer that stopped reading (or vanished without a FIN) has let
+    # them fill.
+    sse_write_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="a stream whose write stalls this long (a peer that stopped reading or "
+        "vanished) is cut off like a slow consumer; `0`: never",
+    )
+    sse_replay_buffer_size: int = Field(
+        default=1000, ge=1, description="events kept per channel for `Last-Event-ID`"
+    )
+    sse_replay_max_age_seconds: float = Field(
+        default=300.0, ge=0, description="and at most this old"
+    )
 
     # Authentication
-    token_ttl_seconds: int = 12 * 3600
-    # How long a process trusts a token it checked (a revocation by another process takes
-    # effect within this; 0 checks the database on every request).
-    auth_cache_seconds: float = 2.0
-    rate_limit_enabled: bool = True
-    login_max_failures: int = 5
-    login_max_failures_per_address: int = 20
-    login_failure_window_seconds: float = 300.0
-    # None ("auto"): the session cookie gets `Secure` when the request came over HTTPS
-    # (directly or per X-Forwarded-Proto); True/False force it.
-    session_cookie_secure: bool | None = None
-    # Unrevoked tokens per user: a new sign-in past this revokes the oldest.
-    max_tokens_per_user: int = 20
-    # Threads that hash passwords (argon2 takes tens of milliseconds of CPU each), and how
-    # many sign-ins may wait for one before the next gets 503: sign-in floods must not
-    # starve every other request.
-    password_hash_workers: int = 1
-    password_hash_queue: int = 16
+    token_ttl_seconds: int = Field(default=12 * 3600, ge=1, description="token lifetime")
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="how long a process trusts a token it checked: a revocation by another "
+        "process takes effect within this; `0`: the database is asked on every request",
+    )
+    session_cookie_secure: FlagOrAuto = Field(
+        default=None,
+        description="`Secure` on the session cookie: `auto` when served over HTTPS "
+        "(or `X-Forwarded-Proto: https`)",
+    )
+    max_tokens_per_user: int = Field(
+        default=20,
+        ge=1,
+        description="unrevoked tokens per user; a sign-in past this revokes the oldest "
+        "(401 from then on, its streams close)",
+    )
+    # Argon2 takes tens of milliseconds of CPU per hash: sign-in floods must not starve
+    # every other request.
+    password_hash_workers: int = Field(
+        default=1,
+        ge=1,
+        description="threads that hash passwords on sign-in (at a lower CPU priority than "
+        "requests)",
+    )
+    password_hash_queue: int = Field(
+        default=16,
+        ge=0,
+        description="sign-ins that may wait for a hashing thread; past that, 503 "
+        "`sign_in_busy` with `Retry-After`",
+    )
+    max_password_chars: int = Field(
+        default=256,
+        ge=1,
+        description="a longer password is refused at sign-in without being hashed",
+    )
+    # Closed by default: only the app's own frontend.
+    cors_allowed_origins: Origins = Field(
+        default=(),
+        description="other browser origins trusted with credentials (comma-separated; `*` "
+        "for any); the app's own are always trusted",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="bearer secret for `GET /metrics`; empty: loopback callers only",
+    )
 
-    # Browser origins besides the app's own that may call the API and open the stream with
-    # credentials (CORS), and whose cookie-authenticated requests are trusted. Empty: only
-    # the app's own frontend (closed by default). "*" opens it to every origin.
-    cors_allowed_origins: tuple[str, ...] = ()
-    # Bearer secret for GET /metrics. Empty: only loopback callers may read it.
-    metrics_token: str = ""
+    # Limits per user and address
+    rate_limit_enabled: Flag = Field(
+        default=True,
+        description="sign-in throttling and the per-user limits below (a benchmark may turn "
+        "them off)",
+    )
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="failures per username in the window before 429, counted from addresses "
+        "the user has not signed in from; each address he has signed in from (in the last 30 "
+        "days) has its own budget of this size for him. Attempts still hashing count as "
+        "failures",
+    )
+    login_max_failures_per_address: int = Field(
+        default=20, ge=1, description="failures per client address in the window"
+    )
+    login_failure_window_seconds: float = Field(default=300.0, gt=0, description="the window")
+    rate_limit_messages_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="messages (sends and edits) per user, after a burst of "
+        "`RATE_LIMIT_MESSAGES_BURST` (`20`); past it, 429 with `Retry-After` (the page holds "
+        "the extra messages and sends them in order)",
+    )
+    rate_limit_messages_burst: int = Field(
+        default=20,
+        ge=1,
+        description="messages a user may send at once before `RATE_LIMIT_MESSAGES_PER_MINUTE` "
+        "applies",
+    )
+    rate_limit_typing_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="typing notices per user, after a burst of `RATE_LIMIT_TYPING_BURST` (`10`)",
+    )
+    rate_limit_typing_burst: int = Field(
+        default=10,
+        ge=1,
+        description="typing notices a user may send at once before "
+        "`RATE_LIMIT_TYPING_PER_MINUTE` applies",
+    )
+    # Each search is a full-text query of the database.
+    rate_limit_searches_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="searches per user, after a burst of `RATE_LIMIT_SEARCHES_BURST` (`10`)",
+    )
+    rate_limit_searches_burst: int = Field(
+        default=10,
+        ge=1,
+        description="searches a user may make at once before `RATE_LIMIT_SEARCHES_PER_MINUTE` "
+        "applies",
+    )
 
     # Chat
-    message_max_chars: int = 4000
-    conversation_title_max_chars: int = 200
-    group_max_participants: int = 500
-    # A typist's client repeats "typing" at most this often; the server drops closer repeats.
-    typing_throttle_seconds: float = 3.0
-    # With no word from a typist for this long, the server announces the stop itself.
-    typing_expiry_seconds: float = 8.0
-    # No client for this long before a user turns offline (a reload must not flap).
-    presence_grace_seconds: float = 5.0
-    # No activity for this long turns an online user away.
-    presence_idle_seconds: float = 300.0
-    # A 1:1 message its recipient has not read this long after it was sent notifies them.
-    dm_notify_after_seconds: float = 5.0
-    rate_limit_messages_per_minute: int = 60
-    rate_limit_messages_burst: int = 20
-    rate_limit_typing_per_minute: int = 60
-    rate_limit_typing_burst: int = 10
-    # Searches per user (each is a full-text query of the database).
-    rate_limit_searches_per_minute: int = 60
-    rate_limit_searches_burst: int = 10
+    message_max_chars: int = Field(default=4000, ge=1, description="longest message, in characters")
+    conversation_title_max_chars: int = Field(
+        default=200, ge=1, description="longest conversation title, in characters"
+    )
+    group_max_participants: int = Field(
+        default=500, ge=2, description="people in one conversation, its creator included"
+    )
+    typing_throttle_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="a typist is announced again at most this often; repeats in between "
+        "only keep them typing",
+    )
+    typing_expiry_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        description="with no word from a typist for this long, the server announces that "
+        "they stopped",
+    )
+    # Server-owned like the others: the tab is Reflex state on the server.
+    typing_repeat_seconds: float = Field(
+        default=2.5,
+        ge=0,
+        description='a chat tab tells the server "still typing" at most this often',
+    )
+    # Sent to the page: a safety net for a lost stop, longer than the expiry.
+    typing_forget_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a page forgets a typist it has not heard of for this long, whatever "
+        "the server says",
+    )
+    # A reload must not flap the user offline and back.
+    presence_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="no open stream or tab for this long before a user turns offline",
+    )
+    presence_idle_seconds: float = Field(
+        default=300.0, gt=0, description="no activity for this long turns an online user away"
+    )
+    dm_notify_after_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="a 1:1 message its recipient has not read this long after it was sent "
+        "notifies them (`direct`)",
+    )
+    notification_title_max_chars: int = Field(
+        default=200,
+        ge=1,
+        description="longest notification title; the app's own notifications are cut to it",
+    )
+    notification_body_max_chars: int = Field(
+        default=4000, ge=1, description="longest notification body"
+    )
+    notification_link_max_chars: int = Field(
+        default=2000, ge=1, description="longest notification link"
+    )
 
     # Input limits
-    max_body_bytes: int = 64 * 1024
-    # scripts/serve: a request whose header block is larger is refused (431), and a
-    # connection that has not sent its headers within the timeout is closed.
-    max_header_bytes: int = 32 * 1024
-    header_read_timeout_seconds: float = 10.0
-    max_password_chars: int = 256
-    notification_title_max_chars: int = 200
-    notification_body_max_chars: int = 4000
-    notification_link_max_chars: int = 2000
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1, description="larger API request bodies get 413"
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1,
+        description="`scripts/serve`: a larger request header block gets 431",
+    )
+    header_read_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="`scripts/serve`: a connection that has not sent its request headers by "
+        "then is closed",
+    )
 
     @property
     def dev_mode(self) -> bool:
@@ -175,93 +351,162 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        defaults = cls()
-        return cls(
-            database_url=_env_str("DATABASE_URL", defaults.database_url),
-            redis_url=_env_str("REDIS_URL", defaults.redis_url),
-            app_env=_env_str("APP_ENV", defaults.app_env),
-            seed_demo_data=_env_bool("SEED_DEMO_DATA", defaults.seed_demo_data),
-            sse_heartbeat_seconds=_env_float(
-                "SSE_HEARTBEAT_SECONDS", defaults.sse_heartbeat_seconds
-            ),
-            sse_retry_ms=_env_int("SSE_RETRY_MS", defaults.sse_retry_ms),
-            sse_max_streams_per_user=_env_int(
-                "SSE_MAX_STREAMS_PER_USER", defaults.sse_max_streams_per_user
-            ),
-            max_tabs_per_user=_env_int("MAX_TABS_PER_USER", defaults.max_tabs_per_user),
-            sse_client_queue_size=_env_int("SSE_CLIENT_QUEUE_SIZE", defaults.sse_client_queue_size),
-            sse_write_timeout_seconds=_env_float(
-                "SSE_WRITE_TIMEOUT_SECONDS", defaults.sse_write_timeout_seconds
-            ),
-            sse_flush_delay_ms=_env_float("SSE_FLUSH_DELAY_MS", defaults.sse_flush_delay_ms),
-            sse_replay_buffer_size=_env_int(
-                "SSE_REPLAY_BUFFER_SIZE", defaults.sse_replay_buffer_size
-            ),
-            sse_replay_max_age_seconds=_env_float(
-                "SSE_REPLAY_MAX_AGE_SECONDS", defaults.sse_replay_max_age_seconds
-            ),
-            redis_log_max_events=_env_int("REDIS_LOG_MAX_EVENTS", defaults.redis_log_max_events),
-            token_ttl_seconds=_env_int("TOKEN_TTL_SECONDS", defaults.token_ttl_seconds),
-            auth_cache_seconds=_env_float("AUTH_CACHE_SECONDS", defaults.auth_cache_seconds),
-            rate_limit_enabled=_env_bool("RATE_LIMIT_ENABLED", defaults.rate_limit_enabled),
-            login_max_failures=_env_int("LOGIN_MAX_FAILURES", defaults.login_max_failures),
-            login_max_failures_per_address=_env_int(
-                "LOGIN_MAX_FAILURES_PER_ADDRESS", defaults.login_max_failures_per_address
-            ),
-            login_failure_window_seconds=_env_float(
-                "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
-            ),
-            session_cookie_secure=_env_bool_or_auto("SESSION_COOKIE_SECURE"),
-            max_tokens_per_user=_env_int("MAX_TOKENS_PER_USER", defaults.max_tokens_per_user),
-            password_hash_workers=_env_int("PASSWORD_HASH_WORKERS", defaults.password_hash_workers),
-            password_hash_queue=_env_int("PASSWORD_HASH_QUEUE", defaults.password_hash_queue),
-            cors_allowed_origins=_env_list("CORS_ALLOWED_ORIGINS", defaults.cors_allowed_origins),
-            metrics_token=_env_str("METRICS_TOKEN", defaults.metrics_token),
-            max_body_bytes=_env_int("MAX_BODY_BYTES", defaults.max_body_bytes),
-            max_header_bytes=_env_int("MAX_HEADER_BYTES", defaults.max_header_bytes),
-            header_read_timeout_seconds=_env_float(
-                "HEADER_READ_TIMEOUT_SECONDS", defaults.header_read_timeout_seconds
-            ),
-            message_max_chars=_env_int("MESSAGE_MAX_CHARS", defaults.message_max_chars),
-            group_max_participants=_env_int(
-                "GROUP_MAX_PARTICIPANTS", defaults.group_max_participants
-            ),
-            typing_throttle_seconds=_env_float(
-                "TYPING_THROTTLE_SECONDS", defaults.typing_throttle_seconds
-            ),
-            typing_expiry_seconds=_env_float(
-                "TYPING_EXPIRY_SECONDS", defaults.typing_expiry_seconds
-            ),
-            presence_grace_seconds=_env_float(
-                "PRESENCE_GRACE_SECONDS", defaults.presence_grace_seconds
-            ),
-            presence_idle_seconds=_env_float(
-                "PRESENCE_IDLE_SECONDS", defaults.presence_idle_seconds
-            ),
-            dm_notify_after_seconds=_env_float(
-                "DM_NOTIFY_AFTER_SECONDS", defaults.dm_notify_after_seconds
-            ),
-            rate_limit_messages_per_minute=_env_int(
-                "RATE_LIMIT_MESSAGES_PER_MINUTE", defaults.rate_limit_messages_per_minute
-            ),
-            rate_limit_messages_burst=_env_int(
-                "RATE_LIMIT_MESSAGES_BURST", defaults.rate_limit_messages_burst
-            ),
-            rate_limit_typing_per_minute=_env_int(
-                "RATE_LIMIT_TYPING_PER_MINUTE", defaults.rate_limit_typing_per_minute
-            ),
-            rate_limit_typing_burst=_env_int(
-                "RATE_LIMIT_TYPING_BURST", defaults.rate_limit_typing_burst
-            ),
-            rate_limit_searches_per_minute=_env_int(
-                "RATE_LIMIT_SEARCHES_PER_MINUTE", defaults.rate_limit_searches_per_minute
-            ),
-            rate_limit_searches_burst=_env_int(
-                "RATE_LIMIT_SEARCHES_BURST", defaults.rate_limit_searches_burst
-            ),
+        """The settings the environment gives; SettingsError names every bad variable."""
+        try:
+            loaded = _FromEnvironment()
+        except ValidationError as exc:
+            raise SettingsError([_problem(error) for error in exc.errors()]) from None
+        return cls(**{name: getattr(loaded, name) for name in FIELDS})
+
+
+def _fields() -> dict[str, FieldInfo]:
+    assert is_pydantic_dataclass(Settings)  # for the type checker: it has the fields' info
+    return Settings.__pydantic_fields__
+
+
+FIELDS = _fields()
+
+
+class SettingsError(ValueError):
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(
+            "invalid settings (see Settings in README.md):\n"
+            + "\n".join(f"  {line}" for line in self.problems)
         )
+
+
+class _BlankIsUnset(EnvSettingsSource):
+    """The environment, where `SSE_RETRY_MS=` (or spaces) means the default."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if isinstance(value, str) and not value.strip() and field.annotation is not str:
+            value = None
+        return value, key, is_complex
+
+
+class _EnvironmentOnly(BaseSettings):
+    """Reads nothing but the environment: no .env file, no secrets folder."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (_BlankIsUnset(settings_cls),)
+
+
+# The same fields (types, defaults, bounds), as a pydantic-settings model of the environment.
+_FIELD_DEFINITIONS: dict[str, Any] = {
+    name: (info.annotation, info) for name, info in FIELDS.items()
+}
+_FromEnvironment = create_model("_FromEnvironment", __base__=_EnvironmentOnly, **_FIELD_DEFINITIONS)
+
+
+def env_name(field_name: str) -> str:
+    return field_name.upper()
+
+
+_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
+_PROBLEMS = {
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "string_too_short": "must not be empty",
+}
+
+
+def _problem(error: ErrorDetails) -> str:
+    """`SSE_HEARTBEAT_SECONDS must be >= 0, got -1`."""
+    name = env_name(str(error["loc"][0])) if error["loc"] else "settings"
+    kind, context = error["type"], error.get("ctx", {})
+    if kind == "value_error":  # our validators' own words, the value included
+        return f"{name} {context['error']}"
+    if kind in _BOUNDS:
+        sign, key = _BOUNDS[kind]
+        problem = f"must be {sign} {_number(context[key])}"
+    else:
+        problem = _PROBLEMS.get(kind, error["msg"])
+    return f"{name} {problem}, got {_shown_input(error['input'])}"
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _shown_input(value: object) -> str:
+    # Quoted only when the quotes say something: around spaces, or nothing at all.
+    if isinstance(value, str) and (value != value.strip() or not value):
+        return repr(value)
+    return str(value)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings.from_env()
+    """The process's settings. A bad value ends the process here with a readable message:
+    it would otherwise fail later, as a traceback or as a subtly wrong server."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(STARTUP_FAILURE) from None
+
+
+def shown_default(value: object) -> str:
+    """A default as the README's table shows it (paths relative to the project)."""
+    if value is None:
+        return "`auto`"
+    if value in ("", ()):
+        return "empty"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    return f"`{_number(value).replace(f'{PROJECT_ROOT}/', '')}`"
+
+
+def markdown_table() -> str:
+    """README.md's settings table, made from the fields."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in FIELDS.items():
+        default = shown_default(info.get_default(call_default_factory=True))
+        rows.append(f"| `{env_name(name)}` | {default} | {info.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.settings", description="The app's settings, from the environment."
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--markdown", action="store_true", help="print README's table")
+    action.add_argument(
+        "--check", action="store_true", help="validate the environment; exit 3 if it is bad"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+        return 0
+    try:
+        Settings.from_env()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return STARTUP_FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from app.domain.principal import Principal
+from app.settings import get_settings
 
 # Ids are SQL BIGINTs: a larger number can name nothing, and must not reach the driver.
 MAX_ID = 2**63 - 1
@@ -37,7 +38,7 @@ class ApiModel(BaseModel):
 
 class TokenRequest(ApiModel):
     username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=get_settings().max_password_chars)
     tenant: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.settings import get_settings
 from app.state.session import SessionState
 
 
@@ -36,7 +37,7 @@ def login() -> rx.Component:
                         type="password",
                         placeholder="Password",
                         auto_complete="current-password",
-                        max_length=256,
+                        max_length=get_settings().max_password_chars,
                         size="3",
                         width="100%",
                     ),

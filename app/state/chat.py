@@ -1,5 +1,9 @@
 """The chat page: conversations, the open conversation, the composer, who is typing."""
 
+# Mutable defaults are how Reflex declares state vars (it copies them per state); a ClassVar
+# would not be a var at all.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +26,6 @@ from app.state.tab_feed import numbered
 
 # Messages the rate limit may hold back in one tab before the next is refused.
 MAX_HELD = 50
-# This tab tells the server "still typing" at most this often.
-TYPING_REPEAT_SECONDS = 2.5
 
 # Vars only the page's store writes (assets/live_store.js, from the tab's feed): declared
 # here for the components, never set by the server (app/state/live_vars.py).
@@ -321,7 +323,7 @@ class ChatState(rx.State):
         if key == "Enter" or not self.active_id:
             return
         now = time.monotonic()
-        if now - self._typing_sent_at < TYPING_REPEAT_SECONDS:
+        if now - self._typing_sent_at < get_runtime().settings.typing_repeat_seconds:
             return
         self._typing_sent_at = now
         await self._set_typing(True)

@@ -17,8 +17,6 @@ from app.state.items import conversation_item, message_item, notification_item, 
 
 HISTORY_PAGE = 30
 NOTIFICATIONS_SHOWN = 20
-# A receiver forgets a typist it has not heard from for this long, whatever the server says.
-TYPING_FORGET_SECONDS = 10.0
 _PRESENCE_ORDER = {"online": 0, "away": 1, "offline": 2}
 
 
@@ -44,7 +42,7 @@ async def snapshot(runtime: Runtime, principal: Principal) -> dict[str, Any]:
         "notificationsUnread": notifications.unread_count,
         # Server-owned timings and sizes, sent rather than repeated in the page.
         "notificationsShown": NOTIFICATIONS_SHOWN,
-        "typingForgetSeconds": TYPING_FORGET_SECONDS,
+        "typingForgetSeconds": runtime.settings.typing_forget_seconds,
     }
 
 

@@ -1,5 +1,9 @@
 """Who is signed in to this browser, through the same Accounts use cases as the REST API."""
 
+# Mutable defaults are how Reflex declares state vars (it copies them per state); a ClassVar
+# would not be a var at all.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from typing import Any
@@ -101,7 +105,7 @@ class SessionState(rx.State):
         if not username or not password:
             self.login_error = "Enter your username and password."
             return
-        if len(username) > 64 or len(password) > 256:
+        if len(username) > 64 or len(password) > get_runtime().settings.max_password_chars:
             self.login_error = "Invalid username or password."
             return
         self.signing_in = True
