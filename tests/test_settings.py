@@ -328,7 +328,7 @@ def test_a_backend_with_a_bad_value_stops_at_start_with_the_message(tmp_path: Pa
         start_backend(tmp_path, {"SSE_HEARTBEAT_SECONDS": "-1"}, backend_only=True)
     log = str(raised.value)
     # "exited early", not "did not start in time": it gave up at once.
-    assert log.startswith("backend exited early")
+    assert log.startswith("the server exited early")
     assert "SSE_HEARTBEAT_SECONDS must be >= 0, got -1" in log
     assert "Traceback" not in log
 

@@ -273,13 +273,13 @@ async def tenant_members(db: Database, tenant_id: int) -> list[tuple[int, str, d
 
     def load(session: Session) -> list[tuple[int, str, datetime | None]]:
         return list(
-            session.exec(
+            session.exec(  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
                 select(User.id, User.display_name, Membership.last_seen_at)
                 .join(Membership, col(Membership.user_id) == col(User.id))
                 .where(Membership.tenant_id == tenant_id)
                 .order_by(col(User.display_name))
             ).all()
-        )  # type: ignore[arg-type]
+        )
 
     return await db.run(load)
 
@@ -317,7 +317,7 @@ class PresenceAnnouncer:
         """Best effort: with the database locked, the tenant still learns that someone left."""
 
         def record(session: Session) -> None:
-            session.exec(  # type: ignore[call-overload]
+            session.exec(
                 update(Membership)
                 .where(col(Membership.tenant_id) == tenant_id)
                 .where(col(Membership.user_id) == user_id)

@@ -25,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -91,6 +92,16 @@ def _keys(tenant_id: int, user_id: int) -> tuple[str, str, str]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+T = TypeVar("T")
+
+
+async def _reply(command: Awaitable[T] | T) -> T:
+    """The reply of one command. redis-py types its commands `Awaitable[T] | T` (one
+    signature for its sync and async clients); the asyncio client always returns the
+    awaitable."""
+    return await cast("Awaitable[T]", command)
 
 
 class RedisPresenceTracker(ClientDrivenPresence):
@@ -204,7 +215,7 @@ class RedisPresenceTracker(ClientDrivenPresence):
 
     async def _set_meta(self, key: PresenceKey, field: str, value: str) -> None:
         _, _, meta = _keys(*key)
-        await self._redis.hset(meta, f"{field}:{key[1]}", value)
+        await _reply(self._redis.hset(meta, f"{field}:{key[1]}", value))
         await self._settle(key)
 
     async def _settle(self, key: PresenceKey) -> None:
@@ -227,8 +238,8 @@ class RedisPresenceTracker(ClientDrivenPresence):
             for tenant_id, user_id in self._local:
                 pipe.zadd(_keys(tenant_id, user_id)[0], {self._process: now + self._lease_ms})
             await pipe.execute()
-        for tenant_id in await self._redis.smembers(TENANTS_INDEX):
-            statuses = await self._redis.hgetall(_keys(int(tenant_id), 0)[1])
+        for tenant_id in await _reply(self._redis.smembers(TENANTS_INDEX)):
+            statuses = await _reply(self._redis.hgetall(_keys(int(tenant_id), 0)[1]))
             for user_id, status in statuses.items():
                 if status != Status.OFFLINE.value:
                     await self._settle((int(tenant_id), int(user_id)))
@@ -238,8 +249,10 @@ class RedisPresenceTracker(ClientDrivenPresence):
     async def snapshot(self, tenant_id: int) -> list[PresenceUpdatePayload]:
         members = await tenant_members(self._db, tenant_id)
         _, status_key, meta_key = _keys(tenant_id, 0)
-        statuses = await self._redis.hgetall(status_key)
-        seen = await self._redis.hmget(meta_key, [f"s:{user_id}" for user_id, _, _ in members])
+        statuses = await _reply(self._redis.hgetall(status_key))
+        seen = await _reply(
+            self._redis.hmget(meta_key, [f"s:{user_id}" for user_id, _, _ in members])
+        )
         result = []
         for (user_id, name, stored), seen_ms in zip(members, seen, strict=True):
             status = statuses.get(str(user_id), Status.OFFLINE.value)

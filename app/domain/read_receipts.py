@@ -68,7 +68,7 @@ class ReadReceipts:
                 marks = [(principal, conv, mid) for (_, conv), (principal, mid) in batch.items()]
                 try:
                     await self._messages.mark_read_many(marks)
-                except Exception as exc:  # a read receipt is not worth failing anything for
+                except Exception as exc:  # noqa: BLE001  a read receipt is not worth failing anything for
                     logger.warning("could not store %d read receipts: %s", len(marks), exc)
                     continue  # the next message in the conversation marks it again
                 if len(self._read_through) > MAX_REMEMBERED:

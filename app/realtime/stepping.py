@@ -42,7 +42,7 @@ def start(awaitable: Awaitable[None]) -> Suspended | None:
         waiting_for = next(steps)
     except StopIteration:
         return None
-    return Suspended(steps, waiting_for)  # type: ignore[arg-type]
+    return Suspended(steps, waiting_for)
 
 
 async def finish(suspended: Suspended) -> None:

@@ -1,9 +1,5 @@
 """The chat page: conversations, the open conversation, the composer, who is typing."""
 
-# Mutable defaults are how Reflex declares state vars (it copies them per state); a ClassVar
-# would not be a var at all.
-# ruff: noqa: RUF012
-
 from __future__ import annotations
 
 import asyncio

@@ -1,9 +1,5 @@
 """Who is signed in to this browser, through the same Accounts use cases as the REST API."""
 
-# Mutable defaults are how Reflex declares state vars (it copies them per state); a ClassVar
-# would not be a var at all.
-# ruff: noqa: RUF012
-
 from __future__ import annotations
 
 from typing import Any

@@ -45,7 +45,7 @@ Send = Callable[[eio_packet.Packet], Awaitable[None]]
 class FeedState(rx.State):
     # What the page's store applies next: a list of feed items (see the module docstring).
     # Only frames built here set it; the server's state never holds anything in it.
-    feed: list[dict[str, Any]] = []
+    feed: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
 
 
 def _feed_update(items: list[dict[str, Any]]) -> dict[str, Any]:

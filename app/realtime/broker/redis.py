@@ -228,7 +228,7 @@ class RedisBroker(Broker):
                 await asyncio.sleep(self._reconnect_seconds)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
     async def follow(self, tenant_id: int) -> None:
         """Called before a client of this tenant registers: from now on this process
