@@ -1,8 +1,9 @@
 """The production start (scripts/serve: uvicorn, app.asgi:create) serves the same stream.
 
-There `GET /api/sse` skips the middleware stack (app/asgi.py, app/api/sse_direct.py); this
-shows that path answers, authenticates, refuses, shares CORS and stops exactly as the
-ordinary route does.
+There `GET /api/sse` runs the route inside the whole app, and once the stream is open its
+live part continues past the middleware stack (app/asgi.py, app/api/sse_response.py
+StreamHandoff); this shows that start answers, authenticates, refuses, shares CORS and stops
+exactly as the ordinary route does (tests/test_sse_paths.py compares the two answer by answer).
 """
 
 from __future__ import annotations

@@ -7,11 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from app.domain.ids import MAX_ID  # ids are SQL BIGINTs: a larger number can name nothing
 from app.domain.principal import Principal
 from app.settings import get_settings
-
-# Ids are SQL BIGINTs: a larger number can name nothing, and must not reach the driver.
-MAX_ID = 2**63 - 1
 
 
 class ApiModel(BaseModel):

@@ -447,15 +447,3 @@ class ChatState(rx.State):
         item = dataclasses.asdict(conversation_item(view, principal.user_id))
         await tab_feed.push_to_tab(self.router.session.session_id, [numbered("conversation", item)])
         return ChatState.open_conversation(view.id)  # type: ignore[operator]  # mypy sees @rx.event handlers as EventNamespace, not EventCallback
-
-
-def typing_label(names: list[str]) -> str:
-    """ "Bob is typing…", "Bob and Carol are typing…", "Several people are typing…"."""
-    names = sorted(names)
-    if not names:
-        return ""
-    if len(names) == 1:
-        return f"{names[0]} is typing…"
-    if len(names) == 2:
-        return f"{names[0]} and {names[1]} are typing…"
-    return "Several people are typing…"
