@@ -64,14 +64,8 @@ class HeaderLimits:
     @classmethod
     def from_settings(cls) -> HeaderLimits:
         settings = get_settings()
-        limits = cls(settings.max_header_bytes, settings.header_read_timeout_seconds)
-        if limits.max_bytes <= 0:
-            raise ValueError(f"MAX_HEADER_BYTES must be positive, got {limits.max_bytes}")
-        if limits.timeout_seconds <= 0:
-            raise ValueError(
-                f"HEADER_READ_TIMEOUT_SECONDS must be positive, got {limits.timeout_seconds}"
-            )
-        return limits
+        # Both are checked positive where settings are read (app/settings.py).
+        return cls(settings.max_header_bytes, settings.header_read_timeout_seconds)
 
 
 # Read when uvicorn imports this class (before it listens), so that a bad setting stops the
