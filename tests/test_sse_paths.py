@@ -30,9 +30,8 @@ from app.domain.ids import MAX_ID
 from app.realtime.events import Event, EventType
 from app.realtime.manager import Connection
 from app.runtime import Runtime
+from tests.asgi_server import serving
 from tests.backend import Backend, running_backend
-from tests.test_serve import Served, running_serve
-from tests.test_uvicorn_transport import serving
 
 PARTNER = "https://partner.example"
 EVIL = "https://evil.example"
@@ -179,14 +178,14 @@ CASES = [
 @dataclass(frozen=True)
 class Servers:
     reflex_run: Backend
-    serve: Served
+    serve: Backend
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     with (
         running_backend(tmp_path_factory.mktemp("reflex-run"), ENV, backend_only=True) as backend,
-        running_serve(tmp_path_factory.mktemp("serve"), ENV) as served,
+        running_backend(tmp_path_factory.mktemp("serve"), ENV, launcher="serve") as served,
     ):
         yield Servers(backend, served)
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -16,31 +14,10 @@ import pytest
 import uvicorn
 
 from app.api.uvicorn_transport import UVICORN_VERSION, check_cycle, chunk_writer
-from tests.backend import ROOT, free_port
+from tests.asgi_server import serving
+from tests.backend import ROOT
 
 TIMEOUT = 10.0
-
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-@asynccontextmanager
-async def serving(app: App) -> AsyncIterator[str]:
-    """`app` under uvicorn with httptools, as scripts/serve runs it, until the block ends."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http="httptools", lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not server.started:
-                assert not task.done(), "uvicorn stopped while starting"
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, TIMEOUT)
 
 
 async def start_chunked(send: Any) -> None:
