@@ -219,7 +219,7 @@ class Runtime:
         if self._started:
             return
         self._started = True
-        await self.db.run(lambda s: create_schema(s.get_bind()))  # type: ignore[arg-type]
+        await self.db.run(lambda s: create_schema(s.get_bind()))  # type: ignore[arg-type]  # a Session's bind is our Engine
         if self.settings.seed_demo_data and await self.db.run(seed_demo_data):
             logger.info("seeded demo data (alice, bob, carol, dave, erin)")
         await self.manager.start()

@@ -115,7 +115,8 @@ class BoundedHeadersProtocol(HttpToolsProtocol):
 
     # -- connection ----------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    # uvicorn's protocol narrows BaseProtocol's BaseTransport to Transport, as asyncio hands it.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # see above
         super().connection_made(transport)
         # A connection that never sends a byte owes its first request's headers too.
         self._arm_deadline()

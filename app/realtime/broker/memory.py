@@ -73,7 +73,7 @@ class MemoryBroker(Broker):
             if events is None:
                 return None
             for event in events:
-                found[event.id] = event  # type: ignore[index]
+                found[event.id] = event  # type: ignore[index]  # buffered events have ids
         return [found[event_id] for event_id in sorted(found)]
 
     def prune_idle_channels(self) -> int:

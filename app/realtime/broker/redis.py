@@ -276,7 +276,7 @@ class RedisBroker(Broker):
             self._deliver(log, _decode(fields["e"], epoch, int(entry_id.split("-")[0])))
 
     def _deliver(self, log: str, event: Event) -> None:
-        self._delivered[log] = (event.id.epoch, event.id.seq)  # type: ignore[union-attr]
+        self._delivered[log] = (event.id.epoch, event.id.seq)  # type: ignore[union-attr]  # logged events have ids
         for listener in self._listeners:
             listener(event)
 
