@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 TIMESTAMP = re.compile(rb"ts:([0-9.]+)")
 
@@ -40,7 +41,8 @@ class SseProtocol(asyncio.Protocol):
         self._buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A TCP connection comes on a socket transport, which reads and writes.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, chunk: bytes) -> None:
         now = time.time()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -54,7 +55,7 @@ async def run_rates(
     server: Server,
     scenario: str,
     streams_count: int,
-    rates: list[float],
+    rates: Sequence[float],
     seconds: float,
     progress: Progress,
 ) -> tuple[list[Step], Held]:
@@ -95,7 +96,7 @@ async def run_rates(
                 nonlocal errors, seq
                 seq += 1
                 try:
-                    await server.publish(client, seq)  # type: ignore[misc]
+                    await server.publisher()(client, seq)
                 except httpx.HTTPError:
                     errors += 1
 
@@ -147,11 +148,11 @@ async def publish_cost(server: Server, unrelated: int, samples: int, progress: P
         )
         progress.remove_task(task)
     times = []
-    publish = server.publish_elsewhere or server.publish
+    publish = server.publish_elsewhere or server.publisher()
     async with httpx.AsyncClient(timeout=30) as client:
         for seq in range(samples):
             t0 = time.perf_counter()
-            await publish(client, seq)  # type: ignore[misc]
+            await publish(client, seq)
             times.append(time.perf_counter() - t0)
     await close_all(streams)
     return statistics.median(times) * 1000

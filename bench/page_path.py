@@ -378,7 +378,7 @@ def cli() -> None:
     parser.add_argument("--keep-log", action="store_true")
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the server")
     args = parser.parse_args()
-    if os.cpu_count() and os.cpu_count() >= 2 and hasattr(os, "sched_setaffinity"):  # type: ignore[operator]
+    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):  # None: unknown
         os.sched_setaffinity(0, {int(LOADGEN_CPU)})
     result = asyncio.run(run(args))
     print(render(result))

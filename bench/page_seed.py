@@ -9,7 +9,7 @@ made as the app makes them (random, stored as their SHA-256 only).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -51,7 +51,7 @@ def seed_page_bench(database_url: str, users: int, rooms: int) -> PageBenchPeopl
     engine = make_engine(database_url)
     try:
         with Session(engine) as session:
-            create_schema(session.get_bind())  # type: ignore[arg-type]
+            create_schema(engine)  # the engine the session is bound to
             seed_demo_data(session)
             acme = session.exec(select(Tenant).where(Tenant.slug == "acme")).one()
             alice = session.exec(select(User).where(User.username == "alice")).one()
@@ -95,14 +95,14 @@ def seed_page_bench(database_url: str, users: int, rooms: int) -> PageBenchPeopl
         engine.dispose()
 
 
-def _token(session: Session, user_id: int, tenant_id: int, expires_at: object) -> str:
+def _token(session: Session, user_id: int, tenant_id: int, expires_at: datetime) -> str:
     token = new_token()
     session.add(
         AuthToken(
             token_hash=token_digest(token),
             user_id=user_id,
             tenant_id=tenant_id,
-            expires_at=expires_at,  # type: ignore[arg-type]
+            expires_at=expires_at,
         )
     )
     return token

@@ -32,6 +32,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Publishes event number `seq` through the server's own publish endpoint.
+Publish = Callable[[httpx.AsyncClient, int], Awaitable[None]]
+
+
 @dataclass
 class Server:
     name: str
@@ -39,9 +43,14 @@ class Server:
     process: subprocess.Popen[bytes]
     stream_path: str = "/api/sse"
     stream_headers: dict[str, str] = field(default_factory=dict)
-    publish: Callable[[httpx.AsyncClient, int], Awaitable[None]] | None = None
+    publish: Publish | None = None
     # A publish that none of the benchmark's streams subscribes to (None: there is none).
-    publish_elsewhere: Callable[[httpx.AsyncClient, int], Awaitable[None]] | None = None
+    publish_elsewhere: Publish | None = None
+
+    def publisher(self) -> Publish:
+        """`publish`, which every server that bench/measure.py measures has."""
+        assert self.publish is not None, f"{self.name} has no publish endpoint"
+        return self.publish
 
     def tree(self) -> list[psutil.Process]:
         root = psutil.Process(self.process.pid)

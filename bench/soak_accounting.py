@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,11 @@ class Accounting:
     lost_examples: list[str] = field(default_factory=list)
 
 
+def _id_of(accepted: SentMessage) -> int:
+    """The id of an accepted message (`SentMessage.accepted` holds only with an id)."""
+    return cast(int, accepted.message_id)
+
+
 def account(
     consumers: Sequence[ConsumerLike],
     messages: list[SentMessage],
@@ -74,7 +79,7 @@ def account(
     for message in messages:
         if message.accepted:
             by_conversation[message.conversation_id].append(message)
-            conversation_of[message.message_id] = message.conversation_id  # type: ignore[index]
+            conversation_of[_id_of(message)] = message.conversation_id
     for consumer in consumers:
         got = consumer.message_ids
         result.received += sum(got.values())
@@ -89,12 +94,12 @@ def account(
         for conversation_id in mine:
             for message in by_conversation[conversation_id]:
                 if consumer.started_at is not None and message.started_at >= consumer.started_at:
-                    owed.add(message.message_id)  # type: ignore[arg-type]
+                    owed.add(_id_of(message))
                 elif (
                     consumer.first_request_at is None
                     or message.ended_at < consumer.first_request_at
                 ):
-                    too_early.add(message.message_id)  # type: ignore[arg-type]
+                    too_early.add(_id_of(message))
         foreign = {m for m in got if m in conversation_of and conversation_of[m] not in mine}
         missing = owed - got.keys()
         result.expected += len(owed)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import httpx
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = [
@@ -65,11 +66,12 @@ def main() -> None:
     )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        for scheme, size, name in (
+        shots: tuple[tuple[Literal["light", "dark"], ViewportSize, str], ...] = (
             ("light", {"width": 1280, "height": 760}, "chat-light.png"),
             ("dark", {"width": 1280, "height": 760}, "chat-dark.png"),
             ("light", {"width": 390, "height": 760}, "chat-phone.png"),
-        ):
+        )
+        for scheme, size, name in shots:
             context = browser.new_context(viewport=size, color_scheme=scheme)
             page = context.new_page()
             sign_in(page, base, "bob")

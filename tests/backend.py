@@ -20,14 +20,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -333,7 +335,7 @@ class Stream:
         return False
 
 
-async def _with_timeout(awaitable, timeout: float):  # type: ignore[no-untyped-def]
+async def _with_timeout(awaitable: Awaitable[T], timeout: float) -> T:
     import asyncio
 
     return await asyncio.wait_for(awaitable, timeout)
@@ -345,7 +347,7 @@ async def open_stream(
     token: str | None,
     *,
     params: dict[str, str] | None = None,
-    headers: dict[str, str | bytes] | None = None,
+    headers: Mapping[str, str | bytes] | None = None,
 ) -> AsyncIterator[Stream]:
     all_headers: dict[str, str | bytes] = dict(headers or {})
     if token is not None:

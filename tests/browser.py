@@ -6,11 +6,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal, NoReturn
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.backend import Backend
+
+# Playwright's `color_scheme` values (Browser.new_context).
+ColorScheme = Literal["dark", "light", "no-preference", "null"]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -34,7 +38,7 @@ def chromium_path() -> str:
 
 @contextmanager
 def signed_in(
-    browser: Browser, backend: Backend, username: str, *, color_scheme: str = "light"
+    browser: Browser, backend: Backend, username: str, *, color_scheme: ColorScheme = "light"
 ) -> Iterator[tuple[BrowserContext, Page]]:
     """A fresh browser profile signed in as `username`, on the chat page."""
     context = browser.new_context(
@@ -62,6 +66,6 @@ def open_chat_tab(context: BrowserContext, backend: Backend) -> Page:
     return page
 
 
-def _fail_under_ci_else_skip(message: str) -> None:
+def _fail_under_ci_else_skip(message: str) -> NoReturn:
     """Under CI=true a missing dependency fails the run; elsewhere the test is skipped."""
     (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(message)

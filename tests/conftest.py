@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -19,6 +20,11 @@ import pytest
 from app.runtime import Runtime
 from app.settings import Settings
 from tests.backend import Backend, no_errors_logged, running_backend
+
+if TYPE_CHECKING:  # imported where used, so that a run without them does not need them
+    from playwright.sync_api import Browser
+
+    from tests.redis_server import RedisServer
 
 # Fixtures of their own modules: the seeded chat world, and started connection managers.
 pytest_plugins = ["tests.seeded_chat", "tests.realtime_helpers"]
@@ -65,7 +71,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
+def browser() -> Iterator[Browser]:
     """Headless Chromium for one test module (sync Playwright: browser tests are sync).
 
     Per module, not per session: sync Playwright keeps an event loop running in this thread
@@ -84,7 +90,7 @@ def browser():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     from tests.redis_server import start_redis
 
     server = start_redis(tmp_path_factory.mktemp("redis"))

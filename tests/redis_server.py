@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis
@@ -84,6 +85,6 @@ def start_redis(workdir: Path) -> RedisServer:
     return server
 
 
-def _fail_under_ci_else_skip(message: str) -> None:
+def _fail_under_ci_else_skip(message: str) -> NoReturn:
     """Under CI=true a missing dependency fails the run; elsewhere the test is skipped."""
     (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(message)

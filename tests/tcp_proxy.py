@@ -29,7 +29,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 CHUNK = 65536
 # A classic minimum MSS and a receive buffer the kernel rounds up to a few kilobytes.
@@ -59,6 +59,15 @@ async def open_small_window(
     return await asyncio.open_connection(sock=sock, limit=limit)
 
 
+def socket_transport(writer: asyncio.StreamWriter) -> asyncio.Transport:
+    """The writer's transport, as the read-and-write transport it is.
+
+    typeshed types `StreamWriter.transport` as a `WriteTransport`; a stream opened on a TCP
+    socket (open_connection, start_server) has a selector socket transport, which reads too
+    (pause_reading, resume_reading)."""
+    return cast(asyncio.Transport, writer.transport)
+
+
 @dataclass(eq=False)  # hashed by identity: links live in a set
 class _Link:
     downstream: asyncio.StreamWriter  # towards the client
@@ -75,7 +84,7 @@ class _Link:
         for writer in (self.downstream, self.upstream):
             # Bytes already in the kernel stay there; none are taken from now on, so the
             # far side's window closes and its writes back up.
-            writer.transport.pause_reading()
+            socket_transport(writer).pause_reading()
 
     def abort(self) -> None:
         for writer in (self.downstream, self.upstream):

@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import psutil
@@ -92,10 +93,10 @@ def _rate_limited(response: httpx.Response, code: str = "rate_limited") -> None:
     assert int(response.headers["retry-after"]) >= 1
 
 
-async def _events_until(stream: Stream, sentinel_type: str) -> list[tuple[str, dict]]:
+async def _events_until(stream: Stream, sentinel_type: str) -> list[tuple[str, dict[str, Any]]]:
     """(type, data) of every event before the first of `sentinel_type`, which ends the
     wait: a marker sent last proves nothing else is still on its way."""
-    events = []
+    events: list[tuple[str, dict[str, Any]]] = []
     while True:
         event = await stream.next(10)
         if event.event == sentinel_type:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -133,7 +134,7 @@ async def test_bad_notification_bodies_get_a_clear_4xx(
 async def test_chunked_oversized_body_is_refused_with_413(
     http: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(100):
             yield b"x" * 1024
 

@@ -361,9 +361,9 @@ async def test_presence_one_update_each_way_across_two_streams_and_the_grace_per
         snapshot = await _presence(http, alice)
 
     assert [e["status"] for e in bob_events] == ["online", "offline"]
-    for event in bob_events:
-        assert set(event) == PRESENCE_KEYS
-        assert (event["userId"], event["userName"]) == (bob_id, "Bob")
+    for update in bob_events:  # not `event`: above, that name is a ServerSentEvent
+        assert set(update) == PRESENCE_KEYS
+        assert (update["userId"], update["userName"]) == (bob_id, "Bob")
     offline = bob_events[-1]
     assert offline["lastSeen"] and offline["lastSeen"].endswith("Z")
     assert offline_after >= GRACE_SECONDS * 0.9, "offline came before the grace period ran out"

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -421,7 +421,7 @@ async def test_many_tabs_seeing_a_message_move_each_cursor_once_in_one_transacti
         batches.append(len(marks))
         await mark_read_many(marks)
 
-    runtime.messages.mark_read_many = counted  # type: ignore[method-assign]
+    runtime.messages.mark_read_many = counted  # type: ignore[method-assign]  # a spy on the instance
     for _ in range(5):  # five tabs each, every one applying the same message
         runtime.read_receipts.seen(seeded.bob, seeded.group_id, m1)
         runtime.read_receipts.seen(seeded.carol, seeded.group_id, m1)
@@ -483,7 +483,7 @@ def record_what_is_stored_at_publish(
             seen.append((event.type, await stored_row(runtime, message_id)))
         return await publish(event)
 
-    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]
+    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]  # a spy on the instance
     return seen
 
 
@@ -955,6 +955,14 @@ class PresenceWatch:
         return seen
 
 
+def status_of(runtime: Runtime, tenant_id: int, user_id: int) -> Status:
+    """The status the runtime's presence tracker holds for the user, read synchronously.
+
+    `Runtime.presence` is the `Presence` protocol, which has no `status_of`: the Redis tracker
+    cannot answer it synchronously. The runtimes of these tests track presence in memory."""
+    return cast(PresenceTracker, runtime.presence).status_of(tenant_id, user_id)
+
+
 async def connect_user(runtime: Runtime, principal: Principal) -> Client:
     return await listen(runtime, principal, EventType.NOTIFICATION_NEW)  # quiet: no presence news
 
@@ -971,7 +979,7 @@ async def test_a_first_client_announces_online_once_to_the_tenant(
     assert update["lastSeen"] is not None and update["lastSeen"].endswith("Z")
     assert await acme.settle() == []
     assert await globex.settle() == []  # Globex hears nothing of bob
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
 
 
 async def test_a_second_client_of_the_same_user_announces_nothing(
@@ -992,7 +1000,7 @@ async def test_one_of_two_clients_disconnecting_announces_nothing(
     assert (await acme.next_of(seeded.bob))["status"] == "online"
     runtime.manager.disconnect(first)
     assert await acme.settle() == []
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
 
 
 async def test_the_last_disconnect_turns_offline_after_the_grace_not_before(
@@ -1006,12 +1014,12 @@ async def test_the_last_disconnect_turns_offline_after_the_grace_not_before(
     for client in clients:
         runtime.manager.disconnect(client)
     disconnected_at = time.monotonic()
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
     update = await acme.next_of(seeded.bob)
     waited = time.monotonic() - disconnected_at
     assert update["status"] == "offline"
     assert waited >= grace - 0.01
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.OFFLINE
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.OFFLINE
     assert await acme.settle() == []  # one update, not one per client
 
 
@@ -1028,7 +1036,7 @@ async def test_reconnecting_within_the_grace_announces_nothing(
     assert await acme.settle() == []
     await connect_user(runtime, seeded.bob)  # ... and the page is back
     assert await acme.settle() == []
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
 
 
 async def test_going_offline_is_announced_even_while_the_database_is_locked(
@@ -1066,9 +1074,9 @@ async def test_idle_past_the_idle_time_turns_away_and_a_touch_turns_online_again
     await connect_user(runtime, seeded.bob)
     assert (await acme.next_of(seeded.bob))["status"] == "online"
     assert (await acme.next_of(seeded.bob))["status"] == "away"
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.AWAY
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.AWAY
     runtime.presence.touch(seeded.bob)
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.ONLINE
     assert (await acme.next_of(seeded.bob))["status"] == "online"
 
 
@@ -1084,7 +1092,7 @@ async def test_choosing_away_sticks_despite_activity_until_online_is_chosen(
     runtime.presence.touch(seeded.bob)
     await connect_user(runtime, seeded.bob)
     assert await acme.settle() == []
-    assert runtime.presence.status_of(seeded.acme_id, seeded.bob.user_id) is Status.AWAY
+    assert status_of(runtime, seeded.acme_id, seeded.bob.user_id) is Status.AWAY
 
     assert runtime.presence.choose(seeded.bob, Status.ONLINE) is Status.ONLINE
     assert (await acme.next_of(seeded.bob))["status"] == "online"
@@ -1101,8 +1109,8 @@ async def test_a_user_in_two_tenants_is_online_only_in_the_tenant_of_her_client(
     assert (update["userName"], update["status"]) == ("Carol", "online")
     assert await globex.settle() == []
     assert await acme.settle() == []
-    assert runtime.presence.status_of(seeded.globex_id, seeded.carol.user_id) is Status.ONLINE
-    assert runtime.presence.status_of(seeded.acme_id, seeded.carol.user_id) is Status.OFFLINE
+    assert status_of(runtime, seeded.globex_id, seeded.carol.user_id) is Status.ONLINE
+    assert status_of(runtime, seeded.acme_id, seeded.carol.user_id) is Status.OFFLINE
     snapshot = {p.user_id: p.status for p in await runtime.presence.snapshot(seeded.acme_id)}
     assert snapshot[seeded.carol.user_id] == "offline"
 

@@ -123,7 +123,7 @@ def record_members_at_publish(
             seen.append((event.data["action"], stored))
         return await publish(event)
 
-    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]
+    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]  # a spy on the instance
     return seen
 
 
@@ -142,7 +142,7 @@ async def test_a_new_conversation_is_announced_as_created_to_its_participants_on
             stored.append(await listed(runtime, seeded.bob))
         return await publish(event)
 
-    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]
+    runtime.manager.publish = publish_after_looking  # type: ignore[method-assign]  # a spy on the instance
     view, created = await runtime.conversations.create(
         seeded.alice, [seeded.bob.user_id], "Planning"
     )

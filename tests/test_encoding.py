@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from httpx_sse import ServerSentEvent
@@ -64,11 +64,14 @@ def as_client_reads(data: str) -> str:
 
 TRICKY_CHARACTERS = ["\r", "\n", "\r\n", "\x00", "\u2028", "\u2029", "\x85", ":", " ", "\ufeff"]
 
+# The Unicode category of the surrogates (typed: mypy infers a bare tuple literal as tuple[str]).
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+
 # Any Unicode scalar value (no lone surrogates: they are not UTF-8), biased towards the
 # characters that matter to the SSE framing.
 any_text = st.lists(
     st.one_of(
-        st.characters(exclude_categories=("Cs",)),
+        st.characters(exclude_categories=SURROGATES),
         st.sampled_from(TRICKY_CHARACTERS),
     )
 ).map("".join)
@@ -198,8 +201,9 @@ def test_event_wire_produces_the_exact_bytes(event: Event, expected: bytes) -> N
     ids=["cr", "lf", "crlf", "nul", "only-cr", "only-lf", "only-nul", "trailing-lf", "injection"],
 )
 def test_when_id_or_event_contains_cr_lf_or_nul_then_value_error(field: str, value: str) -> None:
+    fields: dict[str, Any] = {field: value}  # `id` or `event`: both take a str
     with pytest.raises(ValueError, match="must not contain CR, LF or NUL"):
-        encode_sse(data="x", **{field: value})
+        encode_sse(data="x", **fields)
 
 
 @pytest.mark.parametrize("retry_ms", [-1, -5000])

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -59,7 +59,8 @@ def _walk(state: type[rx.State]) -> list[type[rx.State]]:
     """`state` and all its substates, through Reflex's own API."""
     found = [state]
     for substate in state.get_substates():
-        found.extend(_walk(substate))
+        # Reflex types substates as BaseState; a substate subclasses its parent, here rx.State.
+        found.extend(_walk(cast(type[rx.State], substate)))
     return found
 
 
@@ -197,8 +198,9 @@ def test_the_parser_takes_what_a_page_sends() -> None:
 def test_a_bug_in_a_handler_still_logs_error_with_its_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    nothing: dict[str, object] = {}
     try:
-        {}["missing"]
+        nothing["missing"]
     except KeyError as exc:
         bug = exc
     with caplog.at_level(logging.WARNING, logger="app.state.handler_errors"):
@@ -379,71 +381,69 @@ Call = tuple[type[rx.State], str, dict[str, Any]]
 
 def _valid_calls(acme: Acme) -> dict[str, dict[str, Any]]:
     """A well-formed payload for each allowed handler, naming Acme's things."""
-    return {
-        handler_name(state, name): payload
-        for state, name, payload in [
-            (ChatState, "open_conversation", {"conversation_id": acme.team_id}),
-            (ChatState, "close_conversation", {}),
-            (
-                ChatState,
-                "open_message",
-                {"conversation_id": acme.team_id, "message_id": acme.oldest_filler_id},
-            ),
-            (ChatState, "open_linked", {}),
-            (ChatState, "load_older", {"before": acme.oldest_filler_id}),
-            (ChatState, "reload_conversations", {}),
-            (ChatState, "send", {"form_data": {"content": "hello"}}),
-            (ChatState, "send_held", {}),
-            (ChatState, "show_new_conversation", {"show": True}),
-            (ChatState, "start_editing", {"message_id": acme.oldest_filler_id}),
-            (ChatState, "stop_editing", {}),
-            (ChatState, "save_edit", {"form_data": {"content": "edited"}}),
-            (ChatState, "ask_delete", {"message_id": acme.oldest_filler_id}),
-            (ChatState, "cancel_delete", {}),
-            (ChatState, "delete_message", {}),
-            (ChatState, "typed", {"key": "a"}),
-            (ChatState, "stopped_typing", {}),
-            (ChatState, "start_conversation", {"form_data": {f"person-{acme.alice_id}": "on"}}),
-            (NotificationState, "mark_read", {"notification_id": acme.bob_notification_id}),
-            (NotificationState, "open_notification", {"notification_id": acme.bob_notification_id}),
-            (NotificationState, "mark_all_read", {}),
-            (ChatState, "refresh_conversation", {}),
-            (ConversationSettingsState, "show", {"show": True}),
-            (ConversationSettingsState, "rename", {"form_data": {"title": "renamed"}}),
-            (
-                ConversationSettingsState,
-                "add_people",
-                {"form_data": {f"add-{acme.alice_id}": "on"}},
-            ),
-            (ConversationSettingsState, "remove_person", {"person_id": acme.alice_id}),
-            (ConversationSettingsState, "leave", {}),
-            (SearchState, "search", {"form_data": {"q": "hello"}}),
-            (SearchState, "clear_search", {}),
-            (PresenceState, "activity", {}),
-            (PresenceState, "toggle_away", {}),
-            (LiveState, "listen", {}),
-            (LiveState, "show_event_log", {}),
-            (LiveState, "hide_event_log", {}),
-            (
-                SessionState,
-                "sign_in",
-                {"form_data": {"username": f"nobody-{uuid.uuid4().hex}", "password": "wrong-pass"}},
-            ),
-            (SessionState, "sign_out", {}),
-            (SessionState, "switch_tenant", {"tenant_id": str(acme.tenant_id)}),
-            (SessionState, "require_session", {}),
-            (SessionState, "refresh_workspaces", {"open": True}),
-            (SessionState, "skip_login_if_signed_in", {}),
-            (rx.State, "hydrate_and_load", {}),
-            (_state("OnLoadInternalState"), "on_load_internal", {}),
-            (_state("UpdateVarsInternalState"), "update_vars_internal", {"vars": {}}),
-            (
-                _state("FrontendEventExceptionState"),
-                "handle_frontend_exception",
-                {"info": "TypeError: x is undefined", "component_stack": "at Chat"},
-            ),
-        ]
-    }
+    calls: list[Call] = [
+        (ChatState, "open_conversation", {"conversation_id": acme.team_id}),
+        (ChatState, "close_conversation", {}),
+        (
+            ChatState,
+            "open_message",
+            {"conversation_id": acme.team_id, "message_id": acme.oldest_filler_id},
+        ),
+        (ChatState, "open_linked", {}),
+        (ChatState, "load_older", {"before": acme.oldest_filler_id}),
+        (ChatState, "reload_conversations", {}),
+        (ChatState, "send", {"form_data": {"content": "hello"}}),
+        (ChatState, "send_held", {}),
+        (ChatState, "show_new_conversation", {"show": True}),
+        (ChatState, "start_editing", {"message_id": acme.oldest_filler_id}),
+        (ChatState, "stop_editing", {}),
+        (ChatState, "save_edit", {"form_data": {"content": "edited"}}),
+        (ChatState, "ask_delete", {"message_id": acme.oldest_filler_id}),
+        (ChatState, "cancel_delete", {}),
+        (ChatState, "delete_message", {}),
+        (ChatState, "typed", {"key": "a"}),
+        (ChatState, "stopped_typing", {}),
+        (ChatState, "start_conversation", {"form_data": {f"person-{acme.alice_id}": "on"}}),
+        (NotificationState, "mark_read", {"notification_id": acme.bob_notification_id}),
+        (NotificationState, "open_notification", {"notification_id": acme.bob_notification_id}),
+        (NotificationState, "mark_all_read", {}),
+        (ChatState, "refresh_conversation", {}),
+        (ConversationSettingsState, "show", {"show": True}),
+        (ConversationSettingsState, "rename", {"form_data": {"title": "renamed"}}),
+        (
+            ConversationSettingsState,
+            "add_people",
+            {"form_data": {f"add-{acme.alice_id}": "on"}},
+        ),
+        (ConversationSettingsState, "remove_person", {"person_id": acme.alice_id}),
+        (ConversationSettingsState, "leave", {}),
+        (SearchState, "search", {"form_data": {"q": "hello"}}),
+        (SearchState, "clear_search", {}),
+        (PresenceState, "activity", {}),
+        (PresenceState, "toggle_away", {}),
+        (LiveState, "listen", {}),
+        (LiveState, "show_event_log", {}),
+        (LiveState, "hide_event_log", {}),
+        (
+            SessionState,
+            "sign_in",
+            {"form_data": {"username": f"nobody-{uuid.uuid4().hex}", "password": "wrong-pass"}},
+        ),
+        (SessionState, "sign_out", {}),
+        (SessionState, "switch_tenant", {"tenant_id": str(acme.tenant_id)}),
+        (SessionState, "require_session", {}),
+        (SessionState, "refresh_workspaces", {"open": True}),
+        (SessionState, "skip_login_if_signed_in", {}),
+        (rx.State, "hydrate_and_load", {}),
+        (_state("OnLoadInternalState"), "on_load_internal", {}),
+        (_state("UpdateVarsInternalState"), "update_vars_internal", {"vars": {}}),
+        (
+            _state("FrontendEventExceptionState"),
+            "handle_frontend_exception",
+            {"info": "TypeError: x is undefined", "component_stack": "at Chat"},
+        ),
+    ]
+    return {handler_name(state, name): payload for state, name, payload in calls}
 
 
 def _state(name: str) -> type[rx.State]:

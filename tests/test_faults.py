@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.backend import LAUNCHERS, TEST_ENV, Backend, Stream, open_stream, running_backend
-from tests.tcp_proxy import TcpProxy, open_small_window
+from tests.tcp_proxy import TcpProxy, open_small_window, socket_transport
 
 HEARTBEAT_SECONDS = float(TEST_ENV["SSE_HEARTBEAT_SECONDS"])
 GRACE_SECONDS = float(TEST_ENV["PRESENCE_GRACE_SECONDS"])
@@ -176,7 +176,7 @@ async def test_slow_consumer_is_cut_off_others_get_everything_and_it_catches_up_
             async with asyncio.timeout(5):
                 while not _event_ids_and_data(_dechunk(received)):
                     received += await reader.read(4096)
-            writer.transport.pause_reading()
+            socket_transport(writer).pause_reading()
             assert await _notification_ids(normal, 1) == [first]
 
             flood: list[int] = []
@@ -198,7 +198,7 @@ async def test_slow_consumer_is_cut_off_others_get_everything_and_it_catches_up_
         flood = [notification for _, notification in seen]
 
         # Cut off means closed: the slow one reads what it was sent, then the end.
-        writer.transport.resume_reading()
+        socket_transport(writer).resume_reading()
         async with asyncio.timeout(10):
             while chunk := await reader.read(65536):
                 received += chunk

@@ -1049,9 +1049,11 @@ def test_an_acme_message_is_out_of_globexs_reach_and_its_changes_stay_in_acme(
         }
         for name in ("carol@acme", "carol@globex?tenant=1", "alice"):
             for event_type, data in announced.items():
-                watchers[name].wait_for(
-                    lambda e, t=event_type, d=data: e.event == t and json.loads(e.data) == d
-                )
+
+                def is_it(e: ServerSentEvent, t: str = event_type, d: object = data) -> bool:
+                    return e.event == t and json.loads(e.data) == d
+
+                watchers[name].wait_for(is_it)
         # ...and her Globex stream, once a later Globex event of hers is in, heard neither.
         barrier = f"Globex barrier {uuid.uuid4().hex}"
         notified = client.post(

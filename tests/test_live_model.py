@@ -369,7 +369,7 @@ async def test_scripted_reads_refusals_and_changes_keep_every_page_in_step(
 
 # A tab of user 1 that lists no conversation, and a message of bob's in conversation 3, as
 # the stream and a history page carry it.
-EMPTY_SNAPSHOT = {
+EMPTY_SNAPSHOT: dict[str, Any] = {
     "me": 1,
     "conversations": [],
     "totalUnread": 0,

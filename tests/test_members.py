@@ -458,7 +458,7 @@ async def test_the_sweep_ends_sessions_of_a_membership_removed_by_another_proces
     assert await runtime.accounts.principal_for_token(globex_token) is not None  # cached
     # Only the database knows: the row is gone, the token itself was not revoked.
     with Session(runtime.db.engine) as session:
-        session.exec(  # type: ignore[call-overload]
+        session.exec(
             delete(Membership)
             .where(col(Membership.user_id) == carol_globex.user_id)
             .where(col(Membership.tenant_id) == GLOBEX)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -26,11 +26,11 @@ async def fresh_redis(redis_server: RedisServer) -> RedisServer:
     return redis_server
 
 
-Factory = Callable[..., "asyncio.Future[ConnectionManager]"]
+Factory = Callable[..., Awaitable[ConnectionManager]]
 
 
 @pytest.fixture
-async def processes(fresh_redis: RedisServer) -> AsyncIterator[Callable[..., object]]:
+async def processes(fresh_redis: RedisServer) -> AsyncIterator[Factory]:
     """Builds managers on their own RedisBroker each, as separate processes would."""
     started: list[ConnectionManager] = []
     clients: list[aioredis.Redis] = []
@@ -75,18 +75,20 @@ async def _collect(client: Client, count: int) -> list[Event]:
     return received
 
 
-async def _connect(manager: ConnectionManager, user: int = 1, last: str | None = None) -> Client:
+async def _connect(
+    manager: ConnectionManager, user: int = 1, last: str | None = None
+) -> tuple[Client, list[Event]]:
     connection = await manager.connect(
         user_id=user, tenant_id=TENANT, kind=ClientKind.STREAM, last_event_id=last
     )
-    return connection.client, connection.backlog  # type: ignore[return-value]
+    return connection.client, connection.backlog
 
 
 async def test_events_published_in_any_process_reach_every_process_once_in_one_order(
-    processes: Callable[..., object],
+    processes: Factory,
 ) -> None:
-    a: ConnectionManager = await processes()  # type: ignore[misc]
-    b: ConnectionManager = await processes()  # type: ignore[misc]
+    a: ConnectionManager = await processes()
+    b: ConnectionManager = await processes()
     on_a, _ = await _connect(a)
     on_b, _ = await _connect(b)
     await asyncio.gather(
@@ -97,15 +99,15 @@ async def test_events_published_in_any_process_reach_every_process_once_in_one_o
     seen_b = await _collect(on_b, 300)
     assert [e.id for e in seen_a] == [e.id for e in seen_b]
     assert sorted(e.data["n"] for e in seen_a) == list(range(300))
-    seqs = [e.id.seq for e in seen_a]  # type: ignore[union-attr]
+    seqs = [e.id.seq for e in seen_a]  # type: ignore[union-attr]  # the broker set every id
     assert seqs == sorted(seqs) and len(set(seqs)) == 300
 
 
 async def test_a_consumer_resumes_on_another_process_with_exactly_what_it_missed(
-    processes: Callable[..., object],
+    processes: Factory,
 ) -> None:
-    a: ConnectionManager = await processes()  # type: ignore[misc]
-    b: ConnectionManager = await processes()  # type: ignore[misc]
+    a: ConnectionManager = await processes()
+    b: ConnectionManager = await processes()
     on_a, _ = await _connect(a)
     await a.publish(_event(1))
     (seen,) = await _collect(on_a, 1)
@@ -127,17 +129,17 @@ async def test_a_consumer_resumes_on_another_process_with_exactly_what_it_missed
     ],
 )
 async def test_unknown_ids_get_a_resync(
-    processes: Callable[..., object], describe: str, make_id: Callable[[EventId], EventId]
+    processes: Factory, describe: str, make_id: Callable[[EventId], EventId]
 ) -> None:
-    a: ConnectionManager = await processes()  # type: ignore[misc]
+    a: ConnectionManager = await processes()
     newest = (await a.publish(_event(1))).id
     assert newest is not None
     _, backlog = await _connect(a, last=str(make_id(newest)))
     assert [e.type for e in backlog] == [EventType.RESYNC], describe
 
 
-async def test_an_id_trimmed_from_the_log_gets_a_resync(processes: Callable[..., object]) -> None:
-    a: ConnectionManager = await processes(log_max_events=10)  # type: ignore[misc]
+async def test_an_id_trimmed_from_the_log_gets_a_resync(processes: Factory) -> None:
+    a: ConnectionManager = await processes(log_max_events=10)
     first = await a.publish(_event(0))
     for n in range(1, 1000):
         await a.publish(_event(n))
@@ -146,9 +148,9 @@ async def test_an_id_trimmed_from_the_log_gets_a_resync(processes: Callable[...,
 
 
 async def test_replay_keeps_only_the_consumers_channels_and_tenant(
-    processes: Callable[..., object],
+    processes: Factory,
 ) -> None:
-    a: ConnectionManager = await processes()  # type: ignore[misc]
+    a: ConnectionManager = await processes()
     start = await a.publish(_event(0, user=1))
     await a.publish(_event(1, user=2))  # someone else's
     await a.publish(
@@ -172,10 +174,10 @@ async def test_replay_keeps_only_the_consumers_channels_and_tenant(
 
 
 async def test_a_lost_live_feed_is_filled_from_the_log_in_order(
-    processes: Callable[..., object], fresh_redis: RedisServer
+    processes: Factory, fresh_redis: RedisServer
 ) -> None:
-    a: ConnectionManager = await processes()  # type: ignore[misc]
-    b: ConnectionManager = await processes()  # type: ignore[misc]
+    a: ConnectionManager = await processes()
+    b: ConnectionManager = await processes()
     on_b, _ = await _connect(b)
     await a.publish(_event(0))
     await _collect(on_b, 1)
@@ -191,10 +193,10 @@ async def test_a_lost_live_feed_is_filled_from_the_log_in_order(
 
 
 async def test_redis_down_queues_events_and_delivers_them_when_it_returns(
-    processes: Callable[..., object], fresh_redis: RedisServer
+    processes: Factory, fresh_redis: RedisServer
 ) -> None:
-    a: ConnectionManager = await processes()  # type: ignore[misc]
-    b: ConnectionManager = await processes()  # type: ignore[misc]
+    a: ConnectionManager = await processes()
+    b: ConnectionManager = await processes()
     on_b, _ = await _connect(b)
     fresh_redis.stop()
     try:

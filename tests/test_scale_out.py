@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backend import Backend, open_stream, start_backend
+from tests.backend import Backend, Stream, open_stream, start_backend
 from tests.redis_server import RedisServer
 
 MESSAGES = 30
@@ -224,7 +224,7 @@ async def _wait_offline(http: httpx.AsyncClient, token: str, username: str) -> N
             await asyncio.sleep(0.2)
 
 
-async def _presence_of(stream, user_id: int, until: str) -> list[str]:  # type: ignore[no-untyped-def]
+async def _presence_of(stream: Stream, user_id: int, until: str) -> list[str]:
     statuses: list[str] = []
     while not statuses or statuses[-1] != until:
         event = await stream.next(20, presence=True)

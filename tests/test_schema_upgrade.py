@@ -23,7 +23,7 @@ def _old_database(path: Path) -> str:
         copy = table.to_metadata(old)
         if table.name == "message":
             for name in NEW_COLUMNS:
-                copy._columns.remove(copy.c[name])  # type: ignore[attr-defined]
+                copy._columns.remove(copy.c[name])
     with engine.begin() as connection:
         for table in old.sorted_tables:
             connection.execute(CreateTable(table))

@@ -22,7 +22,8 @@ from sqlmodel import Session
 from app.db import create_schema
 from app.domain.errors import InvalidInput, RateLimited
 from app.domain.principal import Principal
-from app.domain.search import ELLIPSIS, QUERY_MAX_CHARS, Search, SearchHit
+from app.domain.search import QUERY_MAX_CHARS, Search, SearchHit
+from app.domain.text import ELLIPSIS
 from app.runtime import Runtime
 from app.search_index import MESSAGE_INDEX, create_search_index
 from app.settings import Settings

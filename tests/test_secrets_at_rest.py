@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -274,23 +275,25 @@ def _events(tab: ReflexTab) -> list[object]:
 
 def _redis_records(client: redis.Redis) -> list[bytes]:
     """Every key and value of one Redis database, read by type (DUMP would compress)."""
+    # redis-py types each command for its sync and async clients at once (`Awaitable | Any`);
+    # this client is the sync one, without decode_responses: the casts say what it returns.
     records: list[bytes] = []
     for key in client.scan_iter(count=1000):
         records.append(key)
         kind = client.type(key)
         if kind == b"string":
-            records.append(client.get(key) or b"")
+            records.append(cast(bytes | None, client.get(key)) or b"")
         elif kind == b"hash":
-            for field, value in client.hgetall(key).items():
+            for field, value in cast(dict[bytes, bytes], client.hgetall(key)).items():
                 records += [field, value]
         elif kind == b"list":
-            records += client.lrange(key, 0, -1)
+            records += cast(list[bytes], client.lrange(key, 0, -1))
         elif kind == b"set":
-            records += list(client.smembers(key))
+            records += list(cast(set[bytes], client.smembers(key)))
         elif kind == b"zset":
-            records += client.zrange(key, 0, -1)
+            records += cast(list[bytes], client.zrange(key, 0, -1))
         elif kind == b"stream":
-            for _, fields in client.xrange(key):
+            for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(key)):
                 for field, value in fields.items():
                     records += [field, value]
     return records

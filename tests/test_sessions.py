@@ -7,13 +7,14 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
+from app.domain.principal import Principal
 from app.models import AuthToken
-from app.realtime.client import ClientKind, CloseReason
+from app.realtime.client import Client, ClientKind, CloseReason
 from app.runtime import Runtime
 from app.timeutil import utcnow
 
 
-async def _stream_for(runtime: Runtime, username: str):  # type: ignore[no-untyped-def]
+async def _stream_for(runtime: Runtime, username: str) -> tuple[Principal, Client]:
     grant = await runtime.accounts.sign_in(username, f"{username}-pass", "127.0.0.1")
     principal = grant.principal
     connection = await runtime.manager.connect(

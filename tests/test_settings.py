@@ -169,6 +169,8 @@ def test_every_setting_is_read_from_its_variable(environ: pytest.MonkeyPatch) ->
     changed: dict[str, object] = {}
     for name, info in FIELDS.items():
         default = info.get_default(call_default_factory=True)
+        raw: str
+        value: object
         if isinstance(default, bool) or default is None:
             raw, value = "false", False
         elif isinstance(default, int | float):

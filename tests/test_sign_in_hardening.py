@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,10 +82,10 @@ def throttle_kind(request: pytest.FixtureRequest) -> str:
 
 @asynccontextmanager
 async def _accounts_with(
-    runtime: Runtime, kind: str, request: pytest.FixtureRequest, **changes: object
+    runtime: Runtime, kind: str, request: pytest.FixtureRequest, **changes: Any
 ) -> AsyncIterator[Accounts]:
     """Accounts over the runtime's database with the given throttle and settings changes."""
-    settings = replace(runtime.settings, **changes)  # type: ignore[arg-type]
+    settings = replace(runtime.settings, **changes)
     throttle: SignInThrottle
     client = None
     if kind == "memory":

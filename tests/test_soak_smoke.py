@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,8 +123,8 @@ def test_a_message_that_was_not_accepted_is_owed_to_nobody() -> None:
 # -- the memory verdict ----------------------------------------------------------------
 
 
-def _samples(rss_at: object, seconds: int = 180) -> list[MemorySample]:
-    return [MemorySample(float(t), int(rss_at(t)), 300) for t in range(seconds + 1)]  # type: ignore[operator]
+def _samples(rss_at: Callable[[int], float], seconds: int = 180) -> list[MemorySample]:
+    return [MemorySample(float(t), int(rss_at(t)), 300) for t in range(seconds + 1)]
 
 
 def test_flat_memory_with_allocator_noise_passes() -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,12 +64,12 @@ async def _manager(
     return manager
 
 
-async def _tab(manager: ConnectionManager, user_id: int, **kwargs: object) -> Client:
+async def _tab(manager: ConnectionManager, user_id: int, **kwargs: Any) -> Client:
     connection = await manager.connect(
         user_id=user_id,
         tenant_id=1,
         kind=ClientKind.TAB,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     return connection.client
 
@@ -314,10 +315,11 @@ async def test_one_tab_per_client_token_however_often_listen_is_called_or_the_ta
         again = tabs[0]
         for listens in (2, 3):
             await again.call(LiveState, "listen", {})
-            await again.wait_for(
-                lambda t, listens=listens: _snapshots(t) >= listens or _refused(t),
-                15,
-            )
+
+            def listened(t: ReflexTab, listens: int = listens) -> bool:
+                return _snapshots(t) >= listens or _refused(t)
+
+            await again.wait_for(listened, 15)
             assert not _refused(again), again.toasts()
 
         # A reload: the socket closes and a new one comes with the same client token, its

@@ -16,7 +16,7 @@ import itertools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -81,8 +81,8 @@ def people(backend_process: Backend) -> People:
                 assert user.id is not None
                 membership = Membership(
                     user_id=user.id,
-                    tenant_id=tenant.id,
-                    role=role.value,  # type: ignore[arg-type]
+                    tenant_id=cast(int, tenant.id),  # the flush above gave the tenant its id
+                    role=role.value,
                 )
                 session.add(membership)
                 ids.append(user.id)

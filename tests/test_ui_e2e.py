@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.backend import Backend
 from tests.browser import open_chat_tab, signed_in
@@ -41,7 +41,7 @@ def _direct_with(api: httpx.Client, other_id: int) -> int:
     return response.json()["id"]
 
 
-def _row(page: Page, name: str):  # type: ignore[no-untyped-def]
+def _row(page: Page, name: str) -> Locator:
     return page.locator(f"[data-testid=conversation][data-name='{name}']")
 
 
