@@ -257,14 +257,18 @@ def _variants(node: ast.AST, parents: dict[int, ast.AST]) -> Iterator[tuple[str,
         else:
             yield "number", 1, f"{node.value!r} -> {node.value + 1!r}"
             yield "number", -1, f"{node.value!r} -> {node.value - 1!r}"
-    if isinstance(node, ast.Return) and node.value is not None:
-        if not (isinstance(node.value, ast.Constant) and node.value.value is None):
-            yield "return_none", 0, "return value -> return None"
+    returns_none = isinstance(node, ast.Return) and (
+        node.value is None or (isinstance(node.value, ast.Constant) and node.value.value is None)
+    )
+    if isinstance(node, ast.Return) and not returns_none:
+        yield "return_none", 0, "return value -> return None"
     if isinstance(node, _DELETABLE) and not _is_docstring(node, parents):
         parent = parents.get(id(node))
-        if not isinstance(node, ast.Return) or node.value is None:
-            if parent is not None and not _is_placeholder(node):
-                yield "delete", 0, "statement deleted"
+        bare_return = isinstance(node, ast.Return) and node.value is None
+        if (bare_return or not isinstance(node, ast.Return)) and (
+            parent is not None and not _is_placeholder(node)
+        ):
+            yield "delete", 0, "statement deleted"
 
 
 def _flippable(test: ast.expr) -> bool:
@@ -464,7 +468,7 @@ def run_one(mutant: Mutant | None, tests: list[str], timeout: float) -> tuple[st
         code = 70
         try:
             code = _run_child(mutant, tests)
-        except BaseException:  # a mutant that breaks the import still counts as killed
+        except BaseException:  # noqa: BLE001 - a mutant that breaks the import still counts as killed
             if os.environ.get("MUTATE_VERBOSE"):
                 import traceback
 
