@@ -82,6 +82,7 @@ FAST_TESTS: dict[str, list[str]] = {
 
 # Extra edge-test files per module, beyond tests/test_<stem>_edges.py.
 EXTRA_EDGES: dict[str, list[str]] = {
+    "app/realtime/manager.py": ["tests/test_stream_slots_edges.py"],
     "app/realtime/channels.py": ["tests/test_manager_edges.py"],
     "app/realtime/events.py": ["tests/test_manager_edges.py"],
     "app/realtime/visibility.py": ["tests/test_manager_edges.py"],
