@@ -423,7 +423,8 @@ def _module_name(path: str) -> str:
 
 def tests_for(path: str) -> list[str]:
     stem = Path(path).stem if Path(path).stem != "__init__" else Path(path).parent.name
-    files = [*FAST_TESTS[path], f"tests/test_{stem}_edges.py", *EXTRA_EDGES.get(path, [])]
+    # The edge tests first: they are quick and aimed, so most mutants die in them (-x).
+    files = [f"tests/test_{stem}_edges.py", *EXTRA_EDGES.get(path, []), *FAST_TESTS[path]]
     unique = list(dict.fromkeys(f for f in files if (ROOT / f).exists()))
     return unique
 
