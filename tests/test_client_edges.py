@@ -4,7 +4,9 @@ and what close() does to a reader, a stuck transport and the close callback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType
@@ -251,3 +253,21 @@ async def test_next_batch_waits_on_when_every_queued_event_was_replayed() -> Non
     client.offer(event(6))
     async with asyncio.timeout(WAIT):
         assert seqs(await reader) == [6]
+
+
+def test_closing_lets_go_of_the_transport_and_its_check() -> None:
+    class Transport:
+        def cut(self) -> None:
+            return None
+
+        def alive(self) -> bool:
+            return True
+
+    transport = Transport()
+    gone = weakref.ref(transport)
+    client = make_client(transport_alive=transport.alive)
+    client.bind_transport(transport.cut)
+    del transport
+    client.close(CloseReason.DISCONNECTED)
+    gc.collect()
+    assert gone() is None
