@@ -431,3 +431,48 @@ async def test_an_event_on_two_channels_reaches_each_client_once_and_drops_count
     await manager.publish(again)
     assert one.closed and two.closed
     assert manager.diagnostics(1)["eventsDropped"] == 2
+
+
+async def test_closing_one_of_two_streams_leaves_the_other_counted(managers: Managers) -> None:
+    manager = await managers(max_streams_per_user=2)
+    first = (await manager.connect(user_id=1, tenant_id=1)).client
+    await manager.connect(user_id=1, tenant_id=1)
+    manager.disconnect(first)
+    await manager.connect(user_id=1, tenant_id=1)
+    with pytest.raises(TooManyStreams):
+        await manager.connect(user_id=1, tenant_id=1)
+
+
+async def test_closing_one_of_two_tabs_leaves_the_other_counted(managers: Managers) -> None:
+    manager = await managers(max_tabs_per_user=2)
+    first = (await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)).client
+    await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
+    manager.disconnect(first)
+    await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
+    with pytest.raises(TooManyTabs):
+        await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
+
+
+async def test_an_event_on_no_channel_reaches_nobody_and_breaks_nothing(
+    managers: Managers,
+) -> None:
+    manager = await managers()
+    client = (await manager.connect(user_id=1, tenant_id=1)).client
+    await manager.publish(Event(type=EventType.CHAT_MESSAGE, data={}, channels=(), tenant_id=1))
+    assert client.queued == 0
+    assert manager.diagnostics(1)["eventsPublished"] == 1
+
+
+async def test_a_client_closed_on_one_of_its_channels_leaves_every_channel(
+    managers: Managers,
+) -> None:
+    manager = await managers()
+    gone = (await manager.connect(user_id=1, tenant_id=1)).client
+    stays = (await manager.connect(user_id=1, tenant_id=1)).client
+    manager.disconnect(gone)
+    for channel in ("user:1", "tenant:1", "global"):
+        await manager.publish(
+            Event(type=EventType.CHAT_MESSAGE, data={}, channels=(channel,), tenant_id=1)
+        )
+    assert stays.queued == 3
+    assert manager.diagnostics(1)["eventsDropped"] == 0

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import importlib.abc
 import importlib.util
@@ -45,6 +46,7 @@ import signal
 import sys
 import time
 import tomllib
+import types
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -429,17 +431,79 @@ def tests_for(path: str) -> list[str]:
     return unique
 
 
-def _run_child(mutant: Mutant | None, tests: list[str]) -> int:
-    """In the forked child: hook the mutant in, run the tests, return pytest's code."""
+def _code_by_qualname(code: types.CodeType, found: dict[str, types.CodeType]) -> None:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found.setdefault(const.co_qualname, const)
+            _code_by_qualname(const, found)
+
+
+def _functions_of(module: types.ModuleType) -> Iterator[types.FunctionType]:
+    """Every function object the module defines: module functions, methods (of nested
+    classes too), static and class methods, properties, and what decorators wrap."""
+    seen: set[int] = set()
+
+    def unwrap(value: object) -> Iterator[types.FunctionType]:
+        if isinstance(value, staticmethod | classmethod):
+            value = value.__func__
+        if isinstance(value, property):
+            for part in (value.fget, value.fset, value.fdel):
+                yield from unwrap(part)
+            return
+        if isinstance(value, type):
+            if value.__module__ == module.__name__ and id(value) not in seen:
+                seen.add(id(value))
+                for member in vars(value).values():
+                    yield from unwrap(member)
+            return
+        while value is not None:
+            if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+                yield value
+            value = getattr(value, "__wrapped__", None)
+
+    for value in list(vars(module).values()):
+        yield from unwrap(value)
+
+
+def _swap_in(mutant: Mutant) -> None:
+    """Give the already imported module's functions the mutant's code.
+
+    Only function bodies are mutated, so swapping `__code__` changes the behaviour for every
+    holder of those functions (other modules' imports, bound methods, the tests) at once,
+    without importing anything again."""
+    module = sys.modules[_module_name(mutant.path)]
+    filename = str(ROOT / mutant.path)
+    original: dict[str, types.CodeType] = {}
+    _code_by_qualname(compile((ROOT / mutant.path).read_text(), filename, "exec"), original)
+    mutated: dict[str, types.CodeType] = {}
+    _code_by_qualname(compile(mutated_tree(mutant), filename, "exec"), mutated)
+    changed = {name for name, code in mutated.items() if original.get(name) != code}
+    swapped = 0
+    for function in _functions_of(module):
+        name = function.__code__.co_qualname
+        if name in changed:
+            function.__code__ = mutated[name]
+            swapped += 1
+    if not swapped:
+        raise RuntimeError(f"no function of {module.__name__} holds {mutant.key}")
+
+
+def _run_child(mutant: Mutant | None, tests: list[str], fresh: bool) -> int:
+    """In the forked child: put the mutant in, run the tests, return pytest's code."""
     os.setpgid(0, 0)
     devnull = os.open(os.devnull, os.O_WRONLY)
     if not os.environ.get("MUTATE_VERBOSE"):
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-    if mutant is not None:
+    if mutant is not None and fresh:
         code = compile(mutated_tree(mutant), str(ROOT / mutant.path), "exec")
         finder = _MutantFinder(_module_name(mutant.path), str(ROOT / mutant.path), code)
         sys.meta_path.insert(0, finder)
+    elif mutant is not None:
+        try:
+            _swap_in(mutant)
+        except RuntimeError:
+            return UNAPPLIED
     import pytest
 
     args = [
@@ -453,14 +517,19 @@ def _run_child(mutant: Mutant | None, tests: list[str]) -> int:
         "-o",
         "addopts=--strict-markers",
         "--hypothesis-seed=0",
-        # Warm imports (anyio, hypothesis) are plugins pytest can no longer rewrite: fine.
+        # Warm imports (anyio, hypothesis, the tests) cannot be rewritten any more: fine.
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
     return int(pytest.main(args))
 
 
-def run_one(mutant: Mutant | None, tests: list[str], timeout: float) -> tuple[str, float]:
+UNAPPLIED = 72  # the child's exit code when the mutant's function could not be found
+
+
+def run_one(
+    mutant: Mutant | None, tests: list[str], timeout: float, fresh: bool = False
+) -> tuple[str, float]:
     """'killed', 'survived' or 'timeout' (for None: 'survived' means the clean run passed)."""
     started = time.monotonic()
     sys.stdout.flush()
@@ -469,7 +538,7 @@ def run_one(mutant: Mutant | None, tests: list[str], timeout: float) -> tuple[st
     if pid == 0:
         code = 70
         try:
-            code = _run_child(mutant, tests)
+            code = _run_child(mutant, tests, fresh)
         except BaseException:  # noqa: BLE001 - a mutant that breaks the import still counts as killed
             if os.environ.get("MUTATE_VERBOSE"):
                 import traceback
@@ -492,6 +561,8 @@ def run_one(mutant: Mutant | None, tests: list[str], timeout: float) -> tuple[st
     with _suppress_lookup():
         os.killpg(pid, signal.SIGKILL)  # whatever the tests left running (a redis-server)
     code = os.waitstatus_to_exitcode(status)
+    if code == UNAPPLIED:
+        return "error", time.monotonic() - started
     return ("survived" if code == 0 else "killed"), time.monotonic() - started
 
 
@@ -524,19 +595,27 @@ def resolve(names: list[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _warm_up() -> None:
+def _warm_up(paths: list[str], fresh: bool) -> None:
+    """Import once in the parent what every child needs. By default that is the project and
+    its test modules too (children swap the mutant's code in); with `fresh`, only
+    third-party libraries (children import the project anew, through the hook)."""
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     for name in WARM_IMPORTS:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-    leaked = [m for m in sys.modules if m == "app" or m.startswith(("app.", "tests."))]
-    assert not leaked, f"warm-up imported project modules: {leaked}"
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    if fresh:
+        leaked = [m for m in sys.modules if m == "app" or m.startswith(("app.", "tests."))]
+        assert not leaked, f"warm-up imported project modules: {leaked}"
+        return
+    importlib.import_module("tests.conftest")
+    for path in paths:
+        importlib.import_module(_module_name(path))
+        for test_file in tests_for(path):
+            importlib.import_module(_module_name(test_file))
 
 
-def mutate_module(path: str, equivalents: dict[str, str]) -> dict[str, object]:
+def mutate_module(path: str, equivalents: dict[str, str], fresh: bool) -> dict[str, object]:
     mutants = mutants_of(path)
     tests = tests_for(path)
     result: dict[str, object] = {"path": path, "tests": tests, "mutants": len(mutants)}
@@ -544,7 +623,7 @@ def mutate_module(path: str, equivalents: dict[str, str]) -> dict[str, object]:
         print(f"{path}: no fast test file: all {len(mutants)} mutants survive", flush=True)
         outcomes = {m.key: "survived" for m in mutants}
     else:
-        verdict, seconds = run_one(None, tests, timeout=600)
+        verdict, seconds = run_one(None, tests, timeout=600, fresh=fresh)
         if verdict != "survived":
             raise SystemExit(f"{path}: the clean run of {' '.join(tests)} fails; fix it first")
         timeout = max(10.0, 3 * seconds + 5)
@@ -554,7 +633,7 @@ def mutate_module(path: str, equivalents: dict[str, str]) -> dict[str, object]:
             if mutant.key in equivalents:
                 outcomes[mutant.key] = "equivalent"
                 continue
-            outcomes[mutant.key], _ = run_one(mutant, tests, timeout)
+            outcomes[mutant.key], _ = run_one(mutant, tests, timeout, fresh)
             if outcomes[mutant.key] == "survived":
                 print(
                     f"  survived L{mutant.line} {mutant.key}\n      {mutant.before}  =>  {mutant.after}",
@@ -609,6 +688,11 @@ def main() -> int:
     parser.add_argument("--show", metavar="KEY", help="print the mutated source around KEY")
     parser.add_argument("--table", action="store_true", help="print the table of the last runs")
     parser.add_argument("--fail-under", type=float, default=95.0)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="import the project anew in each child through an import hook (slower)",
+    )
     options = parser.parse_args()
     equivalents = load_equivalents()
     if options.show:
@@ -635,8 +719,8 @@ def main() -> int:
     stale = sorted(k for k in equivalents if k not in all_keys)
     for key in stale:
         print(f"warning: {EQUIVALENT_FILE.name} lists {key}, which is no mutant any more")
-    _warm_up()
-    results = [mutate_module(path, equivalents) for path in paths]
+    _warm_up(paths, options.fresh)
+    results = [mutate_module(path, equivalents, options.fresh) for path in paths]
     print_table(results)
     below = [r["path"] for r in results if score(r) < options.fail_under]
     if below:
