@@ -271,3 +271,13 @@ def test_closing_lets_go_of_the_transport_and_its_check() -> None:
     client.close(CloseReason.DISCONNECTED)
     gc.collect()
     assert gone() is None
+
+
+def test_a_batch_signalled_by_push_to_is_not_signalled_again_by_the_next_event() -> None:
+    client = make_client()
+    client.offer(event(1))
+    ready: list[Client] = []
+    client.push_to(ready.append)
+    client.offer(event(2))
+    assert ready == [client]
+    assert seqs(client.take_batch()) == [1, 2]
