@@ -476,3 +476,42 @@ async def test_a_client_closed_on_one_of_its_channels_leaves_every_channel(
         )
     assert stays.queued == 3
     assert manager.diagnostics(1)["eventsDropped"] == 0
+
+
+class Recording(MemoryBroker):
+    """A memory broker that notes the lifecycle calls the manager makes (as a Redis broker
+    needs them: connect before use, follow a tenant's log, disconnect at the end)."""
+
+    def __init__(self) -> None:
+        super().__init__(replay_buffer_size=10, replay_max_age_seconds=60)
+        self.calls: list[str] = []
+
+    async def connect(self) -> None:
+        self.calls.append("connect")
+
+    async def disconnect(self) -> None:
+        self.calls.append("disconnect")
+
+    async def follow(self, tenant_id: int) -> None:
+        self.calls.append(f"follow {tenant_id}")
+
+    def attach(self, listener: Callable[[Event], None]) -> None:
+        self.calls.append("attach")
+        super().attach(listener)
+
+    def detach(self, listener: Callable[[Event], None]) -> None:
+        self.calls.append("detach")
+        super().detach(listener)
+
+
+async def test_the_manager_drives_its_brokers_lifecycle_and_follows_each_clients_tenant() -> None:
+    broker = Recording()
+    manager = ConnectionManager(broker, queue_size=10, max_streams_per_user=10, heartbeat_seconds=5)
+    await manager.start()
+    assert broker.calls == ["connect", "attach"]
+    await manager.connect(user_id=1, tenant_id=4)
+    assert broker.calls[-1] == "follow 4"
+    await manager.stop()
+    assert broker.calls[-2:] == ["detach", "disconnect"]
+    heartbeats = [t for t in asyncio.all_tasks() if t.get_name() == "sse-heartbeat"]
+    assert heartbeats == []

@@ -661,6 +661,51 @@ def mutate_module(path: str, equivalents: dict[str, str], fresh: bool) -> dict[s
     return result
 
 
+def _results_file(path: str) -> Path:
+    return RESULTS_DIR / (path.replace("/", "__") + ".json")
+
+
+def rerun_survivors(path: str, equivalents: dict[str, str], fresh: bool) -> dict[str, object]:
+    """The last run's figures, with its survivors run again (or set aside as equivalent)."""
+    last = json.loads(_results_file(path).read_text())
+    mutants = {m.key: m for m in mutants_of(path)}
+    if len(mutants) != last["mutants"]:
+        raise SystemExit(f"{path} changed since its last run: run it whole")
+    tests = tests_for(path)
+    verdict, seconds = run_one(None, tests, timeout=600, fresh=fresh)
+    if verdict != "survived":
+        raise SystemExit(f"{path}: the clean run of {' '.join(tests)} fails; fix it first")
+    timeout = max(10.0, 3 * seconds + 5)
+    counts = Counter(killed=last["killed"], timeout=last["timeout"])
+    counts["equivalent"] = sum(1 for key in mutants if key in equivalents)
+    survivors = []
+    for entry in last["survivors"]:
+        mutant = mutants.get(entry["key"])
+        if mutant is None:
+            raise SystemExit(f"{path} changed since its last run: run it whole")
+        if mutant.key in equivalents:
+            continue
+        outcome, _ = run_one(mutant, tests, timeout, fresh)
+        counts[outcome] += 1
+        if outcome == "survived":
+            print(
+                f"  survived L{mutant.line} {mutant.key}\n      {mutant.before}  =>  {mutant.after}"
+            )
+            survivors.append(entry)
+    result = {
+        "path": path,
+        "tests": tests,
+        "mutants": len(mutants),
+        "killed": counts["killed"],
+        "timeout": counts["timeout"],
+        "equivalent": counts["equivalent"],
+        "survived": len(survivors),
+        "survivors": survivors,
+    }
+    _results_file(path).write_text(json.dumps(result, indent=2))
+    return result
+
+
 def score(result: dict[str, object]) -> float:
     judged = int(result["mutants"]) - int(result["equivalent"])  # type: ignore[call-overload]
     caught = int(result["killed"]) + int(result["timeout"])  # type: ignore[call-overload]
@@ -688,6 +733,11 @@ def main() -> int:
     parser.add_argument("--show", metavar="KEY", help="print the mutated source around KEY")
     parser.add_argument("--table", action="store_true", help="print the table of the last runs")
     parser.add_argument("--fail-under", type=float, default=95.0)
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="run again only what survived the last run (after adding tests or equivalents)",
+    )
     parser.add_argument(
         "--fresh",
         action="store_true",
@@ -720,7 +770,10 @@ def main() -> int:
     for key in stale:
         print(f"warning: {EQUIVALENT_FILE.name} lists {key}, which is no mutant any more")
     _warm_up(paths, options.fresh)
-    results = [mutate_module(path, equivalents, options.fresh) for path in paths]
+    if options.survivors:
+        results = [rerun_survivors(path, equivalents, options.fresh) for path in paths]
+    else:
+        results = [mutate_module(path, equivalents, options.fresh) for path in paths]
     print_table(results)
     below = [r["path"] for r in results if score(r) < options.fail_under]
     if below:
