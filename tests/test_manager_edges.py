@@ -515,3 +515,13 @@ async def test_the_manager_drives_its_brokers_lifecycle_and_follows_each_clients
     assert broker.calls[-2:] == ["detach", "disconnect"]
     heartbeats = [t for t in asyncio.all_tasks() if t.get_name() == "sse-heartbeat"]
     assert heartbeats == []
+
+
+async def test_without_shared_slots_a_stream_opens_without_any_warning(
+    managers: Managers, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = await managers()
+    with caplog.at_level(logging.WARNING, logger="app.realtime.manager"):
+        client = (await manager.connect(user_id=1, tenant_id=1)).client
+        manager.disconnect(client)
+    assert caplog.records == []
