@@ -180,3 +180,12 @@ async def test_when_redis_is_down_the_limit_is_not_checked_and_that_is_logged(
         assert "rate limit not checked, Redis unreachable" in caplog.text
     finally:
         await down.aclose()
+
+
+async def test_an_allowed_take_counts_as_a_use_for_the_memory_bound(clock: Clock) -> None:
+    limiter = TokenBucketLimiter(per_minute=1, burst=2, clock=clock, max_keys=2)
+    assert await limiter.take("a") is None
+    assert await limiter.take("b") is None
+    assert await limiter.take("a") is None  # a is now the most recently used
+    assert await limiter.take("c") is None  # b, the oldest, is forgotten
+    assert await limiter.take("a") is not None  # a's two tokens are spent: still counted
