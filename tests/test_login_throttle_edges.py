@@ -428,3 +428,11 @@ async def test_redis_a_failure_is_kept_for_one_window(db: aioredis.Redis) -> Non
     reservation = await fail(throttle, "bob", "1.1.1.1")
     [name, _] = reservation.keys
     assert 59_000 < await db.pttl(name) <= 60_000
+
+
+async def test_a_budget_used_again_is_kept_longer_under_the_memory_bound(clock: Clock) -> None:
+    throttle = memory(clock, max_failures=1, max_failures_per_address=100, max_keys=3)
+    await fail(throttle, "alice", "1.1.1.1")
+    await fail(throttle, "bob", "1.1.1.1")  # 1.1.1.1's budget is used again: newest now
+    await fail(throttle, "carol", "2.2.2.2")  # two new budgets: alice's, then bob's, go
+    assert isinstance(await throttle.reserve("bob", "3.3.3.3"), Reservation)

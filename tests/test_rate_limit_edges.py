@@ -189,3 +189,19 @@ async def test_an_allowed_take_counts_as_a_use_for_the_memory_bound(clock: Clock
     assert await limiter.take("a") is None  # a is now the most recently used
     assert await limiter.take("c") is None  # b, the oldest, is forgotten
     assert await limiter.take("a") is not None  # a's two tokens are spent: still counted
+
+
+async def test_one_a_minute_means_a_minute_to_wait(clock: Clock) -> None:
+    limiter = TokenBucketLimiter(per_minute=1, burst=1, clock=clock)
+    assert await limiter.take("k") is None
+    assert await limiter.take("k") == 60
+    clock.now += 59.5
+    assert await limiter.take("k") == 1
+
+
+async def test_a_redis_bucket_is_kept_until_it_would_be_full_again_plus_a_second(
+    db: aioredis.Redis,
+) -> None:
+    limiter = RedisTokenBucketLimiter(db, per_minute=1, burst=1000)  # 1000 minutes to refill
+    await limiter.take("k")
+    assert 60_000_500 < await db.pttl("chat:rate:{k}") <= 60_001_000
