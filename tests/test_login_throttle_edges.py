@@ -436,3 +436,17 @@ async def test_a_budget_used_again_is_kept_longer_under_the_memory_bound(clock: 
     await fail(throttle, "bob", "1.1.1.1")  # 1.1.1.1's budget is used again: newest now
     await fail(throttle, "carol", "2.2.2.2")  # two new budgets: alice's, then bob's, go
     assert isinstance(await throttle.reserve("bob", "3.3.3.3"), Reservation)
+
+
+async def test_a_verdict_after_its_budget_left_the_window_refunds_nothing_and_raises_nothing(
+    clock: Clock,
+) -> None:
+    throttle = memory(clock, max_failures=1)
+    slow = await throttle.reserve("bob", "1.1.1.1")
+    assert isinstance(slow, Reservation)
+    clock.now += 61  # the hash took longer than the window (a stalled worker)
+    fresh = await throttle.reserve("bob", "1.1.1.1")  # prunes and drops the old budget
+    assert isinstance(fresh, Reservation)
+    await throttle.release(slow)
+    await throttle.succeeded(slow)
+    await refused(throttle, "bob", "2.2.2.2")  # fresh's slot still counts
