@@ -5,6 +5,7 @@ with the behaviour that needs no clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -450,3 +451,26 @@ async def test_a_verdict_after_its_budget_left_the_window_refunds_nothing_and_ra
     await throttle.release(slow)
     await throttle.succeeded(slow)
     await refused(throttle, "bob", "2.2.2.2")  # fresh's slot still counts
+
+
+async def test_redis_a_success_from_an_unknown_address_forgives_nothing(
+    db: aioredis.Redis,
+) -> None:
+    throttle = in_redis(db)
+    await fail(throttle, "bob", "6.6.6.6")
+    await fail(throttle, "bob", "7.7.7.7")
+    await succeed(throttle, "bob", "1.1.1.1")
+    await fail(throttle, "bob", "8.8.8.8")
+    await refused(throttle, "bob", "9.9.9.9")
+
+
+async def test_redis_expired_known_addresses_are_dropped_at_the_next_success(
+    db: aioredis.Redis,
+) -> None:
+    throttle = in_redis(db, known_address_seconds=0.05)
+    await succeed(throttle, "bob", "1.1.1.1")
+    async with asyncio.timeout(3):
+        while await throttle.is_known("bob", "1.1.1.1"):
+            await asyncio.sleep(0.01)
+    await succeed(throttle, "bob", "2.2.2.2")
+    assert await db.zrange(RedisLoginThrottle.known_key("bob"), 0, -1) == ["2.2.2.2"]
