@@ -6,6 +6,7 @@ with the behaviour that needs no clock."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -474,3 +475,29 @@ async def test_redis_expired_known_addresses_are_dropped_at_the_next_success(
             await asyncio.sleep(0.01)
     await succeed(throttle, "bob", "2.2.2.2")
     assert await db.zrange(RedisLoginThrottle.known_key("bob"), 0, -1) == ["2.2.2.2"]
+
+
+async def test_redis_windows_and_known_times_are_kept_to_the_millisecond(
+    db: aioredis.Redis,
+) -> None:
+    throttle = in_redis(db, window_seconds=3600.0, known_address_seconds=3600.0)
+    before = time.time() * 1000
+    reservation = await fail(throttle, "bob", "1.1.1.1")
+    after = time.time() * 1000
+    [name, _] = reservation.keys
+    assert 3_599_000 < await db.pttl(name) <= 3_600_000
+    [(_, score)] = await db.zrange(name, 0, -1, withscores=True)
+    assert before - 1 <= score <= after + 1  # failures are scored by the wall clock, in ms
+    await succeed(throttle, "bob", "1.1.1.1")
+    assert 3_599_000 < await db.pttl(RedisLoginThrottle.known_key("bob")) <= 3_600_000
+
+
+async def test_redis_retry_after_rounds_the_milliseconds_up_to_whole_seconds(
+    db: aioredis.Redis,
+) -> None:
+    throttle = in_redis(db, max_failures=1, window_seconds=1000.5)
+    await fail(throttle, "bob", "1.1.1.1")
+    assert await refused(throttle, "bob", "2.2.2.2") == 1001
+    short = in_redis(db, max_failures=1, window_seconds=1.0)
+    await fail(short, "carol", "1.1.1.1")
+    assert await refused(short, "carol", "2.2.2.2") == 1
