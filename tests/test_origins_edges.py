@@ -65,3 +65,9 @@ def test_the_socket_check_uses_the_requests_own_origin() -> None:
     assert policy.for_socketio("http://chat.example.com", {"HTTP_HOST": "chat.example.com"}) is True
     assert policy.for_socketio("http://chat.example.com", {}) is False
     assert policy.for_socketio(None, {}) is True
+
+
+def test_the_configured_origins_may_be_any_iterable_read_once() -> None:
+    policy = OriginPolicy.build((o for o in ["https://a.example", "*"]), iter([]))
+    assert policy.allow_any is True
+    assert policy.allowed == frozenset({"https://a.example"})
