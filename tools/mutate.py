@@ -91,7 +91,11 @@ EXTRA_EDGES: dict[str, list[str]] = {
     "app/realtime/ids.py": ["tests/test_manager_edges.py"],
     "app/realtime/tasks.py": ["tests/test_manager_edges.py"],
     "app/realtime/broker/memory.py": ["tests/test_manager_edges.py"],
-    "app/realtime/broker/base.py": ["tests/test_manager_edges.py"],
+    "app/realtime/broker/base.py": [
+        "tests/test_broker_edges.py",
+        "tests/test_service_edges.py",
+        "tests/test_manager_edges.py",
+    ],
     "app/realtime/broker/__init__.py": ["tests/test_broker_edges.py"],
 }
 

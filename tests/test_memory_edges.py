@@ -1,0 +1,54 @@
+"""Memory broker edges: detaching, publishing an event twice, and the periodic pruning of
+channels whose history has all expired."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.realtime.broker.memory import MemoryBroker
+from app.realtime.events import Event, EventType
+
+
+def chat(channel: str, published_at: float | None = None) -> Event:
+    event = Event(type=EventType.CHAT_MESSAGE, data={}, channels=(channel,))
+    if published_at is not None:
+        event.published_at = published_at
+    return event
+
+
+async def test_a_detached_listener_hears_nothing_more() -> None:
+    broker = MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60)
+    heard: list[Event] = []
+    broker.attach(heard.append)
+    first = await broker.publish(chat("x"))
+    broker.detach(heard.append)
+    await broker.publish(chat("x"))
+    assert heard == [first]
+
+
+async def test_an_event_is_published_once() -> None:
+    broker = MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60)
+    event = await broker.publish(chat("x"))
+    with pytest.raises(ValueError, match="already published"):
+        await broker.publish(event)
+    assert broker.latest_id.seq == 1
+
+
+async def test_idle_channels_are_pruned_every_4096_events() -> None:
+    broker = MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60)
+    await broker.publish(chat("old", published_at=0.0))  # expired at once: an idle channel
+    for _ in range(4094):
+        await broker.publish(chat("live"))
+    assert broker.stats() == {"broker": "memory", "retainedChannels": 2}
+    await broker.publish(chat("live"))  # the 4096th event
+    assert broker.stats() == {"broker": "memory", "retainedChannels": 1}
+
+
+async def test_pruning_says_how_many_channels_it_dropped() -> None:
+    broker = MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60)
+    await broker.publish(chat("a", published_at=0.0))
+    await broker.publish(chat("b", published_at=0.0))
+    await broker.publish(chat("live"))
+    assert broker.prune_idle_channels() == 2
+    assert broker.prune_idle_channels() == 0
+    assert broker.stats()["retainedChannels"] == 1
