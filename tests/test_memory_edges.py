@@ -52,3 +52,13 @@ async def test_pruning_says_how_many_channels_it_dropped() -> None:
     assert broker.prune_idle_channels() == 2
     assert broker.prune_idle_channels() == 0
     assert broker.stats()["retainedChannels"] == 1
+
+
+async def test_a_pruned_channel_still_refuses_ids_older_than_what_it_let_go() -> None:
+    broker = MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60)
+    start = broker.latest_id
+    await broker.publish(chat("a", published_at=0.0))  # let go at once
+    seen = broker.latest_id
+    assert broker.prune_idle_channels() == 1
+    assert await broker.history(["a"], start) is None  # a gap: resync
+    assert await broker.history(["a"], seen) == []  # nothing missed since
