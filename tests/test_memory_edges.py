@@ -62,3 +62,15 @@ async def test_a_pruned_channel_still_refuses_ids_older_than_what_it_let_go() ->
     assert broker.prune_idle_channels() == 1
     assert await broker.history(["a"], start) is None  # a gap: resync
     assert await broker.history(["a"], seen) == []  # nothing missed since
+
+
+async def test_pruning_remembers_the_newest_id_any_pruned_channel_let_go() -> None:
+    broker = MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60)
+    await broker.publish(chat("a", published_at=0.0))
+    await broker.publish(chat("b", published_at=0.0))
+    middle = broker.latest_id  # what b let go
+    await broker.publish(chat("a", published_at=0.0))  # a lets go of a newer one
+    assert broker.prune_idle_channels() == 2  # a first, then b, the older
+    assert await broker.history(["a"], middle) is None
+    assert await broker.history(["b"], middle) is None
+    assert await broker.history(["a", "b"], broker.latest_id) == []
