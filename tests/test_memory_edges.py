@@ -3,6 +3,8 @@ channels whose history has all expired."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app.realtime.broker.memory import MemoryBroker
@@ -74,3 +76,10 @@ async def test_pruning_remembers_the_newest_id_any_pruned_channel_let_go() -> No
     assert await broker.history(["a"], middle) is None
     assert await broker.history(["b"], middle) is None
     assert await broker.history(["a", "b"], broker.latest_id) == []
+
+
+def test_the_epoch_is_the_brokers_start_time_in_milliseconds() -> None:
+    before = time.time() * 1000
+    broker = MemoryBroker(replay_buffer_size=1, replay_max_age_seconds=1)
+    after = time.time() * 1000
+    assert before - 1 <= broker.epoch <= after + 1
