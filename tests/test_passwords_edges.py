@@ -149,3 +149,29 @@ async def test_work_refused_by_a_closed_pool_gives_its_place_back(cheap_hash: st
     with pytest.raises(RuntimeError):
         await pool.verify("right", cheap_hash)
     assert pool.admitted == 0
+
+
+TINY = CryptContext(schemes=["argon2"], argon2__memory_cost=256, argon2__rounds=1)
+
+
+async def test_the_retry_after_follows_the_measured_time_of_the_checks() -> None:
+    tiny_hash = TINY.hash("right")  # about a millisecond per check
+    pool = PasswordHashPool(workers=1, queue=7)
+    try:
+        # Before any measure: a quarter second per check, eight ahead: 2 s.
+        line = [asyncio.create_task(pool.verify("right", tiny_hash)) for _ in range(8)]
+        await asyncio.sleep(0)
+        with pytest.raises(HashPoolFull) as first:
+            await pool.verify("right", tiny_hash)
+        assert first.value.retry_after == 2
+        await asyncio.gather(*line)
+        for _ in range(20):
+            await pool.verify("right", tiny_hash)
+        line = [asyncio.create_task(pool.verify("right", tiny_hash)) for _ in range(8)]
+        await asyncio.sleep(0)
+        with pytest.raises(HashPoolFull) as measured:
+            await pool.verify("right", tiny_hash)
+        assert measured.value.retry_after == 1  # eight quick checks drain within a second
+        await asyncio.gather(*line)
+    finally:
+        pool.close()
