@@ -175,3 +175,20 @@ async def test_the_retry_after_follows_the_measured_time_of_the_checks() -> None
         await asyncio.gather(*line)
     finally:
         pool.close()
+
+
+async def test_closing_the_pool_drops_waiting_checks_and_does_not_wait_for_the_running_one(
+    current_hash: str,
+) -> None:
+    pool = PasswordHashPool(workers=1, queue=1)
+    running = asyncio.create_task(pool.verify("right", current_hash))  # a full hash
+    waiting = asyncio.create_task(pool.verify("right", current_hash))
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    pool.close()
+    closing = time.perf_counter() - started
+    assert await running is True
+    hashing = time.perf_counter() - started
+    assert closing < hashing / 2
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
