@@ -53,5 +53,9 @@ class RedisStreamSlots:
         until = int(time.time() * 1000) + self._lease_ms
         async with self._redis.pipeline(transaction=False) as pipe:
             for user_id, client_id in held:
-                pipe.zadd(self._key(user_id), {self._member(client_id): until}, xx=True)
+                key = self._key(user_id)
+                pipe.zadd(key, {self._member(client_id): until}, xx=True)
+                # The key outlives its newest lease, or a stream open longer than one lease
+                # would lose its slot (and the user's limit across processes with it).
+                pipe.pexpire(key, self._lease_ms)
             await pipe.execute()
