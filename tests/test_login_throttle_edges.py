@@ -428,7 +428,7 @@ async def test_redis_a_failure_is_kept_for_one_window(db: aioredis.Redis) -> Non
     throttle = in_redis(db, window_seconds=60.0)
     reservation = await fail(throttle, "bob", "1.1.1.1")
     [name, _] = reservation.keys
-    assert 59_000 < await db.pttl(name) <= 60_000
+    assert 59_000 < await db.pttl(str(name)) <= 60_000
 
 
 async def test_a_budget_used_again_is_kept_longer_under_the_memory_bound(clock: Clock) -> None:
@@ -482,8 +482,8 @@ async def test_redis_windows_and_known_times_are_kept_to_the_millisecond(
     reservation = await fail(throttle, "bob", "1.1.1.1")
     after = time.time() * 1000
     [name, _] = reservation.keys
-    assert 3_599_000 < await db.pttl(name) <= 3_600_000
-    [(_, score)] = await db.zrange(name, 0, -1, withscores=True)
+    assert 3_599_000 < await db.pttl(str(name)) <= 3_600_000
+    [(_, score)] = await db.zrange(str(name), 0, -1, withscores=True)
     assert before - 1 <= score <= after + 1  # failures are scored by the wall clock, in ms
     await succeed(throttle, "bob", "1.1.1.1")
     assert 3_599_000 < await db.pttl(RedisLoginThrottle.known_key("bob")) <= 3_600_000

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,7 @@ class SlotsBroker(MemoryBroker):
 
 
 @pytest.fixture
-async def managers() -> AsyncIterator[Callable[..., object]]:
+async def managers() -> AsyncIterator[Callable[..., Awaitable[ConnectionManager]]]:
     started: list[ConnectionManager] = []
 
     async def make(
@@ -165,10 +165,10 @@ async def test_renew_moves_held_leases_on_and_never_brings_back_a_released_one(
 
 
 async def test_a_stream_refused_by_the_shared_count_is_not_registered(
-    db: aioredis.Redis, managers: Callable[..., object]
+    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    first = await managers(RedisStreamSlots(db, process="a", lease_seconds=60))  # type: ignore[operator]
-    second = await managers(RedisStreamSlots(db, process="b", lease_seconds=60))  # type: ignore[operator]
+    first = await managers(RedisStreamSlots(db, process="a", lease_seconds=60))
+    second = await managers(RedisStreamSlots(db, process="b", lease_seconds=60))
     held = (await first.connect(user_id=1, tenant_id=1)).client
     with pytest.raises(TooManyStreams):
         await second.connect(user_id=1, tenant_id=1)
@@ -186,9 +186,9 @@ async def test_a_stream_refused_by_the_shared_count_is_not_registered(
 
 
 async def test_closing_a_stream_releases_its_slot_and_a_tab_holds_none(
-    db: aioredis.Redis, managers: Callable[..., object]
+    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    manager = await managers(RedisStreamSlots(db, process="a", lease_seconds=60), max_streams=2)  # type: ignore[operator]
+    manager = await managers(RedisStreamSlots(db, process="a", lease_seconds=60), max_streams=2)
     stream = (await manager.connect(user_id=1, tenant_id=1)).client
     tab = (await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)).client
     assert await db.zrange(KEY, 0, -1) == [f"a:{stream.id}"]
@@ -202,9 +202,9 @@ async def test_closing_a_stream_releases_its_slot_and_a_tab_holds_none(
 
 
 async def test_the_heartbeat_renews_the_leases_of_open_streams_only(
-    db: aioredis.Redis, managers: Callable[..., object]
+    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    manager = await managers(  # type: ignore[operator]
+    manager = await managers(
         RedisStreamSlots(db, process="a", lease_seconds=0.5), max_streams=2, heartbeat=0.05
     )
     stream = (await manager.connect(user_id=1, tenant_id=1)).client
@@ -227,12 +227,12 @@ async def test_the_heartbeat_renews_the_leases_of_open_streams_only(
 
 
 async def test_when_the_slot_store_is_down_streams_open_close_and_the_heartbeat_beats(
-    managers: Callable[..., object], caplog: pytest.LogCaptureFixture
+    managers: Callable[..., Awaitable[ConnectionManager]], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Nothing listens there; no retries, so each call fails at once.
     down = aioredis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0), decode_responses=True)
     try:
-        manager = await managers(  # type: ignore[operator]
+        manager = await managers(
             RedisStreamSlots(down, process="a", lease_seconds=60), max_streams=1, heartbeat=0.05
         )
         with caplog.at_level(logging.WARNING, logger="app.realtime.manager"):
@@ -263,9 +263,9 @@ async def test_when_the_slot_store_is_down_streams_open_close_and_the_heartbeat_
 
 
 async def test_a_stream_opened_and_closed_at_once_leaves_no_slot(
-    db: aioredis.Redis, managers: Callable[..., object]
+    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    manager = await managers(RedisStreamSlots(db, process="a", lease_seconds=60), max_streams=3)  # type: ignore[operator]
+    manager = await managers(RedisStreamSlots(db, process="a", lease_seconds=60), max_streams=3)
     clients: list[Client] = [
         (await manager.connect(user_id=1, tenant_id=1)).client for _ in range(3)
     ]
