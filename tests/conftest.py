@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from app.runtime import Runtime
 from app.settings import Settings
@@ -98,3 +99,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def redis_db(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's redis-server, emptied first: for tests of our Redis code."""
+    redis_server.flush()
+    client = aioredis.Redis(port=redis_server.port, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -6,14 +6,11 @@ with the behaviour that needs no clock."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, Refused, Reservation
-from tests.redis_server import RedisServer, start_redis
 
 Throttle = LoginThrottle | RedisLoginThrottle
 
@@ -276,47 +273,28 @@ async def test_a_budget_emptied_by_the_window_starts_afresh(clock: Clock) -> Non
 # -- in Redis ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(Path(tmp_path_factory.mktemp("throttle-redis")))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def db(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    redis_server.flush()
-    client = aioredis.Redis(port=redis_server.port, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-def in_redis(db: aioredis.Redis, **kwargs: object) -> RedisLoginThrottle:
+def in_redis(redis_db: aioredis.Redis, **kwargs: object) -> RedisLoginThrottle:
     settings: dict[str, object] = {
         "max_failures": 3,
         "max_failures_per_address": 5,
         "window_seconds": 60.0,
     }
     settings.update(kwargs)
-    return RedisLoginThrottle(db, **settings)  # type: ignore[arg-type]
+    return RedisLoginThrottle(redis_db, **settings)  # type: ignore[arg-type]
 
 
 async def test_redis_a_username_gets_max_failures_then_waits_about_a_window(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db)
+    throttle = in_redis(redis_db)
     for address in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
         await fail(throttle, "bob", address)
     assert 59 <= await refused(throttle, "bob", "4.4.4.4") <= 60
     assert isinstance(await throttle.reserve("alice", "4.4.4.4"), Reservation)
 
 
-async def test_redis_an_address_gets_its_own_larger_budget(db: aioredis.Redis) -> None:
-    throttle = in_redis(db)
+async def test_redis_an_address_gets_its_own_larger_budget(redis_db: aioredis.Redis) -> None:
+    throttle = in_redis(redis_db)
     for n in range(5):
         await fail(throttle, f"user{n}", "9.9.9.9")
     await refused(throttle, "someone", "9.9.9.9")
@@ -324,9 +302,9 @@ async def test_redis_an_address_gets_its_own_larger_budget(db: aioredis.Redis) -
 
 
 async def test_redis_a_refusal_by_the_address_gives_back_the_username_slot(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db, max_failures_per_address=1)
+    throttle = in_redis(redis_db, max_failures_per_address=1)
     await fail(throttle, "carol", "9.9.9.9")
     for _ in range(5):
         await refused(throttle, "bob", "9.9.9.9")
@@ -335,8 +313,8 @@ async def test_redis_a_refusal_by_the_address_gives_back_the_username_slot(
     await refused(throttle, "bob", "4.4.4.4")
 
 
-async def test_redis_success_and_release_refund_and_failure_keeps(db: aioredis.Redis) -> None:
-    throttle = in_redis(db)
+async def test_redis_success_and_release_refund_and_failure_keeps(redis_db: aioredis.Redis) -> None:
+    throttle = in_redis(redis_db)
     for _ in range(5):
         reservation = await throttle.reserve("bob", "1.1.1.1")
         assert isinstance(reservation, Reservation)
@@ -348,9 +326,9 @@ async def test_redis_success_and_release_refund_and_failure_keeps(db: aioredis.R
 
 
 async def test_redis_a_known_address_has_its_own_budget_and_a_success_forgives_it(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db)
+    throttle = in_redis(redis_db)
     await succeed(throttle, "bob", "1.1.1.1")
     assert await throttle.is_known("bob", "1.1.1.1")
     assert not await throttle.is_known("bob", "2.2.2.2")
@@ -367,51 +345,51 @@ async def test_redis_a_known_address_has_its_own_budget_and_a_success_forgives_i
 
 
 async def test_redis_known_addresses_expire_and_keep_the_newest_twenty(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db, known_address_seconds=0.05)
+    throttle = in_redis(redis_db, known_address_seconds=0.05)
     await succeed(throttle, "bob", "1.1.1.1")
-    assert 0 < await db.pttl(RedisLoginThrottle.known_key("bob")) <= 50
-    lasting = in_redis(db)
+    assert 0 < await redis_db.pttl(RedisLoginThrottle.known_key("bob")) <= 50
+    lasting = in_redis(redis_db)
     for n in range(22):
         await succeed(lasting, "erin", f"10.0.0.{n}")
-    assert await db.zcard(RedisLoginThrottle.known_key("erin")) == 20
+    assert await redis_db.zcard(RedisLoginThrottle.known_key("erin")) == 20
     assert not await lasting.is_known("erin", "10.0.0.1")
     assert await lasting.is_known("erin", "10.0.0.2")
     assert await lasting.is_known("erin", "10.0.0.21")
 
 
-async def test_redis_a_known_address_is_forgotten_after_its_time(db: aioredis.Redis) -> None:
-    throttle = in_redis(db, known_address_seconds=3600)
+async def test_redis_a_known_address_is_forgotten_after_its_time(redis_db: aioredis.Redis) -> None:
+    throttle = in_redis(redis_db, known_address_seconds=3600)
     await succeed(throttle, "bob", "1.1.1.1")
     # Seen just over an hour ago.
-    seen = float(await db.zscore(RedisLoginThrottle.known_key("bob"), "1.1.1.1"))
-    await db.zadd(RedisLoginThrottle.known_key("bob"), {"1.1.1.1": seen - 3_600_001})
+    seen = float(await redis_db.zscore(RedisLoginThrottle.known_key("bob"), "1.1.1.1"))
+    await redis_db.zadd(RedisLoginThrottle.known_key("bob"), {"1.1.1.1": seen - 3_600_001})
     assert not await throttle.is_known("bob", "1.1.1.1")
-    await db.zadd(RedisLoginThrottle.known_key("bob"), {"1.1.1.1": seen - 3_590_000})
+    await redis_db.zadd(RedisLoginThrottle.known_key("bob"), {"1.1.1.1": seen - 3_590_000})
     assert await throttle.is_known("bob", "1.1.1.1")
 
 
 @pytest.mark.parametrize("address", ["", "unknown"])
 async def test_redis_an_address_that_names_nobody_is_never_known(
-    db: aioredis.Redis, address: str
+    redis_db: aioredis.Redis, address: str
 ) -> None:
-    throttle = in_redis(db)
+    throttle = in_redis(redis_db)
     await succeed(throttle, "bob", address)
-    assert await db.exists(RedisLoginThrottle.known_key("bob")) == 0
+    assert await redis_db.exists(RedisLoginThrottle.known_key("bob")) == 0
     reservation = await throttle.reserve("bob", address)
     assert isinstance(reservation, Reservation) and not reservation.known_address
 
 
 async def test_redis_a_disabled_throttle_refuses_nothing_and_stores_nothing(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db, enabled=False)
+    throttle = in_redis(redis_db, enabled=False)
     for _ in range(10):
         reservation = await fail(throttle, "bob", "1.1.1.1")
         assert reservation.keys == ()
         await throttle.release(reservation)
-    assert await db.keys("chat:login:{user:bob}") == []
+    assert await redis_db.keys("chat:login:{user:bob}") == []
 
 
 async def test_redis_budgets_are_named_per_user_and_address_with_braces_escaped() -> None:
@@ -424,11 +402,11 @@ async def test_redis_budgets_are_named_per_user_and_address_with_braces_escaped(
     assert RedisLoginThrottle.known_key("bob") == "chat:login:{user:bob}:known"
 
 
-async def test_redis_a_failure_is_kept_for_one_window(db: aioredis.Redis) -> None:
-    throttle = in_redis(db, window_seconds=60.0)
+async def test_redis_a_failure_is_kept_for_one_window(redis_db: aioredis.Redis) -> None:
+    throttle = in_redis(redis_db, window_seconds=60.0)
     reservation = await fail(throttle, "bob", "1.1.1.1")
     [name, _] = reservation.keys
-    assert 59_000 < await db.pttl(str(name)) <= 60_000
+    assert 59_000 < await redis_db.pttl(str(name)) <= 60_000
 
 
 async def test_a_budget_used_again_is_kept_longer_under_the_memory_bound(clock: Clock) -> None:
@@ -452,9 +430,9 @@ async def test_a_verdict_after_its_budgets_were_dropped_refunds_nothing_and_rais
 
 
 async def test_redis_a_success_from_an_unknown_address_forgives_nothing(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db)
+    throttle = in_redis(redis_db)
     await fail(throttle, "bob", "6.6.6.6")
     await fail(throttle, "bob", "7.7.7.7")
     await succeed(throttle, "bob", "1.1.1.1")
@@ -463,38 +441,38 @@ async def test_redis_a_success_from_an_unknown_address_forgives_nothing(
 
 
 async def test_redis_expired_known_addresses_are_dropped_at_the_next_success(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db, known_address_seconds=3600)
+    throttle = in_redis(redis_db, known_address_seconds=3600)
     key = RedisLoginThrottle.known_key("bob")
     await succeed(throttle, "bob", "1.1.1.1")
-    seen = float(await db.zscore(key, "1.1.1.1"))
-    await db.zadd(key, {"1.1.1.1": seen - 3_600_001})  # last seen over an hour ago
+    seen = float(await redis_db.zscore(key, "1.1.1.1"))
+    await redis_db.zadd(key, {"1.1.1.1": seen - 3_600_001})  # last seen over an hour ago
     await succeed(throttle, "bob", "2.2.2.2")
-    assert await db.zrange(key, 0, -1) == ["2.2.2.2"]
+    assert await redis_db.zrange(key, 0, -1) == ["2.2.2.2"]
 
 
 async def test_redis_windows_and_known_times_are_kept_to_the_millisecond(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db, window_seconds=3600.0, known_address_seconds=3600.0)
+    throttle = in_redis(redis_db, window_seconds=3600.0, known_address_seconds=3600.0)
     before = time.time() * 1000
     reservation = await fail(throttle, "bob", "1.1.1.1")
     after = time.time() * 1000
     [name, _] = reservation.keys
-    assert 3_599_000 < await db.pttl(str(name)) <= 3_600_000
-    [(_, score)] = await db.zrange(str(name), 0, -1, withscores=True)
+    assert 3_599_000 < await redis_db.pttl(str(name)) <= 3_600_000
+    [(_, score)] = await redis_db.zrange(str(name), 0, -1, withscores=True)
     assert before - 1 <= score <= after + 1  # failures are scored by the wall clock, in ms
     await succeed(throttle, "bob", "1.1.1.1")
-    assert 3_599_000 < await db.pttl(RedisLoginThrottle.known_key("bob")) <= 3_600_000
+    assert 3_599_000 < await redis_db.pttl(RedisLoginThrottle.known_key("bob")) <= 3_600_000
 
 
 async def test_redis_retry_after_rounds_the_milliseconds_up_to_whole_seconds(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    throttle = in_redis(db, max_failures=1, window_seconds=1000.5)
+    throttle = in_redis(redis_db, max_failures=1, window_seconds=1000.5)
     await fail(throttle, "bob", "1.1.1.1")
     assert await refused(throttle, "bob", "2.2.2.2") == 1001
-    short = in_redis(db, max_failures=1, window_seconds=1.0)
+    short = in_redis(redis_db, max_failures=1, window_seconds=1.0)
     await fail(short, "carol", "1.1.1.1")
     assert await refused(short, "carol", "2.2.2.2") == 1

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,7 +14,6 @@ from redis.backoff import NoBackoff
 
 from app.security.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
 from tests.backend import free_port
-from tests.redis_server import RedisServer, start_redis
 
 
 class Clock:
@@ -114,59 +111,40 @@ async def test_the_least_recently_used_bucket_is_forgotten_past_max_keys(clock: 
 # -- in Redis ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(Path(tmp_path_factory.mktemp("rate-redis")))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def db(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    redis_server.flush()
-    client = aioredis.Redis(port=redis_server.port, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def test_redis_buckets_allow_the_burst_then_say_how_long_to_wait(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    limiter = RedisTokenBucketLimiter(db, per_minute=6, burst=2)
+    limiter = RedisTokenBucketLimiter(redis_db, per_minute=6, burst=2)
     assert await takes(limiter, "k", 3) == [None, None, 10]
     assert await limiter.take("other") is None
 
 
 async def test_redis_buckets_are_kept_under_the_keys_name_with_the_time_in_ms(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    limiter = RedisTokenBucketLimiter(db, per_minute=60, burst=5)
+    limiter = RedisTokenBucketLimiter(redis_db, per_minute=60, burst=5)
     before = time.time() * 1000
     await limiter.take("ip:10.0.0.1")
     after = time.time() * 1000
-    bucket = await db.hgetall("chat:rate:{ip:10.0.0.1}")  # type: ignore[misc]  # redis-py types replies Awaitable | value
+    bucket = await redis_db.hgetall("chat:rate:{ip:10.0.0.1}")  # type: ignore[misc]  # redis-py types replies Awaitable | value
     assert float(bucket["t"]) == pytest.approx(4.0, abs=0.01)
     assert before - 1 <= float(bucket["ts"]) <= after + 1
 
 
 async def test_a_disabled_redis_limiter_allows_everything_and_touches_nothing(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    limiter = RedisTokenBucketLimiter(db, per_minute=1, burst=1, enabled=False)
+    limiter = RedisTokenBucketLimiter(redis_db, per_minute=1, burst=1, enabled=False)
     assert await takes(limiter, "k", 5) == [None] * 5
-    assert await db.keys("*") == []
+    assert await redis_db.keys("*") == []
 
 
 @pytest.mark.parametrize(("per_minute", "burst"), [(0, 1), (1, 0), (0, 5)])
 async def test_a_redis_limit_needs_a_positive_rate_and_burst(
-    db: aioredis.Redis, per_minute: int, burst: int
+    redis_db: aioredis.Redis, per_minute: int, burst: int
 ) -> None:
     with pytest.raises(ValueError, match="positive rate and burst"):
-        RedisTokenBucketLimiter(db, per_minute=per_minute, burst=burst)
+        RedisTokenBucketLimiter(redis_db, per_minute=per_minute, burst=burst)
 
 
 async def test_when_redis_is_down_the_limit_is_not_checked_and_that_is_logged(
@@ -200,8 +178,8 @@ async def test_one_a_minute_means_a_minute_to_wait(clock: Clock) -> None:
 
 
 async def test_a_redis_bucket_is_kept_until_it_would_be_full_again_plus_a_second(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    limiter = RedisTokenBucketLimiter(db, per_minute=1, burst=1000)  # 1000 minutes to refill
+    limiter = RedisTokenBucketLimiter(redis_db, per_minute=1, burst=1000)  # 1000 minutes to refill
     await limiter.take("k")
-    assert 60_000_500 < await db.pttl("chat:rate:{k}") <= 60_001_000
+    assert 60_000_500 < await redis_db.pttl("chat:rate:{k}") <= 60_001_000

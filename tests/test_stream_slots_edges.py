@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,29 +20,9 @@ from app.realtime.events import Event, EventType
 from app.realtime.manager import ConnectionManager, TooManyStreams
 from app.realtime.stream_slots import RedisStreamSlots
 from tests.backend import free_port
-from tests.redis_server import RedisServer, start_redis
 
 WAIT = 3.0
 KEY = "chat:streams:{u1}"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(Path(tmp_path_factory.mktemp("slots-redis")))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def db(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    redis_server.flush()
-    client = aioredis.Redis(port=redis_server.port, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 class SlotsBroker(MemoryBroker):
@@ -95,41 +74,41 @@ def now_ms() -> int:
 # -- the slots alone --------------------------------------------------------------------
 
 
-async def test_slots_are_granted_up_to_the_limit_then_refused(db: aioredis.Redis) -> None:
-    slots = RedisStreamSlots(db, process="p", lease_seconds=60)
+async def test_slots_are_granted_up_to_the_limit_then_refused(redis_db: aioredis.Redis) -> None:
+    slots = RedisStreamSlots(redis_db, process="p", lease_seconds=60)
     assert await slots.acquire(1, "c1", 2) is True
     assert await slots.acquire(1, "c2", 2) is True
     assert await slots.acquire(1, "c3", 2) is False
     assert await slots.acquire(2, "c4", 2) is True  # another user's slots
-    assert sorted(await db.zrange(KEY, 0, -1)) == ["p:c1", "p:c2"]
+    assert sorted(await redis_db.zrange(KEY, 0, -1)) == ["p:c1", "p:c2"]
 
 
 async def test_a_slot_is_leased_until_now_plus_the_lease_and_so_is_its_key(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    slots = RedisStreamSlots(db, process="p", lease_seconds=60)
+    slots = RedisStreamSlots(redis_db, process="p", lease_seconds=60)
     before = now_ms()
     await slots.acquire(1, "c1", 5)
     after = now_ms()
-    score = await db.zscore(KEY, "p:c1")
+    score = await redis_db.zscore(KEY, "p:c1")
     assert before + 60_000 <= score <= after + 60_000
-    assert 59_000 < await db.pttl(KEY) <= 60_000
+    assert 59_000 < await redis_db.pttl(KEY) <= 60_000
 
 
-async def test_release_frees_the_slot_of_that_process_only(db: aioredis.Redis) -> None:
-    one = RedisStreamSlots(db, process="one", lease_seconds=60)
-    two = RedisStreamSlots(db, process="two", lease_seconds=60)
+async def test_release_frees_the_slot_of_that_process_only(redis_db: aioredis.Redis) -> None:
+    one = RedisStreamSlots(redis_db, process="one", lease_seconds=60)
+    two = RedisStreamSlots(redis_db, process="two", lease_seconds=60)
     assert await one.acquire(1, "c1", 2)
     assert await two.acquire(1, "c1", 2)  # the same client id in another process
     assert not await one.acquire(1, "c9", 2)
     await two.release(1, "c1")
-    assert await db.zrange(KEY, 0, -1) == ["one:c1"]
+    assert await redis_db.zrange(KEY, 0, -1) == ["one:c1"]
     assert await one.acquire(1, "c9", 2)
 
 
-async def test_an_expired_lease_frees_its_slot(db: aioredis.Redis) -> None:
-    crashed = RedisStreamSlots(db, process="crashed", lease_seconds=0.2)
-    alive = RedisStreamSlots(db, process="alive", lease_seconds=60)
+async def test_an_expired_lease_frees_its_slot(redis_db: aioredis.Redis) -> None:
+    crashed = RedisStreamSlots(redis_db, process="crashed", lease_seconds=0.2)
+    alive = RedisStreamSlots(redis_db, process="alive", lease_seconds=60)
     assert await crashed.acquire(1, "c1", 1)
     assert not await alive.acquire(1, "c2", 1)
     ended = now_ms() + 200
@@ -139,25 +118,25 @@ async def test_an_expired_lease_frees_its_slot(db: aioredis.Redis) -> None:
 
     await until(lease_over)
     assert await alive.acquire(1, "c2", 1)
-    assert await db.zrange(KEY, 0, -1) == ["alive:c2"]
+    assert await redis_db.zrange(KEY, 0, -1) == ["alive:c2"]
 
 
 async def test_renew_moves_held_leases_on_and_never_brings_back_a_released_one(
-    db: aioredis.Redis,
+    redis_db: aioredis.Redis,
 ) -> None:
-    slots = RedisStreamSlots(db, process="p", lease_seconds=60)
+    slots = RedisStreamSlots(redis_db, process="p", lease_seconds=60)
     await slots.acquire(1, "c1", 5)
     await slots.acquire(2, "c2", 5)
     await slots.acquire(1, "gone", 5)
     await slots.release(1, "gone")
-    await db.zadd(KEY, {"p:c1": 5})  # an old lease
-    await db.zadd("chat:streams:{u2}", {"p:c2": 5})
+    await redis_db.zadd(KEY, {"p:c1": 5})  # an old lease
+    await redis_db.zadd("chat:streams:{u2}", {"p:c2": 5})
     before = now_ms()
     await slots.renew([(1, "c1"), (2, "c2"), (1, "gone")])
     after = now_ms()
-    assert before + 60_000 <= await db.zscore(KEY, "p:c1") <= after + 60_000
-    assert before + 60_000 <= await db.zscore("chat:streams:{u2}", "p:c2") <= after + 60_000
-    assert await db.zscore(KEY, "p:gone") is None
+    assert before + 60_000 <= await redis_db.zscore(KEY, "p:c1") <= after + 60_000
+    assert before + 60_000 <= await redis_db.zscore("chat:streams:{u2}", "p:c2") <= after + 60_000
+    assert await redis_db.zscore(KEY, "p:gone") is None
     await slots.renew([])  # nothing held: nothing to do, no error
 
 
@@ -165,10 +144,10 @@ async def test_renew_moves_held_leases_on_and_never_brings_back_a_released_one(
 
 
 async def test_a_stream_refused_by_the_shared_count_is_not_registered(
-    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
+    redis_db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    first = await managers(RedisStreamSlots(db, process="a", lease_seconds=60))
-    second = await managers(RedisStreamSlots(db, process="b", lease_seconds=60))
+    first = await managers(RedisStreamSlots(redis_db, process="a", lease_seconds=60))
+    second = await managers(RedisStreamSlots(redis_db, process="b", lease_seconds=60))
     held = (await first.connect(user_id=1, tenant_id=1)).client
     with pytest.raises(TooManyStreams):
         await second.connect(user_id=1, tenant_id=1)
@@ -178,41 +157,43 @@ async def test_a_stream_refused_by_the_shared_count_is_not_registered(
     first.disconnect(held)
 
     async def released() -> bool:
-        return await db.zcard(KEY) == 0
+        return await redis_db.zcard(KEY) == 0
 
     await until(released)
     client = (await second.connect(user_id=1, tenant_id=1)).client
-    assert await db.zrange(KEY, 0, -1) == [f"b:{client.id}"]
+    assert await redis_db.zrange(KEY, 0, -1) == [f"b:{client.id}"]
 
 
 async def test_closing_a_stream_releases_its_slot_and_a_tab_holds_none(
-    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
+    redis_db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    manager = await managers(RedisStreamSlots(db, process="a", lease_seconds=60), max_streams=2)
+    manager = await managers(
+        RedisStreamSlots(redis_db, process="a", lease_seconds=60), max_streams=2
+    )
     stream = (await manager.connect(user_id=1, tenant_id=1)).client
     tab = (await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)).client
-    assert await db.zrange(KEY, 0, -1) == [f"a:{stream.id}"]
+    assert await redis_db.zrange(KEY, 0, -1) == [f"a:{stream.id}"]
     manager.disconnect(tab)
     manager.disconnect(stream)
 
     async def released() -> bool:
-        return await db.zcard(KEY) == 0
+        return await redis_db.zcard(KEY) == 0
 
     await until(released)
 
 
 async def test_the_heartbeat_renews_the_leases_of_open_streams_only(
-    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
+    redis_db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
     manager = await managers(
-        RedisStreamSlots(db, process="a", lease_seconds=0.5), max_streams=2, heartbeat=0.05
+        RedisStreamSlots(redis_db, process="a", lease_seconds=0.5), max_streams=2, heartbeat=0.05
     )
     stream = (await manager.connect(user_id=1, tenant_id=1)).client
     await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
-    first_lease = await db.zscore(KEY, f"a:{stream.id}")
+    first_lease = await redis_db.zscore(KEY, f"a:{stream.id}")
 
     async def renewed() -> bool:
-        score = await db.zscore(KEY, f"a:{stream.id}")
+        score = await redis_db.zscore(KEY, f"a:{stream.id}")
         return score is not None and score > first_lease + 100
 
     await until(renewed)
@@ -223,7 +204,7 @@ async def test_the_heartbeat_renews_the_leases_of_open_streams_only(
         return now_ms() > ended
 
     await until(past_first_lease)
-    assert await db.zrange(KEY, 0, -1) == [f"a:{stream.id}"]
+    assert await redis_db.zrange(KEY, 0, -1) == [f"a:{stream.id}"]
 
 
 async def test_when_the_slot_store_is_down_streams_open_close_and_the_heartbeat_beats(
@@ -263,9 +244,11 @@ async def test_when_the_slot_store_is_down_streams_open_close_and_the_heartbeat_
 
 
 async def test_a_stream_opened_and_closed_at_once_leaves_no_slot(
-    db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
+    redis_db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
 ) -> None:
-    manager = await managers(RedisStreamSlots(db, process="a", lease_seconds=60), max_streams=3)
+    manager = await managers(
+        RedisStreamSlots(redis_db, process="a", lease_seconds=60), max_streams=3
+    )
     clients: list[Client] = [
         (await manager.connect(user_id=1, tenant_id=1)).client for _ in range(3)
     ]
@@ -273,6 +256,6 @@ async def test_a_stream_opened_and_closed_at_once_leaves_no_slot(
         manager.disconnect(client)
 
     async def released() -> bool:
-        return await db.zcard(KEY) == 0
+        return await redis_db.zcard(KEY) == 0
 
     await until(released)
