@@ -67,6 +67,7 @@ FAST_TESTS: dict[str, list[str]] = {
     "app/realtime/manager.py": ["tests/test_manager.py", "tests/test_replay.py"],
     "app/realtime/replay.py": ["tests/test_replay.py"],
     "app/realtime/service.py": [],
+    "app/realtime/stepping.py": ["tests/test_stepping.py", "tests/test_writer.py"],
     "app/realtime/stream_slots.py": [],
     "app/realtime/tasks.py": [],
     "app/realtime/visibility.py": ["tests/test_manager.py", "tests/test_replay.py"],
@@ -97,6 +98,7 @@ EXTRA_EDGES: dict[str, list[str]] = {
         "tests/test_manager_edges.py",
     ],
     "app/realtime/broker/__init__.py": ["tests/test_broker_edges.py"],
+    "app/realtime/stepping.py": ["tests/test_writer_edges.py"],
 }
 
 # Imported once in the parent so each forked child starts warm. Nothing of app/ or tests/:
