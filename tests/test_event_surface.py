@@ -364,11 +364,13 @@ async def _settle(tab: ReflexTab) -> None:
 
 # The tab's own socket.io session id comes back in its router data: random letters, which
 # once spelled "Bob".
-_SESSION_ID = re.compile(r'"session_id": "[^"]*"')
+# Random values the tab's own connection carries (its session id, the websocket handshake's
+# key): base64 noise can spell a marker ("...dBobWO..." once failed a run).
+_RANDOM_VALUES = re.compile(r'"(session_id|sec_websocket_key|sec-websocket-key)": "[^"]*"')
 
 
 def _assert_nothing_of(tab: ReflexTab, markers: list[str]) -> None:
-    received = _SESSION_ID.sub('"session_id": ""', tab.received_text())
+    received = _RANDOM_VALUES.sub(r'"\1": ""', tab.received_text())
     leaked = [m for m in markers if m in received]
     assert not leaked, f"the tab received {leaked}:\n{received[:3000]}"
     assert GENERIC not in received
