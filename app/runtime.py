@@ -4,9 +4,9 @@ app/domain/sessions.py; the runtime only schedules it).
 
 How code reaches the runtime, pages and API alike: `get_runtime()`, the one accessor. Reflex
 states (app/state/*.py) call it; the API's `RuntimeDep` (app/api/deps.py) is
-`Depends(get_runtime)`, so FastAPI hands routes what `get_runtime()` returns. That makes them clients of ONE connection manager
-in each process. (The dependency is the accessor itself, so a test gives an API app a
-runtime of its own with FastAPI's `dependency_overrides[get_runtime]`.)
+`Depends(current_runtime)`, which returns `get_runtime()`. That makes them clients of ONE
+connection manager in each process. (A test gives an API app a runtime of its own with
+FastAPI's `dependency_overrides[current_runtime]`.)
 
 Where the state shared between processes lives is chosen once, by `_flavour(settings)`:
 `InMemory` (the default: one process, nothing to install) or `InRedis` (REDIS_URL set: every

@@ -26,6 +26,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
 from app.api import build_api
+from app.api.deps import current_runtime
 from app.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from app.domain.presence import PresenceTracker, Status
 from app.domain.principal import Principal
@@ -33,7 +34,7 @@ from app.domain.typing import TypingTracker
 from app.models import ConversationMember
 from app.realtime.client import Client
 from app.realtime.events import Event, EventType
-from app.runtime import Runtime, get_runtime
+from app.runtime import Runtime
 from app.security.rate_limit import TokenBucketLimiter
 from tests.seeded_chat import (
     EVENT_TIMEOUT,
@@ -744,7 +745,7 @@ async def test_the_api_maps_rate_limited_to_429_with_retry_after(
         rate_limit_typing_per_minute=1,
     )
     api = build_api()
-    api.dependency_overrides[get_runtime] = lambda: runtime
+    api.dependency_overrides[current_runtime] = lambda: runtime
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://chat.test") as http:
         token = await http.post(

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from app.api import build_api
+from app.api.deps import current_runtime
 from app.client.events import ClientEvent
 from app.client.format import describe
 from app.domain.conversations import participant_ids
@@ -29,7 +30,7 @@ from app.domain.errors import InvalidInput, NotFound
 from app.domain.principal import Principal
 from app.realtime.client import Client
 from app.realtime.events import Event, EventType
-from app.runtime import Runtime, get_runtime
+from app.runtime import Runtime
 from tests.seeded_chat import (
     MakeRuntime,
     Seeded,
@@ -617,7 +618,7 @@ SignIn = Callable[[str], Awaitable[httpx.AsyncClient]]
 async def api(runtime: Runtime) -> AsyncIterator[SignIn]:
     """`await api(username)`: an httpx client of the API on this test's runtime, signed in."""
     app = build_api()
-    app.dependency_overrides[get_runtime] = lambda: runtime
+    app.dependency_overrides[current_runtime] = lambda: runtime
     opened: list[httpx.AsyncClient] = []
 
     async def signed_in(username: str) -> httpx.AsyncClient:

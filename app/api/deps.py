@@ -16,7 +16,15 @@ from app.domain.principal import Principal
 from app.runtime import Runtime, get_runtime
 from app.security.origins import OriginPolicy, request_origin
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+async def current_runtime() -> Runtime:
+    """`get_runtime()` as a dependency. Async on purpose: FastAPI runs a sync dependency in
+    its thread pool, a hop per request that was most of the cost of opening a stream
+    (0.2 ms of 0.45, in-process)."""
+    return get_runtime()
+
+
+RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
 
 
 def client_address(request: Request) -> str:
