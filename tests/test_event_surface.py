@@ -721,15 +721,8 @@ def _refused_calls(acme: Acme) -> list[tuple[str, Any]]:
         calls.append((handler_name(ChatState, "setvar"), {"var_name": bad, "value": 1}))
         calls.append((handler_name(SessionState, "setvar"), {"var_name": bad, "value": 1}))
     # Every private method of our states, by name: finding 1 called one with a Principal.
-    for state in (
-        ChatState,
-        NotificationState,
-        PresenceState,
-        LiveState,
-        SessionState,
-        SearchState,
-        ConversationSettingsState,
-    ):
+    # Found through Reflex's registry, so a state added later is covered without a list.
+    for state in (s for s in _walk(rx.State) if s.__module__.startswith("app.state.")):
         for attr, value in vars(state).items():
             if attr.startswith("_") and not attr.startswith("__") and callable(value):
                 calls.append((handler_name(state, attr), forged))
