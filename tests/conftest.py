@@ -25,6 +25,7 @@ from tests.backend import Backend, no_errors_logged, running_backend
 if TYPE_CHECKING:  # imported where used, so that a run without them does not need them
     from playwright.sync_api import Browser
 
+    from tests.postgres_server import PostgresServer
     from tests.redis_server import RedisServer
 
 # Fixtures of their own modules: the seeded chat world, and started connection managers.
@@ -110,3 +111,20 @@ async def redis_db(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    from tests.postgres_server import remove_postgres, start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        remove_postgres(server)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The DATABASE_URL of a new, empty PostgreSQL database of this test's own."""
+    return postgres_server.create_database()
