@@ -287,3 +287,33 @@ async def test_a_flood_of_bad_requests_leaves_other_streams_working(
         )
         event = await stream.next()
     assert json.loads(event.data)["title"] == "still here"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        pytest.param("POST", "/api/sse", "GET", id="post-stream"),
+        pytest.param("HEAD", "/api/sse", "GET", id="head-stream"),
+        pytest.param("PUT", "/api/me", "GET", id="put-me"),
+        pytest.param("GET", "/api/auth/token", "POST", id="get-sign-in"),
+        pytest.param("DELETE", "/api/notifications", "GET, POST", id="delete-notifications"),
+        pytest.param("GET", "/api/auth/session", "DELETE, POST", id="get-session"),
+    ],
+)
+async def test_a_known_path_asked_with_another_method_gets_405_with_allow(
+    http: httpx.AsyncClient, alice: dict[str, str], method: str, path: str, allow: str
+) -> None:
+    response = await http.request(method, path, headers=alice)
+    assert response.headers["allow"] == allow
+    if method == "HEAD":
+        assert response.status_code == 405 and response.content == b""
+    else:
+        assert _error(response, 405)["code"] == "method_not_allowed"
+
+
+async def test_an_unknown_api_path_is_still_a_404(http: httpx.AsyncClient) -> None:
+    for method in ("GET", "POST", "HEAD"):
+        response = await http.request(method, "/api/no-such-thing")
+        assert response.status_code == 404
+        if method != "HEAD":
+            assert _error(response, 404)["code"] == "not_found"

@@ -169,9 +169,9 @@ CASES = [
         headers=(("Origin", EVIL), ("Access-Control-Request-Method", "GET")),
         status=400,
     ),
-    # GET only: other methods fall to the API's catch-all 404 (app/api/not_found.py) on both.
-    case("head", "erin", method="HEAD", status=404),
-    case("post", "bob", method="POST", status=404, code="not_found"),
+    # GET only: other methods get 405 with `Allow: GET` (app/api/not_found.py) on both.
+    case("head", "erin", method="HEAD", status=405),
+    case("post", "bob", method="POST", status=405, code="method_not_allowed"),
 ]
 
 

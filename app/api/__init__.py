@@ -29,14 +29,19 @@ def build_api() -> FastAPI:
     )
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit, max_bytes=get_settings().max_body_bytes, prefix="/api/")
-    api.include_router(auth.router)
-    api.include_router(sse.router)
-    api.include_router(notifications.router)
-    api.include_router(conversations.router)
-    api.include_router(presence.router)
-    api.include_router(members.router)
-    api.include_router(search.router)
-    api.include_router(metrics.router)
-    api.include_router(client_script.router)  # the JavaScript kit, where the README imports it
-    api.include_router(not_found.router)  # last: unknown /api paths get a JSON 404
+    routers = [
+        auth.router,
+        sse.router,
+        notifications.router,
+        conversations.router,
+        presence.router,
+        members.router,
+        search.router,
+        metrics.router,
+        client_script.router,  # the JavaScript kit, where the README imports it
+    ]
+    for router in routers:
+        api.include_router(router)
+    # Last: unknown /api paths get a JSON 404, known ones asked with another method a 405.
+    api.include_router(not_found.catch_unknown_paths(routers))
     return api
