@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from starlette.types import ASGIApp
 
 from app import routes
 from app.api import build_api
@@ -17,8 +18,19 @@ from app.state.handler_errors import backend_exception_handler, frontend_excepti
 from app.state.session import SessionState
 
 api = build_api()
+
+
+def _mount_pages_in_api(reflex_app: ASGIApp) -> ASGIApp:
+    """The API first, Reflex's own app (pages, websocket) behind it. Handed over as a
+    function, not as the FastAPI app itself: for an app Reflex adds a second CORS middleware
+    of its own, inside the one it puts around everything, and every answer with an allowed
+    origin came out with `Vary: Origin, Origin`."""
+    api.mount("", reflex_app)
+    return api
+
+
 app = rx.App(
-    api_transformer=api,
+    api_transformer=_mount_pages_in_api,
     backend_exception_handler=backend_exception_handler,
     frontend_exception_handler=frontend_exception_handler,
 )

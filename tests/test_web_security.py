@@ -68,6 +68,11 @@ async def test_cors_opens_to_a_configured_origin_with_credentials(configured: Ba
         refused = await http.options("/api/conversations", headers=preflight(EVIL))
         assert refused.status_code == 400
         assert "access-control-allow-origin" not in refused.headers
+        # An actual request: the origin mirrored, and `Vary` naming it once (Reflex's
+        # second CORS layer made it `Origin, Origin`).
+        answer = await http.get("/api/me", headers={"Origin": PARTNER})
+        assert answer.headers["access-control-allow-origin"] == PARTNER
+        assert answer.headers.get_list("vary") == ["Origin"]
 
 
 async def _websocket_handshake_status(backend: Backend, origin: str) -> int:
