@@ -897,6 +897,7 @@ def test_signing_in_to_a_tenant_you_are_not_in_gets_403(
         json={"username": username, "password": f"{username}-pass", "tenant": foreign_tenant},
     )
     assert_json_error(response, 403)
+    assert response.json()["error"]["code"] == "forbidden_tenant"  # the stream's code too
     assert "access_token" not in response.text
 
 

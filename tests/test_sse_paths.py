@@ -287,7 +287,7 @@ async def test_both_starts_answer_alike(
 @pytest.mark.parametrize(
     ("tenant", "status", "code"),
     [
-        pytest.param(str(MAX_ID), 403, "forbidden", id="largest-id"),
+        pytest.param(str(MAX_ID), 403, "forbidden_tenant", id="largest-id"),
         pytest.param(str(MAX_ID + 1), 400, "invalid_tenant", id="past-largest-id"),
         pytest.param("0", 400, "invalid_tenant", id="zero"),
         pytest.param("²", 400, "invalid_tenant", id="superscript"),

@@ -10,6 +10,7 @@ from app.api.deps import PrincipalDep, RuntimeDep, StreamPrincipalDep
 from app.api.errors import ApiError
 from app.api.params import parse_tenant
 from app.api.sse_response import EventStreamResponse
+from app.domain.errors import NotAMember
 from app.realtime.client import ClientKind
 from app.realtime.events import FILTERABLE_TYPES
 from app.realtime.manager import TooManyStreams
@@ -67,7 +68,7 @@ async def stream(
     if tenant_id is not None:
         in_tenant = principal.in_tenant(tenant_id)
         if in_tenant is None:
-            raise ApiError(403, "forbidden_tenant", "You are not a member of that tenant.")
+            raise NotAMember()
         principal = in_tenant
     # The header wins: browsers send it on automatic reconnects.
     resume_from = request.headers.get("last-event-id") or last_event_id

@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlmodel import Session, col, delete, select
 
 from app.db import Database
-from app.domain.errors import Forbidden, NotAuthenticated, RateLimited, SignInBusy
+from app.domain.errors import Forbidden, NotAMember, NotAuthenticated, RateLimited, SignInBusy
 from app.domain.principal import Membership, Principal
 from app.models import AuthToken, Tenant, User
 from app.models import Membership as MembershipRow
@@ -141,7 +141,7 @@ class Accounts:
         if not memberships:
             raise Forbidden("This account belongs to no tenant.")
         if tenant_id is not None and tenant_id not in member_of:
-            raise Forbidden("You are not a member of that tenant.")
+            raise NotAMember()
         if tenant_id is None:
             tenant_id = (
                 user.default_tenant_id
@@ -214,7 +214,7 @@ class Accounts:
         """A new token for another of the caller's tenants; the old token is revoked (its
         streams and tabs close: they belonged to the other tenant)."""
         if principal.in_tenant(tenant_id) is None:
-            raise Forbidden("You are not a member of that tenant.")
+            raise NotAMember()
 
         def load_user(session: Session) -> User:
             user = session.get(User, principal.user_id)

@@ -19,6 +19,16 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class NotAMember(Forbidden):
+    """The caller named a tenant they do not belong to: one code wherever that happens
+    (signing in, switching, streaming)."""
+
+    code = "forbidden_tenant"
+
+    def __init__(self, message: str = "You are not a member of that tenant.") -> None:
+        super().__init__(message)
+
+
 class NotFound(DomainError):
     """Also used for anything outside the caller's reach: existence is never leaked."""
 
