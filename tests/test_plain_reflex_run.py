@@ -21,6 +21,7 @@ Chromium page signs alice in on the frontend.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -117,7 +118,10 @@ def plain_run(clean_copy: Path) -> Iterator[PlainRun]:
     project, base = clean_copy, clean_copy.parent
     env = _users_environment(Path(sys.prefix), base / "reflex-home")
 
-    frontend, backend = free_port(), free_port()
+    frontend = free_port()
+    backend = free_port()
+    while backend == frontend:  # two quick asks may get the same free port back
+        backend = free_port()
     log = base / "reflex-run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -135,13 +139,23 @@ def plain_run(clean_copy: Path) -> Iterator[PlainRun]:
         _wait_until_ready(process, [f"{run.backend_url}/ping", f"{run.frontend_url}/login/"], log)
         yield run
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """`reflex run` and all it started (its backend, bun and the dev server), even when the
+    CLI itself is already gone."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def test_plain_reflex_run_serves_the_sign_in_page_and_signs_in(
