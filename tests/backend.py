@@ -124,12 +124,9 @@ class Backend:
 
     def start(self) -> None:
         """Start (again) on the same port and database, and wait until it answers."""
-        tools = ROOT / ".tools" / "node_modules" / ".bin"
         env = {
             **os.environ,
-            # Reflex builds the frontend with bun from the npm registry (scripts/bootstrap.sh).
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}",
-            "REFLEX_BUN_PATH": str(tools / "bun"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             **TEST_ENV,
             "DATABASE_URL": f"sqlite:///{self.workdir / 'chat.db'}",
             # Its own compile output: a production build bakes in its backend's address, and
