@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from app.db import make_engine
 from app.migrations import (
@@ -28,6 +30,13 @@ from app.migrations import (
     upgrade,
 )
 from app.settings import STARTUP_FAILURE, get_settings
+
+
+def _next_id(message: str) -> str:
+    """`r4_message_reactions`: the revisions read in order, in ids, file names and errors."""
+    number = sum(1 for _ in ScriptDirectory.from_config(alembic_config()).walk_revisions()) + 1
+    slug = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_")[:40]
+    return f"r{number}_{slug}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"database: {'empty' if state.empty else state.describe()}; code: {head()}")
         else:
             with engine.connect() as connection:
+                config = alembic_config(connection)
+                config.set_main_option("file_template", "%%(rev)s")
                 command.revision(
-                    alembic_config(connection), message=args.message, autogenerate=True
+                    config, message=args.message, autogenerate=True, rev_id=_next_id(args.message)
                 )
     except SchemaNotCurrent as exc:
         print(exc, file=sys.stderr)
