@@ -27,6 +27,7 @@ from app.migrations import (
     BASELINE,
     SchemaNotCurrent,
     adopted_revision,
+    downgrade,
     head,
     include_name,
     migration_lock,
@@ -263,6 +264,39 @@ def test_a_database_made_before_migrations_is_adopted_then_upgraded(
     assert _rows(engine) == before
     assert _differences(engine) == []
     assert prepare_schema(engine) == "current"
+
+
+async def test_a_rollback_to_the_previous_release_and_back_keeps_the_rows(
+    engine: Engine, database_url: str
+) -> None:
+    """Downgrade for a rollback, the old release writes a message, upgrade again: every row
+    is there and the search finds the message written while the index was gone."""
+    upgrade(engine, BASELINE)
+    _insert_previous_release_rows(engine)
+    upgrade(engine)
+    before = _rows(engine)
+
+    assert downgrade(engine, BASELINE) == (head(), BASELINE)
+    assert _rows(engine) == before
+    assert {c["name"] for c in inspect(engine).get_columns("message")}.isdisjoint(NEW_COLUMNS)
+    with engine.begin() as connection:  # the previous release at work
+        connection.execute(
+            text(
+                "INSERT INTO message (conversation_id, tenant_id, sender_id, content, created_at)"
+                " VALUES (1, 1, 1, 'written during the rollback', '2026-01-03 00:00:00')"
+            )
+        )
+    upgrade(engine)
+    assert _differences(engine) == []
+
+    runtime = Runtime(_settings(database_url))
+    await runtime.start()
+    try:
+        alice = (await runtime.accounts.sign_in("alice", "alice-pass", "127.0.0.1")).principal
+        hits = await runtime.search.search(alice, "rollback")
+        assert [hit.message_id for hit in hits] == [9]
+    finally:
+        await runtime.stop()
 
 
 def test_a_database_with_only_some_of_the_tables_is_not_adopted(engine: Engine) -> None:

@@ -168,6 +168,17 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str, str]:
     return state.describe() if not state.empty else "empty", reached
 
 
+def downgrade(engine: Engine, revision: str) -> tuple[str, str]:
+    """Back to `revision`, keeping the rows (a column a revision added goes with it).
+    Returns (from, to)."""
+    with migration_lock(engine):
+        with engine.connect() as connection:
+            before = schema_state(connection).describe()
+        _run(engine, lambda config: command.downgrade(config, revision))
+        with engine.connect() as connection:
+            return before, schema_state(connection).describe()
+
+
 def _scripts_know(revision: str | None) -> bool:
     if revision is None:
         return True

@@ -1,7 +1,9 @@
-"""`python -m app.migrations upgrade|prepare|current|revision` against DATABASE_URL.
+"""`python -m app.migrations upgrade|downgrade|prepare|current|revision`, on DATABASE_URL.
 
 - `upgrade [REVISION]` (scripts/migrate): adopt a database made before migrations, then
   upgrade it (to head by default). Safe to run while other processes try too: they wait.
+- `downgrade REVISION`: back to an older revision, for a rollback to the release that
+  needs it (restoring the backup loses what was written since; this keeps it).
 - `prepare`: what the app's start does (scripts/serve runs it before the workers start):
   create an empty database at head, migrate one behind if DATABASE_AUTO_MIGRATE is on, or
   exit 3 with one line saying which command to run.
@@ -24,6 +26,7 @@ from app.db import make_engine
 from app.migrations import (
     SchemaNotCurrent,
     alembic_config,
+    downgrade,
     head,
     prepare_schema,
     schema_state,
@@ -44,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     actions = parser.add_subparsers(dest="action", required=True)
     up = actions.add_parser("upgrade", help="migrate the database (to head by default)")
     up.add_argument("revision", nargs="?", default="head")
+    down = actions.add_parser("downgrade", help="back to an older revision (a rollback)")
+    down.add_argument("revision")
     actions.add_parser("prepare", help="the start's check: create, migrate or refuse (exit 3)")
     actions.add_parser("current", help="the database's revision and the code's head")
     new = actions.add_parser("revision", help="autogenerate a new revision from the models")
@@ -55,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "upgrade":
             before, after = upgrade(engine, args.revision)
+            print(f"database schema: {before} -> {after}")
+        elif args.action == "downgrade":
+            before, after = downgrade(engine, args.revision)
             print(f"database schema: {before} -> {after}")
         elif args.action == "prepare":
             outcome = prepare_schema(engine, auto_migrate=settings.database_auto_migrate)

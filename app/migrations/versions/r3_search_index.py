@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from app.search_index import create_search_index
+from app.search_index import MESSAGE_INDEX, create_search_index
 
 revision = "r3_search_index"
 down_revision = "r2_message_edits"
@@ -27,4 +27,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass  # the index is harmless to an older release, which never reads it
+    """Removed, not left behind: the older release writes messages without updating it, and
+    the upgrade back fills an index only when it creates it."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for name in ("insert", "update", "delete"):
+        op.execute(f"DROP TRIGGER IF EXISTS {MESSAGE_INDEX}_{name}")
+    op.execute(f"DROP TABLE IF EXISTS {MESSAGE_INDEX}")
