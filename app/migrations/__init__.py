@@ -7,8 +7,11 @@ Deliberate choices, so that nobody "fixes" them:
   without env.py: no migration lock (several workers would migrate at once), no adoption of a
   database made before migrations, and no filter for the full-text index's tables, which its
   check (run by every `reflex run` once an `alembic.ini` is in the project root) would call
-  schema drift. So there is no alembic.ini in the root, Reflex's `db` commands stay unused,
-  and `python -m app.migrations` (scripts/migrate) is the command.
+  schema drift (tried with an alembic.ini there: "Detected database schema changes" on a
+  database at head, "Target database is not up to date" on an empty one, at every start;
+  `reflex db makemigrations` would write a revision dropping the index). So there is no
+  alembic.ini in the root, Reflex's `db` commands stay unused, and `python -m
+  app.migrations` (scripts/migrate) is the command.
 - An empty database is created from the models (`create_all`, the search index) and stamped
   at head, not walked through every revision: quick for the tests' thousands of fresh
   databases. tests/test_migrations.py proves both ways give the same schema.
@@ -18,7 +21,7 @@ Deliberate choices, so that nobody "fixes" them:
 - A database made before migrations (tables, no `alembic_version`) counts as behind; the
   command adopts it: it stamps the revision whose schema it has, then upgrades.
 - Everything that creates, stamps or migrates holds one lock: on PostgreSQL an advisory
-  lock, on SQLite an flock on a file beside the database (not SQLite's own lock: the search
+  lock, on SQLite an flock on `<database>-migrations.lock` (not SQLite's own lock: the search
   index is created on a connection of its own and would wait for it). Whoever comes second
   finds the work done.
 - The search index (app/search_index.py, idempotent) is also ensured on every start at head:
