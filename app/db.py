@@ -11,15 +11,14 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from app import models  # noqa: F401 - registers the tables on SQLModel.metadata
-from app.search_index import create_search_index
 from app.settings import PROJECT_ROOT
 
 T = TypeVar("T")
@@ -90,50 +89,14 @@ def _tune_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
     cursor.close()
 
 
-def create_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables, and on SQLite the messages' full-text index. Several workers
-    start at once: when another one created a table between our check and our CREATE, look
-    again instead of failing."""
-    for attempt in range(attempts):
-        try:
-            SQLModel.metadata.create_all(engine)
-            break
-        except OperationalError as exc:
-            if "already exists" not in str(exc.orig) or attempt == attempts - 1:
-                raise
-    add_missing_columns(engine)
-    create_search_index(engine)
+def create_schema(engine: Engine, auto_migrate: bool = False) -> None:
+    """Make the database ready for this code: an empty one is created at the newest schema;
+    one whose schema is behind is migrated if `auto_migrate`, else the start is refused
+    (app.migrations.SchemaNotCurrent, naming the command). Safe when several workers start
+    at once: one does the work under a lock, the others then find it done."""
+    from app.migrations import prepare_schema  # Alembic loads only when a schema is made
 
-
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Columns added to a model since its table was created (a message's `edited_at` and
-    `deleted_at`), added to the table: nullable ones only, which need no data. Until the
-    schema has migrations (Alembic), this keeps an existing database usable after an
-    upgrade; the rows are untouched. Returns "table.column" for each column added."""
-    added = []
-    inspector = inspect(engine)
-    existing_tables = set(inspector.get_table_names())
-    for table in SQLModel.metadata.sorted_tables:
-        if table.name not in existing_tables:
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable or column.primary_key:
-                raise RuntimeError(
-                    f"{table.name}.{column.name} is missing and cannot be added by itself: "
-                    "migrate the database"
-                )
-            kind = column.type.compile(dialect=engine.dialect)
-            with engine.begin() as connection:
-                connection.execute(
-                    text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
-                )
-            added.append(f"{table.name}.{column.name}")
-    if added:
-        logger.warning("added columns to an older database: %s", ", ".join(added))
-    return added
+    prepare_schema(engine, auto_migrate=auto_migrate)
 
 
 # Threads doing database work at once. More only contend: SQLite takes one writer at a

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -43,6 +44,7 @@ from app.domain.sessions import SessionSweep
 from app.domain.typing import TypingTracker
 from app.gc_pauses import freeze_startup_heap
 from app.metrics import Metrics
+from app.migrations import SchemaNotCurrent
 from app.realtime.broker import Broker, MemoryBroker
 from app.realtime.broker.redis import RedisBroker
 from app.realtime.manager import ConnectionManager
@@ -51,7 +53,7 @@ from app.realtime.tasks import cancel_and_wait
 from app.realtime.writer import StreamWriter
 from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, SignInThrottle
 from app.security.rate_limit import RateLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
-from app.settings import Settings, get_settings
+from app.settings import STARTUP_FAILURE, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +221,8 @@ class Runtime:
         if self._started:
             return
         self._started = True
-        await self.db.run(lambda s: create_schema(s.get_bind()))  # type: ignore[arg-type]  # a Session's bind is our Engine
+        auto_migrate = self.settings.database_auto_migrate
+        await self.db.run(lambda _session: create_schema(self.db.engine, auto_migrate))
         if self.settings.seed_demo_data and await self.db.run(seed_demo_data):
             logger.info("seeded demo data (alice, bob, carol, dave, erin)")
         await self.manager.start()
@@ -293,7 +296,12 @@ async def lifespan() -> AsyncIterator[None]:
 
     keep_state_store_private()
     runtime = get_runtime()
-    await runtime.start()
+    try:
+        await runtime.start()
+    except SchemaNotCurrent as exc:
+        # One line that names the command, not a traceback from inside the server's start.
+        print(exc, file=sys.stderr, flush=True)
+        os._exit(STARTUP_FAILURE)
     freeze_startup_heap()  # see app/gc_pauses.py: shorter full collections with many streams
     try:
         yield

@@ -105,6 +105,11 @@ class Settings:
     database_url: str = Field(
         default_factory=_default_database_url, min_length=1, description="any SQLAlchemy URL"
     )
+    database_auto_migrate: Flag = Field(
+        default=False,
+        description="at start, migrate a database whose schema is behind instead of refusing "
+        "with the command to run (`scripts/migrate`); one process migrates, the others wait",
+    )
     redis_url: str = Field(
         default="", description="Redis for events, presence and limits across processes"
     )
