@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from app.realtime.broker.redis import RedisBroker
 from app.realtime.channels import user_channel
@@ -33,6 +34,7 @@ from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import ConnectionManager
 from app.runtime import redis_client
+from app.settings import SentinelTarget, Settings, SettingsError, sentinel_target
 from tests.backend import Stream, open_stream, running_backend
 from tests.redis_server import (
     RedisServer,
@@ -95,6 +97,62 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
                 replica.stop()
     finally:
         primary.stop()
+
+
+# -- the URL ---------------------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_the_database_and_credentials() -> None:
+    target = sentinel_target("redis+sentinel://app:p%40ss@10.0.0.1:26379,[::1]:26380/chat/2")
+    assert target == SentinelTarget(
+        sentinels=(("10.0.0.1", 26379), ("::1", 26380)),
+        service="chat",
+        db=2,
+        username="app",
+        password="p@ss",
+    )
+    assert sentinel_target("redis://localhost:6379/0") is None
+
+
+async def test_the_client_of_a_sentinel_url_asks_the_sentinels_for_the_primary() -> None:
+    client = redis_client("redis+sentinel://:secret@127.0.0.1:26379,127.0.0.1:26380/chat/3")
+    try:
+        pool = client.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)
+        assert (pool.service_name, pool.is_master) == ("chat", True)
+        kwargs = pool.connection_kwargs
+        assert (kwargs["db"], kwargs["password"], kwargs["decode_responses"]) == (3, "secret", True)
+        addresses = [
+            (
+                s.connection_pool.connection_kwargs["host"],
+                s.connection_pool.connection_kwargs["port"],
+            )
+            for s in pool.sentinel_manager.sentinels
+        ]
+        assert addresses == [("127.0.0.1", 26379), ("127.0.0.1", 26380)]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel://127.0.0.1:26379", "must name the Sentinel service"),
+        ("redis+sentinel://127.0.0.1:26379/", "must name the Sentinel service"),
+        ("redis+sentinel://127.0.0.1/chat", "must list the sentinels as host:port, got 127.0.0.1"),
+        ("redis+sentinel://h:1,/chat", "must list the sentinels as host:port"),
+        ("redis+sentinel://h:99999/chat", "must list the sentinels as host:port, got h:99999"),
+        ("redis+sentinel://h:1/chat/x", "must end in a database number, got x"),
+    ],
+)
+def test_a_malformed_sentinel_url_is_refused_naming_redis_url(
+    monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env()
+    assert len(raised.value.problems) == 1
+    assert raised.value.problems[0].startswith(f"REDIS_URL {problem}")
 
 
 # -- the broker, in process ----------------------------------------------------------------
