@@ -226,6 +226,8 @@ async def test_a_promoted_replica_reissues_no_id_and_tells_live_streams_to_resyn
     assert after[0].type == EventType.RESYNC
     assert after[0].data == {"reason": "failover"}
     assert [e.data["n"] for e in after[1:]] == [5, 6]
+    # b's live subscription was on the dead primary: it came back on the promoted one.
+    assert b.broker.stats()["liveReconnects"] != 0
     old_ids = [e.id for e in before + unreplicated]
     new_ids = [e.id for e in after[1:]]
     assert all(isinstance(i, EventId) for i in old_ids + new_ids)
