@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from app.db import Database, create_schema, make_engine
 from app.domain.accounts import Accounts
@@ -53,7 +54,7 @@ from app.realtime.tasks import cancel_and_wait
 from app.realtime.writer import StreamWriter
 from app.security.login_throttle import LoginThrottle, RedisLoginThrottle, SignInThrottle
 from app.security.rate_limit import RateLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
-from app.settings import STARTUP_FAILURE, Settings, get_settings
+from app.settings import STARTUP_FAILURE, Settings, get_settings, sentinel_target
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class InRedis:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         # Connections open lazily, on first use: building the runtime needs no Redis yet.
-        self.redis: aioredis.Redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+        self.redis: aioredis.Redis = redis_client(settings.redis_url)
 
     def broker(self) -> Broker:
         s = self._settings
@@ -151,6 +152,39 @@ class InRedis:
             window_seconds=s.login_failure_window_seconds,
             enabled=s.rate_limit_enabled,
         )
+
+
+class _SentinelPool(SentinelConnectionPool):
+    """The primary's connections; closing them closes the connections to the sentinels too
+    (redis-py's pool leaves those open)."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.connection_pool.disconnect(inuse_connections)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """The process's one Redis client. With `redis+sentinel://` every connection it opens
+    asks the sentinels for the current primary, so the broker, presence, the limits and the
+    live feed's subscription all follow a failover (app/realtime/broker/redis.py starts a new
+    epoch on the promoted replica)."""
+    target = sentinel_target(url)
+    if target is None:
+        return aioredis.from_url(url, decode_responses=True)
+    # A sentinel that is down must not hold up the question to the next one.
+    sentinels = Sentinel(
+        target.sentinels,
+        sentinel_kwargs={"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+    )
+    return sentinels.master_for(
+        target.service,
+        connection_pool_class=_SentinelPool,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        decode_responses=True,
+    )
 
 
 def _flavour(settings: Settings) -> Flavour:

@@ -22,12 +22,13 @@ Deliberate choices, so that nobody "fixes" them:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationError, create_model
 from pydantic.dataclasses import dataclass, is_pydantic_dataclass
@@ -87,11 +88,65 @@ def _origins(value: object) -> object:
     return items
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelTarget:
+    """Where `REDIS_URL=redis+sentinel://...` says the primary is to be found."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def sentinel_target(url: str) -> SentinelTarget | None:
+    """`redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`, parsed; None
+    for any other URL. redis-py has no parser for it: its `Sentinel` takes a list of
+    addresses and a service name, which one URL carries here so that Redis is named once.
+    The credentials are the data nodes'; the sentinels are asked without any."""
+    scheme, found, rest = url.partition("://")
+    if not found or scheme.lower() != SENTINEL_SCHEME:
+        return None
+    authority, _, path = rest.partition("/")
+    credentials, _, hosts = authority.rpartition("@")
+    sentinels = tuple(_address(item) for item in hosts.split(","))
+    service, _, db = path.strip("/").partition("/")
+    if not service:
+        raise ValueError(f"must name the Sentinel service: {SENTINEL_SCHEME}://host:port/<service>")
+    if db and not (db.isascii() and db.isdigit()):
+        raise ValueError(f"must end in a database number, got {_shown_input(db)}")
+    username, _, password = (unquote(part) for part in credentials.partition(":"))
+    return SentinelTarget(
+        sentinels=sentinels,
+        service=unquote(service),
+        db=int(db or 0),
+        username=username or None,
+        password=password or None,
+    )
+
+
+def _address(item: str) -> tuple[str, int]:
+    host, _, port = item.strip().rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"must list the sentinels as host:port, got {_shown_input(item)}")
+    return host.strip("[]"), int(port)
+
+
+def _redis_url(value: object) -> object:
+    if isinstance(value, str):
+        sentinel_target(value)  # raises on a malformed Sentinel URL
+    return value
+
+
 Flag = Annotated[bool, BeforeValidator(_boolean)]
 # None is "auto": each request decides.
 FlagOrAuto = Annotated[bool | None, BeforeValidator(_boolean_or_auto)]
 # NoDecode: pydantic-settings would otherwise expect JSON for a tuple.
 Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)]
+RedisUrl = Annotated[str, BeforeValidator(_redis_url)]
 
 
 def _default_database_url() -> str:
@@ -110,8 +165,11 @@ class Settings:
         description="at start, migrate a database whose schema is behind instead of refusing "
         "with the command to run (`scripts/migrate`); one process migrates, the others wait",
     )
-    redis_url: str = Field(
-        default="", description="Redis for events, presence and limits across processes"
+    redis_url: RedisUrl = Field(
+        default="",
+        description="Redis for events, presence and limits across processes; "
+        "`redis+sentinel://host:port,host:port/<service>[/db]` follows the primary that "
+        "Sentinel names, through failovers",
     )
     redis_log_max_events: int = Field(
         default=100_000, ge=1, description="events kept per tenant in Redis for replay"

@@ -7,6 +7,8 @@ them together; tenants spread across slots):
     chat:{t42}:seq     INCR counter: the tenant's event sequence (dense: 1, 2, 3, ...)
     chat:{t42}:epoch   when this log began (ms); a new epoch means old ids are unknown
     chat:{t42}:log     Stream, entry id `<seq>-1`, capped by MAXLEN: the replay history
+    chat:{t42}:primary the replication id of the primary that issues this epoch's ids
+    chat:{t42}:ended   the epoch a promoted replica ended, if this one began at a failover
     chat:events        Pub/sub channel every process subscribes to: live delivery
 
 Publishing is one Lua script: INCR the sequence, XADD to the log, PUBLISH. So the log order,
@@ -21,6 +23,11 @@ Deliberate divergences from the in-memory broker, so nobody "fixes" them:
 - While Redis is unreachable, publishes wait in a bounded outbox and go out, in order, when
   it is back; `accepting` turns False when the outbox is full, and use cases refuse new
   work (503) before storing anything.
+- A promoted replica (a Sentinel failover) starts a new epoch at its first publish:
+  replication is asynchronous, so the old primary's last events may never have reached it,
+  and issuing their sequence numbers again would give two events one id. Every process then
+  tells its clients of that tenant to `resync`, since it cannot know whether it missed any of
+  them. A Redis restarted empty starts a new epoch too, without the resync (as before).
 - The broker is handed the process's one Redis client (shared with presence and the limits,
   app/runtime.py) and never closes it: its owner does, after everyone has stopped. The live
   feed's subscription holds one connection of that client's pool for as long as it runs.
@@ -42,7 +49,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener
-from app.realtime.events import Event
+from app.realtime.channels import tenant_channel
+from app.realtime.events import Event, EventType, ResyncPayload
 from app.realtime.ids import EventId
 from app.realtime.stream_slots import RedisStreamSlots
 from app.realtime.tasks import cancel_and_wait
@@ -66,6 +74,27 @@ redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. epoch .. ' ' .. seq .. ' ' .. A
 return {epoch, seq}
 """
 
+# Run before _PUBLISH, in the same script. KEYS[4], KEYS[5]: primary, ended. A primary whose
+# replication id is not the one that issued the epoch's ids was promoted since: it ends that
+# epoch and starts one later than it (an epoch begun before the primary key existed is kept).
+_NEW_PRIMARY_NEW_EPOCH = """
+local primary = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+local issuer = redis.call('GET', KEYS[4])
+if issuer ~= primary then
+  local ended = redis.call('GET', KEYS[3])
+  if issuer and ended then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    if tonumber(ARGV[4]) > tonumber(ended) then
+      redis.call('SET', KEYS[3], ARGV[4])
+    else
+      redis.call('INCR', KEYS[3])
+    end
+    redis.call('SET', KEYS[5], ended)
+  end
+  redis.call('SET', KEYS[4], primary)
+end
+"""
+
 
 def _log_name(tenant_id: int | None) -> str:
     return GLOBAL_LOG if tenant_id is None else f"t{tenant_id}"
@@ -74,6 +103,11 @@ def _log_name(tenant_id: int | None) -> str:
 def _keys(log: str) -> tuple[str, str, str]:
     tag = "{" + log + "}"
     return f"{PREFIX}:{tag}:seq", f"{PREFIX}:{tag}:log", f"{PREFIX}:{tag}:epoch"
+
+
+def _failover_keys(log: str) -> tuple[str, str]:
+    tag = "{" + log + "}"
+    return f"{PREFIX}:{tag}:primary", f"{PREFIX}:{tag}:ended"
 
 
 def _encode(event: Event) -> str:
@@ -134,7 +168,7 @@ class RedisBroker(Broker):
     # -- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self._publish_script = self._redis.register_script(_PUBLISH)
+        self._publish_script = self._redis.register_script(_NEW_PRIMARY_NEW_EPOCH + _PUBLISH)
         self._tasks = [
             asyncio.create_task(self._read_live(), name="redis-broker-live"),
             asyncio.create_task(self._drain_outbox(), name="redis-broker-outbox"),
@@ -189,7 +223,7 @@ class RedisBroker(Broker):
     async def _send(self, event: Event) -> None:
         log = _log_name(event.tenant_id)
         epoch, seq = await self._publish_script(
-            keys=list(_keys(log)),
+            keys=[*_keys(log), *_failover_keys(log)],
             args=[self._log_max_events, _encode(event), LIVE_CHANNEL, int(time.time() * 1000), log],
         )
         event.id = EventId(int(epoch), int(seq))
@@ -244,6 +278,8 @@ class RedisBroker(Broker):
     async def _receive(self, frame: str) -> None:
         log, epoch_text, seq_text, payload = frame.split(" ", 3)
         epoch, seq = int(epoch_text), int(seq_text)
+        if log in self._delivered and self._delivered[log][0] != epoch:
+            await self._enter_epoch(log, epoch)
         known = self._delivered.get(log)
         if known is not None:
             last = known[1] if known[0] == epoch else 0  # a new epoch is unseen from seq 1
@@ -264,16 +300,30 @@ class RedisBroker(Broker):
         if current is None:
             self._delivered[log] = (None, 0)
             return
-        epoch, last = known
-        if epoch != int(current):
-            # Redis lost that history (restarted empty): all of the new one is unseen.
-            epoch, last = int(current), 0
-            self._delivered[log] = (epoch, last)
+        if known[0] != int(current):
+            await self._enter_epoch(log, int(current))
+        epoch, last = int(current), self._delivered[log][1]
         end = "+" if upto is None else f"{upto}-1"
         entries = await self._redis.xrange(log_key, f"{last + 1}-0", end)
         for entry_id, fields in entries:
             self.gaps_filled += 1
             self._deliver(log, _decode(fields["e"], epoch, int(entry_id.split("-")[0])))
+
+    async def _enter_epoch(self, log: str, epoch: int) -> None:
+        """`log` has a new history (Redis restarted empty, or a promoted replica): all of it
+        is unseen. After a failover, what the old one had last may be lost unseen: resync."""
+        self._delivered[log] = (epoch, 0)
+        if await self._redis.get(_failover_keys(log)[1]) is None:
+            return
+        tenant_id = int(log.removeprefix("t"))
+        resync = Event(
+            type=EventType.RESYNC,
+            data=ResyncPayload(reason="failover").to_data(),
+            channels=(tenant_channel(tenant_id),),
+            tenant_id=tenant_id,
+        )
+        for listener in self._listeners:
+            listener(resync)
 
     def _deliver(self, log: str, event: Event) -> None:
         self._delivered[log] = (event.id.epoch, event.id.seq)  # type: ignore[union-attr]  # logged events have ids
