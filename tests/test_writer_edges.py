@@ -1,11 +1,13 @@
 """Edges of the stream writer (app/realtime/writer.py): writes that return at once, fail at
 once or fail after waiting, one writer task, a turn of the loop between batches and passes,
-the tenant filter of stalled_writes, what close() and detach() leave behind."""
+the tenant filter of stalled_writes, what close() and detach() leave behind (also in the turn
+a write stalls), and the idle rule of the flush delay on a clock the test moves by hand."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -357,7 +359,7 @@ async def test_a_long_pass_gives_the_loop_a_turn_every_256_streams(writer: Strea
     await ticker.stop()
     assert len(set(seen[:256])) == 1
     assert len(set(seen[256:])) == 1
-    assert seen[256] > seen[255]
+    assert 1 <= seen[256] - seen[255] <= 2  # one turn of the loop, not a pause
 
 
 async def test_streams_made_ready_during_a_pass_wait_for_a_turn_of_the_loop(
@@ -392,5 +394,108 @@ async def test_an_event_to_an_idle_writer_skips_the_flush_delay() -> None:
         await turns()  # the writer has started and waits for work: the check applies
         client.offer(event(1))
         await until(lambda: len(peer.events()) == 1)
+    finally:
+        await writer.close()
+
+
+@pytest.mark.parametrize("stop", ["close", "detach"])
+async def test_a_write_stopped_in_the_turn_it_stalls_is_still_given_up(stop: str) -> None:
+    """The write's own task has not run its first step yet when it is cancelled: its
+    coroutine never starts, so the cleanup must not live only inside it."""
+    writer = StreamWriter(write_timeout=None)
+    stalling, client = StallingPeer(), make_client(1)
+    stalled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def write(body: bytes) -> None:
+        stalled.set_result(None)  # the test resumes before the write's task first runs
+        await stalling.write(body)
+
+    try:
+        writer.attach(client, write)
+        client.offer(event(1))
+        async with asyncio.timeout(TIMEOUT):
+            await stalled
+        assert writer.stalled_writes() == 1
+        if stop == "close":
+            await writer.close()
+        else:
+            writer.detach(client)
+            await until(lambda: stalling.finalized == 1)
+        assert writer.stalled_writes() == 0
+        assert stalling.finalized == 1
+        assert stalling.gate is not None and stalling.gate.cancelled()
+        assert stalling.bodies == []
+    finally:
+        await writer.close()
+
+
+class HandClock:
+    """The running loop's clock, frozen at a whole second and moved only by the test (so
+    that an elapsed time can equal a multiple of the flush delay exactly). Timers wait for
+    it: a test on this clock waits by turns of the loop, never by sleeping."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        loop = asyncio.get_running_loop()
+        self.now = float(math.floor(loop.time()))
+        monkeypatch.setattr(loop, "time", lambda: self.now)
+
+
+async def within_turns(condition: Callable[[], bool], n: int = 20) -> bool:
+    for _ in range(n):
+        if condition():
+            return True
+        await asyncio.sleep(0)
+    return condition()
+
+
+async def written_after(offer: Callable[[], object], done: Callable[[], bool]) -> bool:
+    """True if `offer()` is written within some turns of the loop, the clock standing. The
+    writer first gets turns to finish its pass and wait for work: the idle rule applies to
+    a writer woken from waiting, not to events that come during a pass."""
+    await turns()
+    offer()
+    return await within_turns(done)
+
+
+async def test_an_idle_spell_of_exactly_five_flush_delays_counts_as_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = HandClock(monkeypatch)
+    writer = StreamWriter(write_timeout=None, flush_delay=1.0)
+    try:
+        peer, client = SyncPeer(), make_client(1)
+        writer.attach(client, peer.write)
+        assert await written_after(lambda: client.offer(event(1)), lambda: len(peer.events()) == 1)
+        clock.now += 4.0  # four delays since that pass: not idle, the event waits a delay
+        assert not await written_after(
+            lambda: client.offer(event(2)), lambda: len(peer.events()) == 2
+        )
+        clock.now += 1.0
+        assert await within_turns(lambda: len(peer.events()) == 2)
+        clock.now += 5.0  # exactly five delays since that pass: idle, written at once
+        assert await written_after(lambda: client.offer(event(3)), lambda: len(peer.events()) == 3)
+    finally:
+        await writer.close()
+
+
+async def test_a_stalled_write_ending_with_nothing_queued_makes_no_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass would move the writer's last pass on, and the next event after a long idle
+    spell would then wait a flush delay for nothing."""
+    clock = HandClock(monkeypatch)
+    writer = StreamWriter(write_timeout=None, flush_delay=1.0)
+    try:
+        stalling, slow = StallingPeer(), make_client(1)
+        peer, other = SyncPeer(), make_client(2)
+        writer.attach(slow, stalling.write)
+        writer.attach(other, peer.write)
+        slow.offer(event(1))
+        assert await within_turns(lambda: writer.stalled_writes() == 1)
+        clock.now += 6.0
+        stalling.release()
+        assert await within_turns(lambda: writer.stalled_writes() == 0)
+        assert stalling.events() == ['{"ts":"1"}']
+        assert await written_after(lambda: other.offer(event(2)), lambda: len(peer.events()) == 1)
     finally:
         await writer.close()

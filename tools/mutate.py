@@ -39,6 +39,7 @@ import ast
 import contextlib
 import copy
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -48,7 +49,7 @@ import time
 import tomllib
 import types
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,7 +261,7 @@ def _variants(node: ast.AST, parents: dict[int, ast.AST]) -> Iterator[tuple[str,
         other = "or" if isinstance(node.op, ast.And) else "and"
         mine = "and" if other == "or" else "or"
         yield "boolop", 0, f"{mine} -> {other}"
-    elif isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+    elif isinstance(node, ast.Constant) and isinstance(node.value, int | float):  # bool too
         if isinstance(node.value, bool):
             yield "bool", 0, f"{node.value} -> {not node.value}"
         else:
@@ -354,7 +355,7 @@ def _mutated_node(node: ast.AST, kind: str, arg: int) -> ast.AST:
         assert isinstance(clone, ast.Constant)
         clone.value = not clone.value
     elif kind == "number":
-        assert isinstance(clone, ast.Constant)
+        assert isinstance(clone, ast.Constant) and isinstance(clone.value, int | float)
         clone.value = clone.value + arg
     elif kind == "return_none":
         assert isinstance(clone, ast.Return)
@@ -396,12 +397,17 @@ def mutated_tree(mutant: Mutant) -> ast.Module:
 
 
 class _MutantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def __init__(self, module_name: str, filename: str, code: object) -> None:
+    def __init__(self, module_name: str, filename: str, code: types.CodeType) -> None:
         self._name = module_name
         self._filename = filename
         self._code = code
 
-    def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != self._name:
             return None
         is_package = self._filename.endswith("__init__.py")
@@ -414,10 +420,10 @@ class _MutantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             spec.submodule_search_locations = [str(Path(self._filename).parent)]
         return spec
 
-    def create_module(self, spec):  # type: ignore[no-untyped-def]
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return None
 
-    def exec_module(self, module):  # type: ignore[no-untyped-def]
+    def exec_module(self, module: types.ModuleType) -> None:
         module.__file__ = self._filename
         exec(self._code, module.__dict__)  # noqa: S102 - the point of the tool
 
@@ -576,7 +582,12 @@ class _suppress_lookup:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, value, traceback) -> bool:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> bool:
         return kind is not None and issubclass(kind, ProcessLookupError | PermissionError)
 
 

@@ -14,6 +14,7 @@ cut off like any slow consumer: its consumer resumes with Last-Event-ID.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -77,7 +78,6 @@ class StreamWriter:
     async def close(self) -> None:
         await cancel_and_wait([self._task, *self._pending_writes.values()])
         self._task = None
-        self._pending_writes.clear()
         self._writes.clear()
 
     def _mark_ready(self, client: Client) -> None:
@@ -145,30 +145,37 @@ class StreamWriter:
             return
         if suspended is None:
             return  # an ASGI send that completed without waiting
-        task = asyncio.get_running_loop().create_task(self._finish_write(client, suspended))
+        task = asyncio.get_running_loop().create_task(
+            self._finish_write(client, suspended), name="sse-stalled-write"
+        )
+        task.add_done_callback(functools.partial(self._write_ended, client, suspended))
         self._pending_writes[client] = task
 
     async def _finish_write(self, client: Client, suspended: stepping.Suspended) -> None:
-        """Drive a write that had to wait, as its own task, within the write timeout."""
+        """Drive a write that had to wait, as its own task, within the write timeout. A
+        cancellation (detach, close) ends it at once: _write_ended cleans up after it."""
         try:
             async with asyncio.timeout(self._write_timeout):
                 await stepping.finish(suspended)
         except TimeoutError:
-            stepping.abandon(suspended)
             client.close(CloseReason.SLOW_CONSUMER)
-            return
         except OSError:
             client.close(CloseReason.DISCONNECTED)
-            return
-        except asyncio.CancelledError:
-            stepping.abandon(suspended)
-            raise
         except Exception:  # one broken stream must not stop the others
             logger.exception("stream write failed")
             client.close(CloseReason.DISCONNECTED)
-            return
-        finally:
-            if self._pending_writes.get(client) is asyncio.current_task():
-                del self._pending_writes[client]
+        self._forget_write(client, asyncio.current_task())  # before re-marking: see _flush
         if client.queued and client in self._writes:
             self._mark_ready(client)
+
+    def _write_ended(
+        self, client: Client, suspended: stepping.Suspended, task: asyncio.Task[None]
+    ) -> None:
+        """Clean up after a stalled write's task, whatever ended it. Done here rather than in
+        the task: a task cancelled before its first step never runs its coroutine at all."""
+        stepping.abandon(suspended)  # a no-op for a write that ran to its end
+        self._forget_write(client, task)
+
+    def _forget_write(self, client: Client, task: asyncio.Task[None] | None) -> None:
+        if self._pending_writes.get(client) is task:
+            del self._pending_writes[client]
