@@ -28,12 +28,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+import socketio
 from httpx_sse import connect_sse
 from playwright.sync_api import Browser, expect
 
+from app.state.session import SessionState
 from tests.backend import (
     Backend,
     Launcher,
@@ -44,6 +48,7 @@ from tests.backend import (
 )
 from tests.browser import signed_in
 from tests.nginx_server import NginxServer, nginx_path, start_nginx
+from tests.reflex_socket import NAMESPACE, ReflexTab
 
 pytestmark = pytest.mark.server
 
@@ -55,6 +60,8 @@ PER_ADDRESS_FAILURES = 3
 TIMEOUT_MS = 15_000
 # The issue's figure: an event leaves nginx within this of the publish.
 UNBUFFERED_SECONDS = 0.100
+# The sign-in page hands the new token to a script that stores the cookie.
+BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]{40,})")
 
 
 @dataclass
@@ -283,6 +290,52 @@ def _next_of(events: Arrivals, kind: str, *, timeout: float) -> tuple[str, str, 
         assert item[0] != "failed", item[1]
         if item[0] == kind:
             return item
+
+
+class _TabFrom(ReflexTab):
+    """A page's websocket opened from the loopback address `source`."""
+
+    def __init__(self, base_url: str, source: str) -> None:
+        super().__init__(base_url, path="/login")
+        self._source = source
+
+    async def connect(self, **options: Any) -> None:
+        connector = aiohttp.TCPConnector(local_addr=(self._source, 0))
+        self._session = aiohttp.ClientSession(connector=connector)
+        self._sio = socketio.AsyncClient(
+            reconnection=False, serializer=self._sio.packet_class, http_session=self._session
+        )
+        self._sio.on("event", self._received, namespace=NAMESPACE)
+        await super().connect(**options)
+
+    async def sign_in(self, username: str) -> None:
+        form = {"username": username, "password": f"{username}-pass"}
+        await self.call(SessionState, "sign_in", {"form_data": form})
+
+    async def close(self) -> None:
+        await super().close()
+        await self._session.close()
+
+
+async def test_the_sign_in_page_through_nginx_throttles_the_real_client(site: Site) -> None:
+    """The page signs in over its websocket (Reflex's `client_ip`; scripts/serve sends the
+    socket past the app's middleware, app/asgi.py), through nginx too."""
+    spent, other = _unused_address(), _unused_address()
+    with site.client(spent) as http:
+        _spend_address_budget(http)
+    refused, accepted = _TabFrom(site.url, spent), _TabFrom(site.url, other)
+    try:
+        await refused.connect()
+        await accepted.connect()
+        await refused.sign_in("bob")
+        await accepted.sign_in("bob")
+        await accepted.wait_for(lambda t: BEARER.search(t.received_text()) is not None, 15)
+        await refused.wait_for(lambda t: bool(t.var(SessionState, "login_error")), 15)
+        assert "Too many failed sign-in attempts" in refused.var(SessionState, "login_error")
+        assert BEARER.search(refused.received_text()) is None
+    finally:
+        await refused.close()
+        await accepted.close()
 
 
 def _sent_through_nginx(site: Site) -> list[str]:
