@@ -12,6 +12,7 @@ from app.pages.chat import ON_LOAD, chat
 from app.pages.login import login
 from app.runtime import lifespan
 from app.security.origins import OriginPolicy, own_frontend_origins
+from app.security.proxies import behind_trusted_proxies
 from app.settings import get_settings
 from app.state import gate, live, live_vars
 from app.state.handler_errors import backend_exception_handler, frontend_exception_handler
@@ -30,7 +31,12 @@ def _mount_pages_in_api(reflex_app: ASGIApp) -> ASGIApp:
 
 
 app = rx.App(
-    api_transformer=_mount_pages_in_api,
+    # The API first (the pages behind it), then the whole of it (the Reflex socket included)
+    # behind the one decision of who the client is (TRUSTED_PROXIES).
+    api_transformer=[
+        _mount_pages_in_api,
+        lambda asgi: behind_trusted_proxies(asgi, get_settings().trusted_proxies),
+    ],
     backend_exception_handler=backend_exception_handler,
     frontend_exception_handler=frontend_exception_handler,
 )

@@ -19,6 +19,8 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.sse_response import StreamHandoff
+from app.security.proxies import behind_trusted_proxies
+from app.settings import get_settings
 
 STREAM_PATH = "/api/sse"
 SOCKET_PATH = "/_event"
@@ -59,4 +61,5 @@ def create() -> ASGIApp:
     mount = socket_mount(api)
     if mount is None:
         raise RuntimeError(f"Reflex serves no websocket at {SOCKET_PATH}: check app/asgi.py")
-    return DirectStream(asgi, mount)
+    # The websocket shortcut passes by the layer inside `asgi`: it gets the same one outside.
+    return behind_trusted_proxies(DirectStream(asgi, mount), get_settings().trusted_proxies)

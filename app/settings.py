@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
@@ -147,6 +148,25 @@ FlagOrAuto = Annotated[bool | None, BeforeValidator(_boolean_or_auto)]
 # NoDecode: pydantic-settings would otherwise expect JSON for a tuple.
 Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)]
 RedisUrl = Annotated[str, BeforeValidator(_redis_url)]
+
+
+def _networks(value: object) -> object:
+    """A comma-separated list of IP addresses or CIDR networks; empty items are ignored."""
+    if not isinstance(value, str):
+        return value
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            # A host name would never equal a peer's address: it would trust nobody, silently.
+            raise ValueError(
+                f"must be comma-separated IP addresses or networks, got {_shown_input(item)}"
+            ) from None
+    return items
+
+
+Networks = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)]
 
 
 def _default_database_url() -> str:
@@ -275,6 +295,14 @@ class Settings:
     metrics_token: str = Field(
         default="",
         description="bearer secret for `GET /metrics`; empty: loopback callers only",
+    )
+    # One decision for both starts (app/security/proxies.py); scripts/serve turns uvicorn's
+    # own header handling off.
+    trusted_proxies: Networks = Field(
+        default=(),
+        description="reverse proxies (comma-separated IPs or CIDRs) whose `X-Forwarded-For` "
+        "and `X-Forwarded-Proto` are believed: the client is the rightmost address not in this "
+        "list; empty: no forwarded header is believed",
     )
 
     # Limits per user and address

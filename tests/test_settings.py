@@ -175,6 +175,8 @@ def test_every_setting_is_read_from_its_variable(environ: pytest.MonkeyPatch) ->
             raw, value = "false", False
         elif isinstance(default, int | float):
             raw, value = str(default + 1), default + 1
+        elif name == "trusted_proxies":
+            raw, value = "192.0.2.0/24, 127.0.0.1", ("192.0.2.0/24", "127.0.0.1")
         elif isinstance(default, tuple):
             raw, value = "https://other.example", ("https://other.example",)
         else:
@@ -202,6 +204,16 @@ def test_the_secure_cookie_is_auto_true_or_false(
     environ: pytest.MonkeyPatch, value: str, expected: bool | None
 ) -> None:
     assert from_env(environ, SESSION_COOKIE_SECURE=value).session_cookie_secure is expected
+
+
+def test_trusted_proxies_are_addresses_or_networks(environ: pytest.MonkeyPatch) -> None:
+    assert from_env(environ, TRUSTED_PROXIES=" ").trusted_proxies == ()
+    assert from_env(environ, TRUSTED_PROXIES="::1,127.0.0.0/8,").trusted_proxies == (
+        "::1",
+        "127.0.0.0/8",
+    )
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES must be comma-separated IP"):
+        from_env(environ, TRUSTED_PROXIES="127.0.0.1,proxy.internal")
 
 
 def test_origins_are_a_comma_separated_list(environ: pytest.MonkeyPatch) -> None:

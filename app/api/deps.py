@@ -28,6 +28,8 @@ RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
 
 
 def client_address(request: Request) -> str:
+    """The caller's address: behind a trusted proxy, the client it forwarded for
+    (app/security/proxies.py rewrote the scope); never a header read here."""
     return request.client.host if request.client is not None else "unknown"
 
 
