@@ -91,9 +91,31 @@ async def _seed_database(database_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def backend_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """The shared real server (`reflex run --env prod`, pages and API) on SQLite."""
     with running_backend(tmp_path_factory.mktemp("backend")) as backend:
         yield backend
+
+
+@pytest.fixture(scope="session")
+def postgres_backend(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
+) -> Iterator[Backend]:
+    """The shared real server's twin on PostgreSQL, for the API and stream tests that run on
+    each database: backend-only (`reflex run --env prod --backend-only`), so no second
+    production build of the pages; it seeds its empty database at start as the other does."""
+    env = {"DATABASE_URL": postgres_server.create_database("backend")}
+    workdir = tmp_path_factory.mktemp("backend-postgres")
+    with running_backend(workdir, env, backend_only=True) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="module")
+def backend_process(database_kind: DatabaseKind, request: pytest.FixtureRequest) -> Backend:
+    """The shared real server of this module's database (SQLite unless it runs on each)."""
+    name = "postgres_backend" if database_kind == "postgres" else "sqlite_backend"
+    backend: Backend = request.getfixturevalue(name)
+    return backend
 
 
 @pytest.fixture
