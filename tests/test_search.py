@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,7 @@ from app.search_index import (
 )
 from app.settings import Settings
 from tests.backend import Backend, bearer, cached_token, conversation_titled
+from tests.postgres_server import SUPERUSER, PostgresServer, database_name
 
 MARKERS = ("\ue000", "\ue001")
 pytestmark = pytest.mark.databases("sqlite", "postgres")
@@ -458,6 +460,44 @@ async def test_postgres_searches_use_the_index(runtime: Runtime, people: People)
         return "\n".join(row[0] for row in rows)
 
     assert POSTGRES_INDEX in await runtime.db.run(plan)
+
+
+@pytest.mark.databases("postgres")
+async def test_postgres_without_unaccent_searches_with_diacritics_mattering(
+    database_kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role that may create tables but not extensions (no CREATE on the database): the
+    app still starts, with a warning, and search works; only diacritics then matter."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database("limited")
+    name = database_name(url)
+    role = f"limited_{name}"
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    with psycopg.connect(server.dsn(name), autocommit=True) as owner:
+        owner.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    limited_url = url.replace(f"//{SUPERUSER}@", f"//{role}@", 1)
+    runtime = Runtime(
+        replace(
+            Settings(),
+            database_url=limited_url,
+            sse_heartbeat_seconds=0,
+            rate_limit_searches_per_minute=100_000,
+            rate_limit_searches_burst=10_000,
+        )
+    )
+    with caplog.at_level("WARNING", logger="app.search_index"):
+        await runtime.start()
+    try:
+        assert "unaccent extension is unavailable" in caplog.text
+        alice = (await runtime.accounts.sign_in("alice", "alice-pass", "127.0.0.1", None)).principal
+        views, _ = await runtime.conversations.list_for(alice)
+        team = next(v.id for v in views if v.title == "Acme team")
+        accented = await send(runtime, alice, team, "Un café à Zürich")
+        assert await found(runtime, alice, "café zür") == [accented]
+        assert await found(runtime, alice, "cafe") == []
+    finally:
+        await runtime.stop()
 
 
 # -- LIKE (neither database's index) ---------------------------------------------------------
