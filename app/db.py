@@ -109,6 +109,10 @@ def _tune_postgres(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEnt
     cursor = dbapi_connection.cursor()
     cursor.execute(f"SET lock_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
     cursor.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_SECONDS * 1000)}")
+    # The columns are `timestamp without time zone` holding UTC. The ORM's typed values
+    # arrive as such, but PostgreSQL converts anything else (an untyped aware datetime,
+    # now(), CURRENT_TIMESTAMP in a hand-run statement) in the session's zone.
+    cursor.execute("SET TIME ZONE 'UTC'")
     cursor.close()
     dbapi_connection.autocommit = autocommit
 

@@ -12,8 +12,9 @@ Deliberate choices:
   left (the user's own), so a segment never carries one.
 - On PostgreSQL the same promises hold with its own full-text search (app/search_index.py):
   each term becomes `phraseto_tsquery` of it (the caller's text is never tsquery syntax),
-  the last one with its last word a prefix, all of them AND-ed; ranked by `ts_rank`
-  (normalised by length, as bm25 is), then newest first; the snippet is `ts_headline`'s
+  the last one with its last word a prefix, all of them AND-ed; ranked by `ts_rank_cd`
+  normalised by length (as bm25 ranks: `ts_rank`'s normalisation let "x second x" fall
+  below "x first"), then newest first; the snippet is `ts_headline`'s
   fragment around the hits, with the same nonce markers, and an ellipsis added where it
   does not reach an end of the message. Where PostgreSQL's parser differs from FTS5's, its
   way holds: a host name, an e-mail address, a URL or a decimal number is one word
@@ -235,7 +236,7 @@ class Search:
             _visible_messages(principal)  # type: ignore[assignment]  # add_columns() is typed as returning SQLAlchemy's Select; it is SQLModel's
             .add_columns(headline)
             .where(vector.op("@@")(query))
-            .order_by(func.ts_rank(vector, query, 1).desc(), col(Message.id).desc())
+            .order_by(func.ts_rank_cd(vector, query, 1).desc(), col(Message.id).desc())
             .limit(limit)
         )
         rows = session.exec(statement).all()
