@@ -284,7 +284,7 @@ class Runtime:
         if self.redis is not None:
             await self.redis.aclose()  # last: presence gives its leases back on stop
         self.metrics.close()
-        self.db.engine.dispose()
+        self.db.close()
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:

@@ -1,7 +1,8 @@
 """A pytest plugin (registered in tests/conftest.py) for the in-process chat tests: one seeded
-database per module, a fresh copy of it per runtime, and the helpers those tests share.
+database per module (and database kind, tests/databases.py), a fresh copy of it per runtime,
+and the helpers those tests share.
 
-Seeding hashes six argon2 passwords; copying a file does not. So each test starts from the
+Seeding hashes six argon2 passwords; copying a file (or a PostgreSQL template) does not. So each test starts from the
 demo data and nothing else, and can change settings freely (`make_runtime(**overrides)`).
 A module picks the settings every one of its runtimes starts from by overriding the
 `seeded_settings` fixture (tests/test_mention_notifications.py turns the rate limits off).
@@ -14,7 +15,7 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +24,10 @@ from app.realtime.client import Client
 from app.realtime.events import Event, EventType
 from app.runtime import Runtime
 from app.settings import Settings
+from tests.databases import DatabaseKind, kind_of, sqlite_path
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
 
 EVENT_TIMEOUT = 2.0
 
@@ -31,9 +36,9 @@ MakeRuntime = Callable[..., Awaitable[Runtime]]
 
 @dataclass(frozen=True, slots=True)
 class Seeded:
-    """A seeded database file and what the tests need to know about it."""
+    """A seeded database and what the tests need to know about it."""
 
-    path: Path
+    database_url: str
     alice: Principal  # Acme's admin
     bob: Principal
     carol: Principal  # in Acme
@@ -47,13 +52,13 @@ class Seeded:
     welcome_id: int  # alice's message in the group; bob and carol have it unread
 
 
-def _settings(path: Path, overrides: dict[str, Any]) -> Settings:
-    base = replace(Settings(), database_url=f"sqlite:///{path}", sse_heartbeat_seconds=0)
+def _settings(database_url: str, overrides: dict[str, Any]) -> Settings:
+    base = replace(Settings(), database_url=database_url, sse_heartbeat_seconds=0)
     return replace(base, **overrides)
 
 
-async def _seed(path: Path) -> Seeded:
-    runtime = Runtime(_settings(path, {}))
+async def _seed(database_url: str) -> Seeded:
+    runtime = Runtime(_settings(database_url, {}))
     await runtime.start()
     try:
 
@@ -70,7 +75,7 @@ async def _seed(path: Path) -> Seeded:
         group = next(v for v in views if v.kind == "group")
         assert group.last_message is not None
         return Seeded(
-            path=path,
+            database_url=database_url,
             alice=alice,
             bob=bob,
             carol=carol,
@@ -88,9 +93,19 @@ async def _seed(path: Path) -> Seeded:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    path = tmp_path_factory.mktemp("seeded") / "chat.db"
-    yield asyncio.run(_seed(path))
+def seeded(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_kind: DatabaseKind,
+    request: pytest.FixtureRequest,
+) -> Iterator[Seeded]:
+    if database_kind == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        database_url = server.create_database(
+            "seeded", template=request.getfixturevalue("postgres_seeded")
+        )
+    else:
+        database_url = f"sqlite:///{tmp_path_factory.mktemp('seeded') / 'chat.db'}"
+    yield asyncio.run(_seed(database_url))
 
 
 @pytest.fixture
@@ -101,19 +116,28 @@ def seeded_settings() -> dict[str, Any]:
 
 @pytest.fixture
 async def make_runtime(
-    seeded: Seeded, seeded_settings: dict[str, Any], tmp_path: Path
+    seeded: Seeded,
+    seeded_settings: dict[str, Any],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[MakeRuntime]:
     """`await make_runtime(**setting_overrides)`: a started runtime on a fresh copy of the
     seeded database."""
     started: list[Runtime] = []
 
     async def make(**overrides: Any) -> Runtime:
-        path = tmp_path / f"chat-{len(started)}.db"
-        for suffix in ("", "-wal", "-shm"):
-            source = seeded.path.with_name(seeded.path.name + suffix)
-            if source.exists():
-                shutil.copyfile(source, path.with_name(path.name + suffix))
-        runtime = Runtime(_settings(path, {**seeded_settings, **overrides}))
+        if kind_of(seeded.database_url) == "postgres":
+            server: PostgresServer = request.getfixturevalue("postgres_server")
+            database_url = server.create_database(template=seeded.database_url)
+        else:
+            seeded_path = Path(sqlite_path(seeded.database_url))
+            path = tmp_path / f"chat-{len(started)}.db"
+            for suffix in ("", "-wal", "-shm"):
+                source = seeded_path.with_name(seeded_path.name + suffix)
+                if source.exists():
+                    shutil.copyfile(source, path.with_name(path.name + suffix))
+            database_url = f"sqlite:///{path}"
+        runtime = Runtime(_settings(database_url, {**seeded_settings, **overrides}))
         started.append(runtime)
         await runtime.start()
         return runtime

@@ -12,6 +12,9 @@ import pytest
 from app.settings import get_settings
 from tests.backend import Backend, open_stream
 
+# Against the shared server on SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = pytest.mark.databases("sqlite", "postgres")
+
 
 def _error(response: httpx.Response, status: int) -> dict[str, str]:
     assert response.status_code == status, response.text

@@ -25,6 +25,9 @@ from tests.backend import TEST_ENV, Backend, Stream, open_stream
 from tests.backend import bearer as _auth
 from tests.backend import cached_token as _token
 
+# Against the shared server on SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = pytest.mark.databases("sqlite", "postgres")
+
 T = TypeVar("T")
 
 MESSAGE_KEYS = {

@@ -2,7 +2,7 @@
 typing and presence.
 
 Every test gets its own runtime on its own copy of one seeded database (seeding hashes five
-argon2 passwords; copying a file does not), with principals signed in once for the module.
+argon2 passwords; copying a file does not), once on SQLite and once on PostgreSQL, with principals signed in once for the module.
 So each test starts from the demo data and nothing else, and can change settings freely.
 
 Nothing here sleeps and hopes: events published by a use case are queued when it returns
@@ -36,6 +36,7 @@ from app.realtime.client import Client
 from app.realtime.events import Event, EventType
 from app.runtime import Runtime
 from app.security.rate_limit import TokenBucketLimiter
+from tests.databases import write_lock
 from tests.seeded_chat import (
     EVENT_TIMEOUT,
     MakeRuntime,
@@ -49,6 +50,8 @@ from tests.seeded_chat import (
     unread_of,
     wait_for_events,
 )
+
+pytestmark = pytest.mark.databases("sqlite", "postgres")
 
 
 @pytest.fixture
@@ -373,7 +376,9 @@ async def test_a_read_racing_a_send_keeps_the_new_message_unread(
     the message that was newest when it started, so alice's new one must stay unread.
 
     The interleaving is forced, not hoped for: the read is held just before it writes its
-    cursor (the first UPDATE of a conversation member once armed) until the send has committed.
+    cursor (the first UPDATE of a conversation member once armed; on PostgreSQL the row lock
+    taken just before it) until the send has committed. The opposite order, a send that
+    holds the row while the read waits, is tests/test_postgres_concurrency.py's.
     """
     direct = seeded.direct_id
     await runtime.messages.send(seeded.alice, direct, "first")  # bob: 1 unread
@@ -383,7 +388,9 @@ async def test_a_read_racing_a_send_keeps_the_new_message_unread(
     member_update = f"UPDATE {ConversationMember.__tablename__} ".upper()
 
     def hold_the_reads_write(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        if armed[0] and statement.lstrip().upper().startswith(member_update):
+        upper = statement.lstrip().upper()
+        row_lock = upper.startswith("SELECT") and upper.endswith("FOR NO KEY UPDATE")
+        if armed[0] and (upper.startswith(member_update) or row_lock):
             armed[0] = False
             paused.set()
             # Bounded: a read that already holds the write lock would block the send.
@@ -1045,25 +1052,18 @@ async def test_going_offline_is_announced_even_while_the_database_is_locked(
 ) -> None:
     """ "Last seen" is recorded on a best-effort basis: a locked database must not swallow
     the presence update itself."""
-    import sqlite3
-
     runtime = await make_runtime(presence_grace_seconds=0.1)
     acme = await PresenceWatch.open(runtime, seeded.alice)
     tab = await connect_user(runtime, seeded.bob)
     assert (await acme.next_of(seeded.bob))["status"] == "online"
-    path = runtime.settings.database_url.removeprefix("sqlite:///")
-    lock = sqlite3.connect(path, isolation_level=None)
-    try:
-        lock.execute("BEGIN EXCLUSIVE")
+    with write_lock(runtime.settings.database_url):
         runtime.manager.disconnect(tab)
-        async with asyncio.timeout(20):  # the write waits out SQLite's busy timeout first
+        async with asyncio.timeout(20):  # the write waits out the lock timeout first
             while not any(
                 e.data["userId"] == seeded.bob.user_id and e.data["status"] == "offline"
                 for e in await acme.client.next_batch()
             ):
                 pass
-    finally:
-        lock.close()
 
 
 async def test_idle_past_the_idle_time_turns_away_and_a_touch_turns_online_again(

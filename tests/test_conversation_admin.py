@@ -42,6 +42,9 @@ from tests.seeded_chat import (
     unread_of,
 )
 
+# On SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = pytest.mark.databases("sqlite", "postgres")
+
 CONVERSATION = EventType.CHAT_CONVERSATION
 UNREAD = EventType.CHAT_UNREAD_COUNT
 WATCHED = (

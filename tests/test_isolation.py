@@ -17,6 +17,8 @@ Meanwhile streams of every Acme user (carol twice: her Acme token, and her Globe
 with `?tenant=1`) collect every event; the last test asserts none of them carried Globex
 data, while a Globex stream received the Globex events (so the absence means something).
 
+All of it runs once on SQLite and once on PostgreSQL (the shared server's twin).
+
 Expired tokens and removed members need their own servers (a 2-second token lifetime; a
 removal that must not change the shared server's demo data): two private backend-only
 processes, started together.
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -40,8 +42,14 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 from app.api import build_api
 from tests.backend import Backend, free_port
+from tests.databases import DatabaseKind
 
-pytestmark = pytest.mark.server
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
+
+
+# Every test that reaches a server runs on SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = [pytest.mark.server, pytest.mark.databases("sqlite", "postgres")]
 
 ACME, GLOBEX = 1, 2
 GLOBEX_ONLY_USERS = ("dave", "erin")
@@ -634,9 +642,16 @@ def _start_together(*backends: Backend) -> None:
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServers]:
+def private(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_kind: DatabaseKind,
+    request: pytest.FixtureRequest,
+) -> Iterator[PrivateServers]:
     def backend(name: str, env: dict[str, str]) -> Backend:
         port = free_port()
+        if database_kind == "postgres":
+            server: PostgresServer = request.getfixturevalue("postgres_server")
+            env = {**env, "DATABASE_URL": server.create_database(name)}
         return Backend(
             url=f"http://127.0.0.1:{port}",
             port=port,

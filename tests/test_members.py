@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,19 +25,33 @@ from app.models import Membership, Role
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.runtime import Runtime
 from tests.backend import Backend, Stream, error_lines, open_stream, running_backend, start_backend
+from tests.databases import DatabaseKind
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
 
 ACME, GLOBEX = 1, 2
 NONEXISTENT_USER_ID = 987_654_321
 
-pytestmark = pytest.mark.server
+# On SQLite and on PostgreSQL (tests/databases.py), the private backend too.
+pytestmark = [pytest.mark.server, pytest.mark.databases("sqlite", "postgres")]
 
 
 # -- a private backend: removals must not change the shared one's demo data ----------------
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    with running_backend(tmp_path_factory.mktemp("members"), backend_only=True) as backend:
+def private(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_kind: DatabaseKind,
+    request: pytest.FixtureRequest,
+) -> Iterator[Backend]:
+    env = {}
+    if database_kind == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        env["DATABASE_URL"] = server.create_database("members")
+    workdir = tmp_path_factory.mktemp("members")
+    with running_backend(workdir, env, backend_only=True) as backend:
         yield backend
 
 
@@ -209,7 +223,8 @@ async def _remove_carol_from_globex(server: Backend) -> CarolLeftGlobex:
         )
         assert written.status_code == 201
 
-        other = start_backend(server.workdir, backend_only=True)  # a second process, same db
+        # A second process on the same database (its DATABASE_URL too).
+        other = start_backend(server.workdir, server.extra_env, backend_only=True)
         try:
             async with (
                 httpx.AsyncClient(base_url=other.url, timeout=httpx.Timeout(10, read=30)) as far,

@@ -24,6 +24,9 @@ from app.routes import conversation_in_link, message_in_link, message_link
 from app.runtime import Runtime
 from tests.seeded_chat import EVENT_TIMEOUT, MakeRuntime, Seeded, drain
 
+# On SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = pytest.mark.databases("sqlite", "postgres")
+
 # Long enough that a read right after the send always comes first, short enough to wait out.
 READ_IN_TIME_GRACE = 0.5
 # "Not looking": the check runs almost at once.

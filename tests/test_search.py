@@ -2,6 +2,8 @@
 what, hostile queries, the index's triggers and rebuild), then `GET /api/search` against the
 real backend (shape, authentication, validation).
 
+The in-process tests run on SQLite (FTS5) and on PostgreSQL (tsvector): the same promises.
+
 Seeded Acme: alice, bob, carol; a 1:1 alice-bob and the group "Acme team" (all three).
 Globex: dave, erin, and carol again. Each test writes the messages it searches for.
 """
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text as sql
 from sqlmodel import Session
 
 from app.db import create_schema
@@ -25,11 +29,20 @@ from app.domain.principal import Principal
 from app.domain.search import QUERY_MAX_CHARS, Search, SearchHit
 from app.domain.text import ELLIPSIS
 from app.runtime import Runtime
-from app.search_index import MESSAGE_INDEX, create_search_index
+from app.search_index import (
+    MESSAGE_INDEX,
+    POSTGRES_INDEX,
+    SEARCH_CONFIG,
+    create_search_index,
+    message_vector,
+)
 from app.settings import Settings
 from tests.backend import Backend, bearer, cached_token, conversation_titled
+from tests.postgres_server import SUPERUSER, PostgresServer, database_name
 
 MARKERS = ("\ue000", "\ue001")
+pytestmark = pytest.mark.databases("sqlite", "postgres")
+
 HIT_KEYS = {
     "messageId",
     "conversationId",
@@ -335,11 +348,11 @@ async def test_an_empty_or_overlong_query_and_a_limit_outside_1_to_50_are_refuse
 # -- the index follows the table -------------------------------------------------------------
 
 
-async def execute(runtime: Runtime, sql: str, **params: Any) -> None:
+async def execute(runtime: Runtime, statement: str, **params: Any) -> None:
     """Plain SQL, past every use case: what a migration or an operator would run."""
 
     def work(session: Session) -> None:
-        session.connection().exec_driver_sql(sql, params)
+        session.connection().execute(sql(statement), params)
         session.commit()
 
     await runtime.db.run(work)
@@ -393,6 +406,7 @@ async def test_a_blanked_marked_deleted_or_removed_message_is_not_found(
     assert [h.message_id for h in await like.search(people.bob, "rhubarb", 20)] == [kept]
 
 
+@pytest.mark.databases("sqlite")
 async def test_messages_written_before_the_index_existed_are_found_once_it_is_created(
     runtime: Runtime, people: People
 ) -> None:
@@ -410,7 +424,83 @@ async def test_messages_written_before_the_index_existed_are_found_once_it_is_cr
     assert set(await found(runtime, people.bob, "walnut")) == {older, newer}
 
 
-# -- without FTS5 (PostgreSQL): LIKE ---------------------------------------------------------
+@pytest.mark.databases("postgres")
+async def test_postgres_messages_written_before_the_index_existed_are_found_once_it_is_created(
+    runtime: Runtime, people: People
+) -> None:
+    """The same on PostgreSQL: a database from before search has neither the configuration
+    nor the index; starting the new version makes both, over the messages there."""
+    await execute(runtime, f"DROP INDEX {POSTGRES_INDEX}")
+    await execute(runtime, f"DROP TEXT SEARCH CONFIGURATION {SEARCH_CONFIG}")
+    older = await send(runtime, people.alice, people.team, "vintage walnut archive")
+    assert create_search_index(runtime.db.engine) is True
+    assert await found(runtime, people.bob, "walnut") == [older]
+    assert await found(runtime, people.bob, "welcome acme") != []  # the seeded message
+    newer = await send(runtime, people.bob, people.team, "walnut pesto")
+    assert create_search_index(runtime.db.engine) is False  # already there
+    assert set(await found(runtime, people.bob, "walnut")) == {older, newer}
+
+
+@pytest.mark.databases("postgres")
+async def test_postgres_searches_use_the_index(runtime: Runtime, people: People) -> None:
+    """The search spells the indexed expression (`message_vector`) exactly, or PostgreSQL
+    would read every message."""
+    await send(runtime, people.alice, people.team, "an indexed needle")
+    vector = message_vector("message.content")
+
+    def plan(session: Session) -> str:
+        session.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")
+        rows = session.connection().execute(
+            sql(
+                f"EXPLAIN SELECT id FROM message WHERE {vector} @@ "
+                f"phraseto_tsquery('{SEARCH_CONFIG}'::regconfig, :term)"
+            ),
+            {"term": "needle"},
+        )
+        return "\n".join(row[0] for row in rows)
+
+    assert POSTGRES_INDEX in await runtime.db.run(plan)
+
+
+@pytest.mark.databases("postgres")
+async def test_postgres_without_unaccent_searches_with_diacritics_mattering(
+    database_kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role that may create tables but not extensions (no CREATE on the database): the
+    app still starts, with a warning, and search works; only diacritics then matter."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database("limited")
+    name = database_name(url)
+    role = f"limited_{name}"
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    with psycopg.connect(server.dsn(name), autocommit=True) as owner:
+        owner.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    limited_url = url.replace(f"//{SUPERUSER}@", f"//{role}@", 1)
+    runtime = Runtime(
+        replace(
+            Settings(),
+            database_url=limited_url,
+            sse_heartbeat_seconds=0,
+            rate_limit_searches_per_minute=100_000,
+            rate_limit_searches_burst=10_000,
+        )
+    )
+    with caplog.at_level("WARNING", logger="app.search_index"):
+        await runtime.start()
+    try:
+        assert "unaccent extension is unavailable" in caplog.text
+        alice = (await runtime.accounts.sign_in("alice", "alice-pass", "127.0.0.1", None)).principal
+        views, _ = await runtime.conversations.list_for(alice)
+        team = next(v.id for v in views if v.title == "Acme team")
+        accented = await send(runtime, alice, team, "Un café à Zürich")
+        assert await found(runtime, alice, "café zür") == [accented]
+        assert await found(runtime, alice, "cafe") == []
+    finally:
+        await runtime.stop()
+
+
+# -- LIKE (neither database's index) ---------------------------------------------------------
 
 
 async def test_the_like_fallback_finds_case_insensitively_within_the_same_walls(

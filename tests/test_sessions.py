@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlmodel import Session
 
 from app.domain.principal import Principal
@@ -12,6 +13,9 @@ from app.models import AuthToken
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.runtime import Runtime
 from app.timeutil import utcnow
+
+# On SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = pytest.mark.databases("sqlite", "postgres")
 
 
 async def _stream_for(runtime: Runtime, username: str) -> tuple[Principal, Client]:

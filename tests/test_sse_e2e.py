@@ -8,8 +8,12 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.backend import Backend, open_stream
+
+# Against the shared server on SQLite and on PostgreSQL (tests/databases.py).
+pytestmark = pytest.mark.databases("sqlite", "postgres")
 
 
 async def _me(http: httpx.AsyncClient, token: str) -> dict[str, Any]:

@@ -135,7 +135,12 @@ class Accounts:
         tenant_id: int | None,
         new_password_hash: str | None = None,
     ) -> tuple[Principal, list[int]]:
-        """A new token, and the ids of the user's tokens it pushed past the cap."""
+        """A new token, and the ids of the user's tokens it pushed past the cap. The user's
+        sign-ins take turns here (the row lock, on PostgreSQL; SQLite has one writer), so
+        that each one's pruning sees the tokens of those before it."""
+        session.exec(
+            select(User.id).where(User.id == user.id).with_for_update(key_share=True)
+        ).all()
         memberships = memberships_of(session, user.id)  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
         member_of = {m.tenant_id for m in memberships}
         if not memberships:

@@ -94,19 +94,29 @@ class _Stored:
 
 
 def require_participant(
-    session: Session, principal: Principal, conversation_id: int
+    session: Session, principal: Principal, conversation_id: int, *, lock: bool = False
 ) -> Conversation:
     """The conversation if the caller takes part in it in their active tenant; else NotFound.
 
     One answer for "does not exist", "another tenant's" and "not yours": ids never leak.
+
+    `lock`: the conversation's row stays locked until the transaction ends, so that the
+    sends and membership changes of one conversation take turns on PostgreSQL as they do
+    under SQLite's single writer, across processes too: a send's message id is then taken
+    in the order of the commits, and a participant count read stays true until the write.
+    (FOR NO KEY UPDATE: rows that merely refer to the conversation, a new message, do not
+    wait for it. SQLite ignores the clause: its write lock already serialises writers.)
     """
-    row = session.exec(
+    query = (
         select(Conversation)
         .join(ConversationMember, col(ConversationMember.conversation_id) == col(Conversation.id))
         .where(Conversation.id == conversation_id)
         .where(Conversation.tenant_id == principal.tenant_id)
         .where(ConversationMember.user_id == principal.user_id)
-    ).first()
+    )
+    if lock:
+        query = query.with_for_update(of=Conversation, key_share=True)
+    row = session.exec(query).first()
     if row is None:
         raise NotFound("No such conversation.")
     return row
@@ -115,9 +125,10 @@ def require_participant(
 def require_group(
     session: Session, principal: Principal, conversation_id: int, refusal: str
 ) -> Conversation:
-    """A group the caller takes part in; NotFound as `require_participant` (checked first,
-    so a 1:1 of someone else is as unknown as any), InvalidInput with `refusal` for a 1:1."""
-    conversation = require_participant(session, principal, conversation_id)
+    """A group the caller takes part in, locked for a change (`require_participant`);
+    NotFound as there (checked first, so a 1:1 of someone else is as unknown as any),
+    InvalidInput with `refusal` for a 1:1."""
+    conversation = require_participant(session, principal, conversation_id, lock=True)
     if conversation.kind != ConversationKind.GROUP.value:
         raise InvalidInput(refusal)
     return conversation
@@ -282,11 +293,16 @@ class Conversations:
                 direct_key=key,
                 created_by=principal.user_id,
             )
-            session.add(conversation)
-            session.flush()
-            for user_id in [principal.user_id, *others]:
-                session.add(ConversationMember(conversation_id=conversation.id, user_id=user_id))  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
             try:
+                # The flush meets a concurrent twin's unique key (tenant, direct_key) first.
+                session.add(conversation)
+                session.flush()
+                conversation_id = conversation.id
+                assert conversation_id is not None  # flushed
+                for user_id in [principal.user_id, *others]:
+                    session.add(
+                        ConversationMember(conversation_id=conversation_id, user_id=user_id)
+                    )
                 session.commit()
             except IntegrityError:
                 # The same 1:1 was created concurrently: answer with that one.

@@ -23,7 +23,7 @@ from app.db import Database
 from app.domain.accounts import Accounts
 from app.domain.errors import Conflict, Forbidden, NotFound
 from app.domain.principal import Principal
-from app.models import AuthToken, Membership, Role, User
+from app.models import AuthToken, Membership, Role, Tenant, User
 from app.timeutil import iso, utcnow
 
 NOT_A_MEMBER = "No such member in this tenant."
@@ -78,6 +78,11 @@ class Members:
 def _delete_membership(session: Session, actor_id: int, user_id: int, tenant_id: int) -> None:
     """Delete the membership, revoke the tenant's tokens of that user, and repoint their
     default tenant: one transaction, so no one sees half a removal."""
+    # Removals in one tenant take turns (on PostgreSQL; SQLite has one writer anyway): under
+    # READ COMMITTED, two admins removing each other would each still see their own
+    # admin row, and both removals would succeed. NO KEY UPDATE: rows that merely refer
+    # to the tenant (a message sent meanwhile) do not wait.
+    session.exec(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
     admin = aliased(Membership)
     # The actor's admin role is checked inside the DELETE itself: two admins removing each
     # other at the same moment cannot both succeed and leave the tenant with none.

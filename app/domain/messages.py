@@ -131,7 +131,16 @@ class Messages:
     def _store(
         self, session: Session, principal: Principal, conversation_id: int, content: str
     ) -> SentMessage:
-        conversation = require_participant(session, principal, conversation_id)
+        conversation = require_participant(session, principal, conversation_id, lock=True)
+        # Every participant's row, locked in user order before any is written: a batch of
+        # read marks (mark_read_many) locks them in the same order, so neither waits for
+        # the other in a circle (PostgreSQL would abort one as a deadlock).
+        session.exec(
+            select(ConversationMember.user_id)
+            .where(ConversationMember.conversation_id == conversation_id)
+            .order_by(col(ConversationMember.user_id))
+            .with_for_update(key_share=True)
+        ).all()
         message = Message(
             conversation_id=conversation_id,
             tenant_id=principal.tenant_id,
@@ -140,6 +149,7 @@ class Messages:
         )
         session.add(message)
         session.flush()
+        # Ours is the newest: the conversation's lock orders the sends' ids and commits.
         conversation.last_message_id = message.id
         session.add(conversation)
         session.exec(
@@ -291,7 +301,10 @@ class Messages:
 
         def store(session: Session) -> list[tuple[Principal, int]]:
             moved = []
-            for principal, conversation_id, message_id in marks:
+            # Row locks in one order (conversation, user): see Messages._store.
+            for principal, conversation_id, message_id in sorted(
+                marks, key=lambda mark: (mark[1], mark[0].user_id)
+            ):
                 try:
                     require_participant(session, principal, conversation_id)
                 except DomainError:
@@ -389,9 +402,21 @@ def _store_delete(
 
 
 def _move_read_cursor(session: Session, user_id: int, conversation_id: int, target: int) -> bool:
-    """Forward only; True if it moved. One statement, so a message stored meanwhile is either
-    counted here or added by its sender after: reading the row first and writing it back
-    would lose it."""
+    """Forward only; True if it moved. The count and the cursor are written in one statement,
+    so a message stored meanwhile is either counted here or added by its sender after:
+    reading the row first and writing it back would lose it.
+
+    On PostgreSQL the row is locked first, by a statement of its own: under READ COMMITTED
+    a statement sees what was committed when it began, so an UPDATE that waited for a
+    send's lock on the row would then count without the message that send committed, and
+    overwrite the send's +1 with that count. Once the lock is ours, the UPDATE's count
+    sees every message committed before it (and the sends after it add their own)."""
+    session.exec(
+        select(ConversationMember.user_id)
+        .where(col(ConversationMember.conversation_id) == conversation_id)
+        .where(col(ConversationMember.user_id) == user_id)
+        .with_for_update(key_share=True)
+    ).all()
     unread_after_target = (
         select(func.count())
         .select_from(Message)

@@ -10,8 +10,18 @@ Deliberate choices:
   markers made of private-use characters around a random nonce per search, which a message
   cannot forge; we split on those, then drop the private-use marker characters that are
   left (the user's own), so a segment never carries one.
-- Off SQLite (PostgreSQL) there is no FTS5 index: a case-insensitive LIKE on every term,
-  newest first, highlighted in Python. Diacritics then matter.
+- On PostgreSQL the same promises hold with its own full-text search (app/search_index.py):
+  each term becomes `phraseto_tsquery` of it (the caller's text is never tsquery syntax),
+  the last one with its last word a prefix, all of them AND-ed; ranked by `ts_rank_cd`
+  normalised by length (as bm25 ranks: `ts_rank`'s normalisation let "x second x" fall
+  below "x first"), then newest first; the snippet is `ts_headline`'s
+  fragment around the hits, with the same nonce markers, and an ellipsis added where it
+  does not reach an end of the message. Where PostgreSQL's parser differs from FTS5's, its
+  way holds: a host name, an e-mail address, a URL or a decimal number is one word
+  ("example.com", not "example" and "com").
+- Elsewhere (neither SQLite nor PostgreSQL), or when asked (`full_text=False`): a
+  case-insensitive LIKE on every term, newest first, highlighted in Python. Diacritics then
+  matter.
 - Deleted messages are never found: `deleted_at` set, or the content blanked.
 """
 
@@ -23,7 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnClause, column, literal_column, table
+from sqlalchemy import ColumnClause, ColumnElement, Text, cast, column, literal_column, table
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlmodel import Session, and_, col, func, select
 from sqlmodel.sql.expression import Select
 
@@ -33,7 +44,7 @@ from app.domain.errors import InvalidInput, RateLimited
 from app.domain.principal import Principal
 from app.domain.text import ELLIPSIS
 from app.models import Conversation, ConversationMember, Message, User
-from app.search_index import MESSAGE_INDEX
+from app.search_index import MESSAGE_INDEX, SEARCH_CONFIG, message_vector
 from app.security.rate_limit import RateLimiter
 from app.timeutil import iso
 
@@ -41,6 +52,10 @@ QUERY_MAX_CHARS = 200
 LIMIT_MAX = 50
 # Tokens of context FTS5 shows around the hits (64 at most); the fallback shows characters.
 SNIPPET_TOKENS = 24
+# ts_headline's one fragment, in words: at most SNIPPET_TOKENS, at least half as many.
+_HEADLINE = (
+    f"MaxFragments=1, MaxWords={SNIPPET_TOKENS}, MinWords={SNIPPET_TOKENS // 2}, ShortWord=0"
+)
 FALLBACK_SNIPPET_CHARS = 160
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARKER_CHARS = re.compile(f"[{_MARK_OPEN}{_MARK_CLOSE}]")
@@ -144,11 +159,17 @@ class Search:
     def __init__(
         self, db: Database, *, full_text: bool | None = None, limiter: RateLimiter | None = None
     ) -> None:
-        """`full_text` defaults to whether the database is SQLite (which has the index);
+        """`full_text=False` searches with LIKE even where the database has an index;
         `limiter` bounds each user's searches (None: unbounded, for tests of ranking)."""
         self._db = db
         self._limiter = limiter
-        self._full_text = db.engine.dialect.name == "sqlite" if full_text is None else full_text
+        dialect = db.engine.dialect.name
+        if full_text is False or dialect not in ("sqlite", "postgresql"):
+            self._hits = self._like_hits
+        elif dialect == "postgresql":
+            self._hits = self._postgres_hits
+        else:
+            self._hits = self._full_text_hits
 
     async def search(self, principal: Principal, query: str, limit: int = 20) -> list[SearchHit]:
         """The best `limit` matches among the messages of the caller's conversations in
@@ -162,10 +183,7 @@ class Search:
                 raise RateLimited("You are searching too fast: try again in a moment.", retry_after)
 
         def load(session: Session) -> list[SearchHit]:
-            if self._full_text:
-                found = self._full_text_hits(session, principal, terms, limit)
-            else:
-                found = self._like_hits(session, principal, terms, limit)
+            found = self._hits(session, principal, terms, limit)
             conversation_ids = sorted({f.conversation_id for f in found})
             views = conversation_views(session, principal, conversation_ids)
             names = {v.id: conversation_name(v, principal.user_id) for v in views}
@@ -202,6 +220,31 @@ class Search:
         rows = session.exec(query).all()
         return [_Found(*row[:5], split_marked(row[6], open_mark, close_mark)) for row in rows]
 
+    def _postgres_hits(
+        self, session: Session, principal: Principal, terms: list[str], limit: int
+    ) -> list[_Found]:
+        nonce = secrets.token_hex(8)
+        open_mark = f"{_MARK_OPEN}{nonce}{_MARK_OPEN}"
+        close_mark = f"{_MARK_CLOSE}{nonce}{_MARK_CLOSE}"
+        query = _tsquery(terms)
+        vector: ColumnClause[Any] = literal_column(
+            message_vector(f"{Message.__tablename__}.content")
+        )
+        options = f"StartSel={open_mark}, StopSel={close_mark}, {_HEADLINE}"
+        headline = func.ts_headline(_SEARCH_CONFIG, col(Message.content), query, options)
+        statement: Select[int, int, int, str, datetime, str, str] = (
+            _visible_messages(principal)  # type: ignore[assignment]  # add_columns() is typed as returning SQLAlchemy's Select; it is SQLModel's
+            .add_columns(headline)
+            .where(vector.op("@@")(query))
+            .order_by(func.ts_rank_cd(vector, query, 1).desc(), col(Message.id).desc())
+            .limit(limit)
+        )
+        rows = session.exec(statement).all()
+        return [
+            _Found(*row[:5], _with_ellipses(split_marked(row[6], open_mark, close_mark), row[5]))
+            for row in rows
+        ]
+
     def _like_hits(
         self, session: Session, principal: Principal, terms: list[str], limit: int
     ) -> list[_Found]:
@@ -212,6 +255,37 @@ class Search:
         query = query.order_by(col(Message.id).desc()).limit(limit)
         rows = session.exec(query).all()
         return [_Found(*row[:5], highlight_terms(row[5], terms)) for row in rows]
+
+
+_SEARCH_CONFIG: ColumnClause[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
+
+
+def _tsquery(terms: list[str]) -> ColumnElement[Any]:
+    """Every term as a phrase of its words (`phraseto_tsquery`: nothing the caller types is
+    tsquery syntax), the last word of the last term a prefix, all of them AND-ed. A term
+    without words (punctuation only) is an empty query, which `&&` leaves out, as FTS5 does."""
+    phrases: list[ColumnElement[Any]] = [
+        func.phraseto_tsquery(_SEARCH_CONFIG, term) for term in terms
+    ]
+    # The text form ends with the last word's closing quote: `'it' <-> 's'` -> `... 's':*`.
+    as_prefix = func.regexp_replace(cast(phrases[-1], Text), "'$", "':*")
+    phrases[-1] = cast(as_prefix, TSQUERY)
+    query = phrases[0]
+    for phrase in phrases[1:]:
+        query = query.op("&&")(phrase)
+    return query
+
+
+def _with_ellipses(segments: tuple[Segment, ...], content: str) -> tuple[Segment, ...]:
+    """A headline as FTS5's snippet shows it: an ellipsis where it stops short of an end."""
+    shown = "".join(segment.text for segment in segments)
+    content = _MARKER_CHARS.sub("", content)
+    start = content.find(shown)
+    if not shown or start < 0:
+        return segments
+    before = (Segment(ELLIPSIS, False),) if start > 0 else ()
+    after = (Segment(ELLIPSIS, False),) if start + len(shown) < len(content) else ()
+    return before + segments + after
 
 
 class _Found(NamedTuple):

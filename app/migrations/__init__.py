@@ -52,7 +52,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 from app import models  # noqa: F401 - registers the tables on SQLModel.metadata
-from app.search_index import MESSAGE_INDEX, create_search_index
+from app.search_index import MESSAGE_INDEX, POSTGRES_INDEX, create_search_index
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ class SchemaState:
 
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
     """What Alembic compares: not the search index's tables and indexes, which
-    app/search_index.py owns (FTS5 makes several shadow tables named after it)."""
-    return not (name or "").startswith(MESSAGE_INDEX)
+    app/search_index.py owns (FTS5 makes several shadow tables named after it; PostgreSQL
+    has one GIN index over an expression, which no model declares)."""
+    return not (name or "").startswith(MESSAGE_INDEX) and name != POSTGRES_INDEX
 
 
 def migration_options() -> dict[str, Any]:

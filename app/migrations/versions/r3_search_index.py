@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from app.search_index import MESSAGE_INDEX, create_search_index
+from app.search_index import MESSAGE_INDEX, POSTGRES_INDEX, create_search_index
 
 revision = "r3_search_index"
 down_revision = "r2_message_edits"
@@ -29,7 +29,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Removed, not left behind: the older release writes messages without updating it, and
     the upgrade back fills an index only when it creates it."""
-    if op.get_bind().dialect.name != "sqlite":
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP INDEX IF EXISTS {POSTGRES_INDEX}")
         return
     for name in ("insert", "update", "delete"):
         op.execute(f"DROP TRIGGER IF EXISTS {MESSAGE_INDEX}_{name}")
