@@ -204,3 +204,64 @@ async def test_closing_the_pool_drops_waiting_checks_and_does_not_wait_for_the_r
     assert closing < hashing / 2
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+class ScriptedTimer:
+    """The pool's timer, read on the hashing thread at the start and end of each check: it
+    answers from a script (then 0.0), and while `hold` is clear the reading waits, so the
+    check holds its thread for as long as the test looks."""
+
+    def __init__(self, *readings: float) -> None:
+        self._readings = list(readings)
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def __call__(self) -> float:
+        assert self.hold.wait(timeout=30), "the test never let the hashing thread go"
+        return self._readings.pop(0) if self._readings else 0.0
+
+
+async def test_the_retry_after_is_the_moving_average_of_verify_and_hash_times(
+    cheap_hash: str,
+) -> None:
+    # A verify measured at 5 s, then a hash at 0.1 s: the mean moves by a fifth of the way
+    # each time, from its first guess of 0.25 s: 0.8 * 0.25 + 0.2 * 5 = 1.2, then
+    # 0.8 * 1.2 + 0.2 * 0.1 = 0.98. Three checks ahead on one thread: ceil(2.94) = 3 s.
+    # (Without the hash's measure it would be ceil(3.6) = 4 s.)
+    timer = ScriptedTimer(10.0, 15.0, 20.0, 20.1)
+    pool = PasswordHashPool(workers=1, queue=2, timer=timer)
+    try:
+        assert await pool.verify("right", cheap_hash) is True
+        assert verify_password("new", await pool.hash("new"))
+        timer.hold.clear()
+        line = [asyncio.create_task(pool.verify("right", cheap_hash)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert pool.admitted == 3
+        with pytest.raises(HashPoolFull) as refused:
+            await pool.verify("right", cheap_hash)
+        assert refused.value.retry_after == 3
+        timer.hold.set()
+        assert await asyncio.gather(*line) == [True, True, True]
+    finally:
+        timer.hold.set()
+        pool.close()
+
+
+async def test_the_retry_after_shares_the_line_among_the_workers(cheap_hash: str) -> None:
+    # Measured at 2 s: 0.8 * 0.25 + 0.2 * 2 = 0.6 s per check. Five ahead on two threads:
+    # ceil(5 * 0.6 / 2) = ceil(1.5) = 2 s.
+    timer = ScriptedTimer(0.0, 2.0)
+    pool = PasswordHashPool(workers=2, queue=3, timer=timer)
+    try:
+        await pool.verify("right", cheap_hash)
+        timer.hold.clear()
+        line = [asyncio.create_task(pool.verify("right", cheap_hash)) for _ in range(5)]
+        await asyncio.sleep(0)
+        with pytest.raises(HashPoolFull) as refused:
+            await pool.verify("right", cheap_hash)
+        assert refused.value.retry_after == 2
+        timer.hold.set()
+        await asyncio.gather(*line)
+    finally:
+        timer.hold.set()
+        pool.close()

@@ -100,6 +100,7 @@ EXTRA_EDGES: dict[str, list[str]] = {
     ],
     "app/realtime/broker/__init__.py": ["tests/test_broker_edges.py"],
     "app/realtime/stepping.py": ["tests/test_writer_edges.py"],
+    "app/realtime/broker/redis.py": ["tests/test_redis_broker_edges.py"],
 }
 
 # Imported once in the parent so each forked child starts warm. Nothing of app/ or tests/:

@@ -105,8 +105,11 @@ class PasswordHashPool:
     piling up.
     """
 
-    def __init__(self, *, workers: int, queue: int) -> None:
+    def __init__(
+        self, *, workers: int, queue: int, timer: Callable[[], float] = time.perf_counter
+    ) -> None:
         self._workers = max(1, workers)
+        self._timer = timer  # seconds, read on the hashing thread before and after each check
         self._capacity = self._workers + max(0, queue)
         self._executor = ThreadPoolExecutor(
             max_workers=self._workers,
@@ -145,18 +148,18 @@ class PasswordHashPool:
         return await asyncio.wrap_future(future)
 
     def _timed_verify(self, password: str, password_hash: str | None) -> bool:
-        started = time.perf_counter()
+        started = self._timer()
         try:
             return verify_password(password, password_hash)
         finally:
-            self._measured(time.perf_counter() - started)
+            self._measured(self._timer() - started)
 
     def _timed_hash(self, password: str) -> str:
-        started = time.perf_counter()
+        started = self._timer()
         try:
             return hash_password(password)
         finally:
-            self._measured(time.perf_counter() - started)
+            self._measured(self._timer() - started)
 
     def _measured(self, seconds: float) -> None:
         with self._lock:

@@ -42,7 +42,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -146,8 +146,12 @@ class RedisBroker(Broker):
         outbox_size: int = 10_000,
         reconnect_seconds: float = 0.5,
         slot_lease_seconds: float = 90.0,
+        subscribe_timeout_seconds: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis  # with decode_responses=True: frames and fields are str
+        self._clock = clock  # wall-clock seconds: new epochs (ms) and the replay window
+        self._subscribe_timeout = subscribe_timeout_seconds
         self._log_max_events = log_max_events
         self._max_age = replay_max_age_seconds
         self._listeners: list[EventListener] = []
@@ -160,6 +164,7 @@ class RedisBroker(Broker):
         self._wake_outbox = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        self._resubscribed = False  # set by redis-py's reconnection of the live feed
         self.reconnects = 0
         self.gaps_filled = 0
         self._slots: RedisStreamSlots | None = None
@@ -176,7 +181,7 @@ class RedisBroker(Broker):
         # Subscribed before the first client can register: nothing published after start
         # is missed by this process.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 10)
+            await asyncio.wait_for(self._subscribed.wait(), self._subscribe_timeout)
 
     async def disconnect(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -224,7 +229,13 @@ class RedisBroker(Broker):
         log = _log_name(event.tenant_id)
         epoch, seq = await self._publish_script(
             keys=[*_keys(log), *_failover_keys(log)],
-            args=[self._log_max_events, _encode(event), LIVE_CHANNEL, int(time.time() * 1000), log],
+            args=[
+                self._log_max_events,
+                _encode(event),
+                LIVE_CHANNEL,
+                int(self._clock() * 1000),
+                log,
+            ],
         )
         event.id = EventId(int(epoch), int(seq))
 
@@ -247,22 +258,45 @@ class RedisBroker(Broker):
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(LIVE_CHANNEL)
+                # redis-py's retries may reconnect and resubscribe this connection by
+                # themselves, without an error reaching us: its connect callback tells us.
+                connection: Any = pubsub.connection  # set by subscribe(); typed None in redis-py
+                connection.register_connect_callback(self._live_reconnected)
                 # Anything published while we were away is in the logs: fill the gaps.
-                for log in list(self._delivered):
-                    await self._catch_up(log, None)
+                await self._catch_up_all()
                 self._subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
+                    if self._resubscribed:
+                        self._resubscribed = False
+                        self.reconnects += 1
+                        logger.warning("Redis live feed lost; redis-py reconnected it")
+                        await self._catch_up_all()
                     if message is not None and message["type"] == "message":
                         await self._receive(message["data"])
             except (RedisError, OSError) as exc:
+                # redis-py may have reconnected before giving up (it does with no retries
+                # left): one loss, and the next subscription catches up anyway.
+                self._resubscribed = False
                 self._subscribed.clear()
                 self.reconnects += 1
                 logger.warning("Redis live feed lost (%s); reconnecting", exc)
                 await asyncio.sleep(self._reconnect_seconds)
             finally:
+                used: Any = pubsub.connection  # None when subscribing found no connection
+                if used is not None:  # the pool hands it out again: without our callback
+                    used.deregister_connect_callback(self._live_reconnected)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+
+    def _live_reconnected(self, _connection: object) -> None:
+        """redis-py reconnected the live feed and subscribed again on its own: what was
+        published meanwhile is only in the logs, read at the next turn of the loop."""
+        self._resubscribed = True
+
+    async def _catch_up_all(self) -> None:
+        for log in list(self._delivered):
+            await self._catch_up(log, None)
 
     async def follow(self, tenant_id: int) -> None:
         """Called before a client of this tenant registers: from now on this process
@@ -354,7 +388,7 @@ class RedisBroker(Broker):
             _decode(fields["e"], after.epoch, int(entry_id.split("-")[0]))
             for entry_id, fields in entries
         ]
-        if events[0].published_at < time.time() - self._max_age:
+        if events[0].published_at < self._clock() - self._max_age:
             return None  # older than the replay window promises
         return [e for e in events if wanted.intersection(e.channels)]
 
