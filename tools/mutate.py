@@ -80,6 +80,7 @@ FAST_TESTS: dict[str, list[str]] = {
     "app/security/login_throttle.py": [],
     "app/security/origins.py": [],
     "app/security/passwords.py": [],
+    "app/security/proxies.py": [],
     "app/security/rate_limit.py": [],
     "app/security/tokens.py": [],
 }
