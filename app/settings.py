@@ -178,7 +178,10 @@ def _default_database_url() -> str:
 class Settings:
     # Storage and brokers
     database_url: str = Field(
-        default_factory=_default_database_url, min_length=1, description="any SQLAlchemy URL"
+        default_factory=_default_database_url,
+        min_length=1,
+        description="SQLite (one machine) or PostgreSQL, "
+        "`postgresql+psycopg://user:pass@host:5432/chat` (several machines)",
     )
     database_auto_migrate: Flag = Field(
         default=False,
