@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 
 from app.realtime.broker.base import BrokerUnavailable
 from app.realtime.broker.redis import LIVE_CHANNEL, RedisBroker
-from app.realtime.channels import user_channel
+from app.realtime.channels import tenant_channel, user_channel
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.stream_slots import RedisStreamSlots
@@ -540,6 +540,111 @@ async def test_an_empty_new_log_found_after_a_lost_feed_is_followed_from_its_sta
     assert await inbox.until(3) == [1, 0, 2]
     assert inbox.events[-1].id == EventId(EPOCH_MS + 1, 1)
     assert await calls(admin, "xrange") == 0  # its first event is no gap
+
+
+PRIMARY = "chat:{t7}:primary"
+ENDED = "chat:{t7}:ended"
+# A replication id no server here has: the epoch's ids were issued by a primary since gone.
+FORMER_PRIMARY = "0" * 40
+
+
+async def _promoted(admin: aioredis.Redis) -> None:
+    """What a failover leaves for the next publish: the tenant's epoch was begun by a primary
+    whose replication id is not this server's (its replica was promoted since)."""
+    await admin.set(PRIMARY, FORMER_PRIMARY)
+
+
+def _failover_resync(event: Event) -> bool:
+    return (
+        event.type == EventType.RESYNC
+        and event.data == {"reason": "failover"}
+        and event.tenant_id == TENANT
+        and event.channels == (tenant_channel(TENANT),)
+        and event.id is None
+    )
+
+
+async def test_a_promoted_primary_starts_a_later_epoch_and_listeners_get_one_failover_resync(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    a = await brokers()  # its clock does not move: the new epoch is the old one plus one
+    b = await brokers()
+    inbox = await listening(b)
+    await a.publish(event(1))
+    await a.publish(event(2))
+    assert await inbox.until(2) == [1, 2]
+    await _promoted(admin)
+    await a.publish(event(3))
+    await a.publish(event(4))
+    assert await inbox.until(5) == [1, 2, None, 3, 4]
+    assert _failover_resync(inbox.events[2])
+    # The new epoch's ids start again at 1, later than every id of the old one.
+    assert [e.id for e in inbox.events[3:]] == [
+        EventId(EPOCH_MS + 1, 1),
+        EventId(EPOCH_MS + 1, 2),
+    ]
+    assert await admin.get(ENDED) == str(EPOCH_MS)
+    # Replay across the failover is refused (the old ids are unknown to the new epoch).
+    assert await a.history([user_channel(1)], EventId(EPOCH_MS, 1), TENANT) is None
+
+
+async def test_a_new_epoch_after_a_failover_is_the_clock_when_it_is_later(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    clock = Clock()
+    a = await brokers(clock=clock)
+    inbox = await listening(await brokers())
+    await a.publish(event(1))
+    assert await inbox.until(1) == [1]
+    clock.now += 60.0
+    await _promoted(admin)
+    await a.publish(event(2))
+    assert await inbox.until(3) == [1, None, 2]
+    assert _failover_resync(inbox.events[1])
+    assert inbox.events[2].id == EventId(EPOCH_MS + 60_000, 1)
+
+
+async def test_a_broker_that_missed_the_failover_live_resyncs_when_it_catches_up(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    a = await brokers()
+    b = await brokers(retries=True)
+    inbox = await listening(b)
+    await a.publish(event(1))
+    assert await inbox.until(1) == [1]
+    await _promoted(admin)
+    await a.publish(event(2))  # a new epoch; `b` takes it live
+    assert await inbox.until(3) == [1, None, 2]
+    assert _failover_resync(inbox.events[1])
+    # Another failover, whose first event `b` misses: it learns of it catching up.
+    await _promoted(admin)
+    await admin.set(EPOCH, EPOCH_MS + 5)
+    await admin.set(ENDED, EPOCH_MS + 1)
+    await admin.delete(SEQ, LOG)
+    await logged_but_not_published(admin, 3)
+    await _after_losing_the_feed(a, b, admin, inbox, 6)
+    kinds = [(e.type, e.data.get("n")) for e in inbox.events[3:]]
+    assert kinds[:2] == [(EventType.RESYNC, None), (EventType.NOTIFICATION_NEW, 3)]
+    assert _failover_resync(inbox.events[3])
+    assert inbox.events[4].id == EventId(EPOCH_MS + 5, 1)
+
+
+async def test_a_restart_that_lost_everything_is_a_new_epoch_without_a_resync(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    """No failover (no ended epoch recorded): the new history is delivered from its start,
+    as before Sentinel support, and nobody is told to resync."""
+    a = await brokers()
+    b = await brokers()
+    inbox = await listening(b)
+    await a.publish(event(1))
+    assert await inbox.until(1) == [1]
+    await admin.flushall()
+    await admin.set(EPOCH, EPOCH_MS + 7)
+    await a.publish(event(2))
+    assert await inbox.until(2) == [1, 2]
+    assert inbox.events[1].id == EventId(EPOCH_MS + 7, 1)
+    assert not any(e.type == EventType.RESYNC for e in inbox.events)
 
 
 # -- the outbox ---------------------------------------------------------------------------
