@@ -356,3 +356,27 @@ async def open_stream(
             content_type = source.response.headers.get("content-type", "")
             assert content_type.partition(";")[0].strip() == "text/event-stream", content_type
         yield Stream(source)
+
+
+def assert_database_unavailable(response: httpx.Response) -> None:
+    """A 503 of a locked or unreachable database: JSON, with a Retry-After to wait."""
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    """The answer to `request`, and how many seconds it took."""
+    started = time.monotonic()
+    response = await request
+    return response, time.monotonic() - started
+
+
+async def message_contents(http: httpx.AsyncClient, token: str, conversation: int) -> list[str]:
+    """The contents of a conversation's latest 20 messages, newest first."""
+    response = await http.get(
+        f"/api/conversations/{conversation}/messages", headers=bearer(token), params={"limit": "20"}
+    )
+    assert response.status_code == 200, response.text
+    return [m["content"] for m in response.json()["items"]]

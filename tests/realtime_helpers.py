@@ -1,13 +1,17 @@
 """A pytest plugin (registered in tests/conftest.py) for the realtime unit tests: started
-managers on in-memory brokers, stopped after (the `managers` fixture)."""
+managers on in-memory brokers, stopped after (the `managers` fixture), and what a test reads
+from a client."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from app.realtime.broker.memory import MemoryBroker
+from app.realtime.client import Client
+from app.realtime.events import Event, EventType
 from app.realtime.manager import ConnectionManager
 
 
@@ -52,3 +56,12 @@ async def managers() -> AsyncIterator[ManagerFactory]:
         yield factory
     finally:
         await factory.stop_all()
+
+
+async def collect(client: Client, count: int, timeout: float = 5.0) -> list[Event]:
+    """The next `count` events of `client`, pings left out (fails after `timeout` s)."""
+    received: list[Event] = []
+    async with asyncio.timeout(timeout):
+        while len(received) < count:
+            received.extend(e for e in await client.next_batch() if e.type != EventType.PING)
+    return received

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend import LAUNCHERS, TEST_ENV, Backend, Stream, open_stream, running_backend
+from tests.backend import (
+    LAUNCHERS,
+    TEST_ENV,
+    Backend,
+    Stream,
+    assert_database_unavailable,
+    message_contents,
+    open_stream,
+    running_backend,
+    timed,
+)
+from tests.databases import write_lock
 from tests.tcp_proxy import TcpProxy, open_small_window, socket_transport
 
 HEARTBEAT_SECONDS = float(TEST_ENV["SSE_HEARTBEAT_SECONDS"])
@@ -437,18 +447,6 @@ WAL_LOCK_OFFSET, WAL_LOCK_BYTES = 120, 8
 
 
 @contextlib.contextmanager
-def _write_lock(server: Backend) -> Iterator[None]:
-    """Another process holds the database's write lock (a long migration, a backup)."""
-    holder = sqlite3.connect(server.workdir / "chat.db", isolation_level=None)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        yield
-        holder.execute("ROLLBACK")
-    finally:
-        holder.close()
-
-
-@contextlib.contextmanager
 def _every_lock(server: Backend) -> Iterator[None]:
     """Another process holds every lock of the WAL index, so the server can neither read
     nor write: as unreachable as a local database gets while its file is still there."""
@@ -472,49 +470,28 @@ def _every_lock(server: Backend) -> Iterator[None]:
         os.close(fd)
 
 
-def _unavailable(response: httpx.Response) -> None:
-    assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"]["code"] == "database_unavailable"
-    assert int(response.headers["retry-after"]) >= 1
-
-
-async def _timed(request: Any) -> tuple[httpx.Response, float]:
-    started = time.monotonic()
-    response = await request
-    return response, time.monotonic() - started
-
-
-async def _contents(http: httpx.AsyncClient, token: str, conversation: int) -> list[str]:
-    response = await http.get(
-        f"/api/conversations/{conversation}/messages", headers=_auth(token), params={"limit": "20"}
-    )
-    assert response.status_code == 200, response.text
-    return [m["content"] for m in response.json()["items"]]
-
-
 async def test_write_locked_database_answers_503_in_bounded_time_and_recovers(
     server: Backend, http: httpx.AsyncClient, people: People
 ) -> None:
     conversation = await _direct_conversation(http, people)
     send = f"/api/conversations/{conversation}/messages"
     async with open_stream(http, people.bob, params={"events": "chat:message"}) as consumer:
-        with _write_lock(server):
+        with write_lock(f"sqlite:///{server.workdir / 'chat.db'}"):
             # Sends to one conversation take turns: without care, the last of them would
             # wait out one busy timeout per send before it.
             refused = await asyncio.gather(
                 *(
-                    _timed(http.post(send, headers=_auth(people.alice), json={"content": c}))
+                    timed(http.post(send, headers=_auth(people.alice), json={"content": c}))
                     for c in LOCKED_OUT
                 )
             )
             # Readers are not blocked by a writer (WAL), and open streams carry on.
-            readable = await _contents(http, people.bob, conversation)
+            readable = await message_contents(http, people.bob, conversation)
             ping = await consumer.next(5, pings=True)
         accepted = await http.post(send, headers=_auth(people.alice), json={"content": "unlocked"})
         first_event = await consumer.next(10)
     for response, _ in refused:
-        _unavailable(response)
+        assert_database_unavailable(response)
     slowest = max(took for _, took in refused)
     assert BUSY_TIMEOUT_SECONDS - 1 < slowest < BUSY_TIMEOUT_SECONDS + 4
     assert not set(LOCKED_OUT) & set(readable)
@@ -522,7 +499,7 @@ async def test_write_locked_database_answers_503_in_bounded_time_and_recovers(
     assert accepted.status_code == 201, accepted.text
     # The refused message was neither stored nor announced: the next event is the new one.
     assert json.loads(first_event.data)["message"]["id"] == accepted.json()["id"]
-    contents = await _contents(http, people.bob, conversation)
+    contents = await message_contents(http, people.bob, conversation)
     assert contents[0] == "unlocked" and not set(LOCKED_OUT) & set(contents)
 
 
@@ -533,12 +510,12 @@ async def test_unreachable_database_answers_503_even_to_reads_and_streams_stay_u
     history = f"/api/conversations/{conversation}/messages"
     async with open_stream(http, people.bob, params={"events": "chat:message"}) as consumer:
         with _every_lock(server):
-            read, took = await _timed(http.get(history, headers=_auth(people.bob)))
+            read, took = await timed(http.get(history, headers=_auth(people.bob)))
             ping = await consumer.next(5, pings=True)
         recovered = await http.get(history, headers=_auth(people.bob))
         sent = await http.post(history, headers=_auth(people.alice), json={"content": "back"})
         delivered = await consumer.next(10)
-    _unavailable(read)
+    assert_database_unavailable(read)
     # SQLite gives up on a lock protocol it cannot enter after about ten seconds.
     assert took < 20
     assert ping.event == "ping"

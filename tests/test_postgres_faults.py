@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from app.db import BUSY_TIMEOUT_SECONDS
-from tests.backend import Backend, bearer, open_stream, running_backend
+from tests.backend import (
+    Backend,
+    assert_database_unavailable,
+    bearer,
+    message_contents,
+    open_stream,
+    running_backend,
+    timed,
+)
 from tests.databases import table_lock, write_lock
 from tests.postgres_server import PostgresServer, remove_postgres, start_postgres
 
@@ -68,26 +74,6 @@ async def _direct_conversation(http: httpx.AsyncClient, tokens: dict[str, str]) 
     return int(response.json()["id"])
 
 
-def _unavailable(response: httpx.Response) -> None:
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]["code"] == "database_unavailable"
-    assert int(response.headers["retry-after"]) >= 1
-
-
-async def _timed(request: Any) -> tuple[httpx.Response, float]:
-    started = time.monotonic()
-    response = await request
-    return response, time.monotonic() - started
-
-
-async def _contents(http: httpx.AsyncClient, token: str, conversation: int) -> list[str]:
-    response = await http.get(
-        f"/api/conversations/{conversation}/messages", headers=bearer(token), params={"limit": "20"}
-    )
-    assert response.status_code == 200, response.text
-    return [m["content"] for m in response.json()["items"]]
-
-
 async def test_write_locked_database_answers_503_in_bounded_time_and_recovers(
     server: Backend, http: httpx.AsyncClient, tokens: dict[str, str], database_url: str
 ) -> None:
@@ -99,15 +85,15 @@ async def test_write_locked_database_answers_503_in_bounded_time_and_recovers(
             # Sends to one conversation take turns: after the first has waited out the lock
             # timeout, the others must not each wait it out again.
             refused = await asyncio.gather(
-                *(_timed(http.post(send, headers=alice, json={"content": c})) for c in LOCKED_OUT)
+                *(timed(http.post(send, headers=alice, json={"content": c})) for c in LOCKED_OUT)
             )
             # EXCLUSIVE MODE admits readers, and open streams carry on.
-            readable = await _contents(http, tokens["bob"], conversation)
+            readable = await message_contents(http, tokens["bob"], conversation)
             ping = await consumer.next(5, pings=True)
         accepted = await http.post(send, headers=alice, json={"content": "unlocked"})
         first_event = await consumer.next(10)
     for response, _ in refused:
-        _unavailable(response)
+        assert_database_unavailable(response)
     slowest = max(took for _, took in refused)
     assert BUSY_TIMEOUT_SECONDS - 1 < slowest < BUSY_TIMEOUT_SECONDS + 4
     assert not set(LOCKED_OUT) & set(readable)
@@ -115,7 +101,7 @@ async def test_write_locked_database_answers_503_in_bounded_time_and_recovers(
     assert accepted.status_code == 201, accepted.text
     # The refused messages were neither stored nor announced: the next event is the new one.
     assert json.loads(first_event.data)["message"]["id"] == accepted.json()["id"]
-    contents = await _contents(http, tokens["bob"], conversation)
+    contents = await message_contents(http, tokens["bob"], conversation)
     assert contents[0] == "unlocked" and not set(LOCKED_OUT) & set(contents)
 
 
@@ -127,8 +113,8 @@ async def test_a_table_locked_against_readers_answers_reads_503_within_the_lock_
     conversation = await _direct_conversation(http, tokens)
     history = f"/api/conversations/{conversation}/messages"
     with table_lock(database_url, "LOCK TABLE message IN ACCESS EXCLUSIVE MODE"):
-        read, took = await _timed(http.get(history, headers=bearer(tokens["bob"])))
-    _unavailable(read)
+        read, took = await timed(http.get(history, headers=bearer(tokens["bob"])))
+    assert_database_unavailable(read)
     assert took < BUSY_TIMEOUT_SECONDS + 4
     assert (await http.get(history, headers=bearer(tokens["bob"]))).status_code == 200
 
@@ -141,7 +127,7 @@ async def test_a_stopped_server_answers_503_even_to_reads_and_streams_stay_up(
     async with open_stream(http, tokens["bob"], params={"events": "chat:message"}) as consumer:
         await asyncio.to_thread(database.stop)
         try:
-            read, took = await _timed(http.get(history, headers=bearer(tokens["bob"])))
+            read, took = await timed(http.get(history, headers=bearer(tokens["bob"])))
             ping = await consumer.next(5, pings=True)
         finally:
             await asyncio.to_thread(database.start)
@@ -151,7 +137,7 @@ async def test_a_stopped_server_answers_503_even_to_reads_and_streams_stay_up(
             history, headers=bearer(tokens["alice"]), json={"content": "back again"}
         )
         delivered = await consumer.next(10)
-    _unavailable(read)
+    assert_database_unavailable(read)
     assert took < BUSY_TIMEOUT_SECONDS  # refused at once: nothing to wait for
     assert ping.event == "ping"
     assert recovered.status_code == 200, recovered.text

@@ -14,6 +14,7 @@ from app.realtime.client import Client, ClientKind
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import ConnectionManager
+from tests.realtime_helpers import collect
 from tests.redis_server import RedisServer
 
 TENANT = 7
@@ -67,14 +68,6 @@ def _event(n: int, user: int = 1) -> Event:
     )
 
 
-async def _collect(client: Client, count: int) -> list[Event]:
-    received: list[Event] = []
-    async with asyncio.timeout(WAIT):
-        while len(received) < count:
-            received.extend(e for e in await client.next_batch() if e.type != EventType.PING)
-    return received
-
-
 async def _connect(
     manager: ConnectionManager, user: int = 1, last: str | None = None
 ) -> tuple[Client, list[Event]]:
@@ -95,8 +88,8 @@ async def test_events_published_in_any_process_reach_every_process_once_in_one_o
         *(a.publish(_event(n)) for n in range(0, 300, 2)),
         *(b.publish(_event(n)) for n in range(1, 300, 2)),
     )
-    seen_a = await _collect(on_a, 300)
-    seen_b = await _collect(on_b, 300)
+    seen_a = await collect(on_a, 300, WAIT)
+    seen_b = await collect(on_b, 300, WAIT)
     assert [e.id for e in seen_a] == [e.id for e in seen_b]
     assert sorted(e.data["n"] for e in seen_a) == list(range(300))
     seqs = [e.id.seq for e in seen_a]  # type: ignore[union-attr]  # the broker set every id
@@ -110,13 +103,13 @@ async def test_a_consumer_resumes_on_another_process_with_exactly_what_it_missed
     b: ConnectionManager = await processes()
     on_a, _ = await _connect(a)
     await a.publish(_event(1))
-    (seen,) = await _collect(on_a, 1)
+    (seen,) = await collect(on_a, 1, WAIT)
     a.disconnect(on_a)
     await a.publish(_event(2))
     await b.publish(_event(3))
     on_b, backlog = await _connect(b, last=str(seen.id))
     await b.publish(_event(4))
-    live = await _collect(on_b, 1)
+    live = await collect(on_b, 1, WAIT)
     assert [e.data["n"] for e in backlog] == [2, 3]
     assert [e.data["n"] for e in live] == [4]
 
@@ -180,7 +173,7 @@ async def test_a_lost_live_feed_is_filled_from_the_log_in_order(
     b: ConnectionManager = await processes()
     on_b, _ = await _connect(b)
     await a.publish(_event(0))
-    await _collect(on_b, 1)
+    await collect(on_b, 1, WAIT)
     admin = aioredis.from_url(fresh_redis.url)
     try:
         await admin.client_kill_filter(_type="pubsub")  # every process loses its live feed
@@ -188,7 +181,7 @@ async def test_a_lost_live_feed_is_filled_from_the_log_in_order(
             await a.publish(_event(n))
     finally:
         await admin.aclose()
-    received = await _collect(on_b, 49)
+    received = await collect(on_b, 49, WAIT)
     assert [e.data["n"] for e in received] == list(range(1, 50))
 
 
@@ -206,5 +199,5 @@ async def test_redis_down_queues_events_and_delivers_them_when_it_returns(
         assert a.broker.stats()["outbox"] == 5
     finally:
         fresh_redis.start()
-    received = await _collect(on_b, 5)
+    received = await collect(on_b, 5, WAIT)
     assert [e.data["n"] for e in received] == list(range(5))

@@ -29,13 +29,14 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 
 from app.realtime.broker.redis import RedisBroker
 from app.realtime.channels import user_channel
-from app.realtime.client import Client, ClientKind
+from app.realtime.client import ClientKind
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import ConnectionManager
 from app.runtime import redis_client
 from app.settings import SentinelTarget, Settings, SettingsError, sentinel_target
 from tests.backend import Stream, open_stream, running_backend
+from tests.realtime_helpers import collect
 from tests.redis_server import (
     RedisServer,
     ReplicationCut,
@@ -190,14 +191,6 @@ def _event(n: int) -> Event:
     )
 
 
-async def _collect(client: Client, count: int) -> list[Event]:
-    received: list[Event] = []
-    async with asyncio.timeout(WAIT):
-        while len(received) < count:
-            received.extend(e for e in await client.next_batch() if e.type != EventType.PING)
-    return received
-
-
 async def test_a_promoted_replica_reissues_no_id_and_tells_live_streams_to_resync(
     topology: Topology, processes: list[ConnectionManager]
 ) -> None:
@@ -206,12 +199,12 @@ async def test_a_promoted_replica_reissues_no_id_and_tells_live_streams_to_resyn
     on_b = connection.client
     for n in range(3):
         await a.publish(_event(n))
-    before = await _collect(on_b, 3)
+    before = await collect(on_b, 3, WAIT)
 
     topology.cut.cut()
     for n in range(3, 5):
         await a.publish(_event(n))
-    unreplicated = await _collect(on_b, 2)  # seen live, but only the primary has them
+    unreplicated = await collect(on_b, 2, WAIT)  # seen live, but only the primary has them
     assert (topology.seq(topology.primary, TENANT), topology.seq(topology.replica, TENANT)) == (
         5,
         3,
@@ -220,7 +213,7 @@ async def test_a_promoted_replica_reissues_no_id_and_tells_live_streams_to_resyn
     await topology.fail_over()
     for n in range(5, 7):
         await a.publish(_event(n))  # into the outbox while the client finds the new primary
-    after = await _collect(on_b, 3)
+    after = await collect(on_b, 3, WAIT)
 
     assert [e.data["n"] for e in before + unreplicated] == [0, 1, 2, 3, 4]
     assert after[0].type == EventType.RESYNC
