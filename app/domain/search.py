@@ -205,9 +205,7 @@ class Search:
     def _full_text_hits(
         self, session: Session, principal: Principal, terms: list[str], limit: int
     ) -> list[_Found]:
-        nonce = secrets.token_hex(8)
-        open_mark = f"{_MARK_OPEN}{nonce}{_MARK_OPEN}"
-        close_mark = f"{_MARK_CLOSE}{nonce}{_MARK_CLOSE}"
+        open_mark, close_mark = _new_marks()
         snippet = func.snippet(_index_column, 0, open_mark, close_mark, ELLIPSIS, SNIPPET_TOKENS)
         query: Select[int, int, int, str, datetime, str, str] = (
             _visible_messages(principal)  # type: ignore[assignment]  # add_columns() is typed as returning SQLAlchemy's Select; it is SQLModel's
@@ -223,9 +221,7 @@ class Search:
     def _postgres_hits(
         self, session: Session, principal: Principal, terms: list[str], limit: int
     ) -> list[_Found]:
-        nonce = secrets.token_hex(8)
-        open_mark = f"{_MARK_OPEN}{nonce}{_MARK_OPEN}"
-        close_mark = f"{_MARK_CLOSE}{nonce}{_MARK_CLOSE}"
+        open_mark, close_mark = _new_marks()
         query = _tsquery(terms)
         vector: ColumnClause[Any] = literal_column(
             message_vector(f"{Message.__tablename__}.content")
@@ -255,6 +251,13 @@ class Search:
         query = query.order_by(col(Message.id).desc()).limit(limit)
         rows = session.exec(query).all()
         return [_Found(*row[:5], highlight_terms(row[5], terms)) for row in rows]
+
+
+def _new_marks() -> tuple[str, str]:
+    """The highlight's opening and closing markers for one search: private-use characters
+    around a random nonce, which no message can forge."""
+    nonce = secrets.token_hex(8)
+    return f"{_MARK_OPEN}{nonce}{_MARK_OPEN}", f"{_MARK_CLOSE}{nonce}{_MARK_CLOSE}"
 
 
 _SEARCH_CONFIG: ColumnClause[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")

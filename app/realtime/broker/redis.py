@@ -312,15 +312,14 @@ class RedisBroker(Broker):
     async def _receive(self, frame: str) -> None:
         log, epoch_text, seq_text, payload = frame.split(" ", 3)
         epoch, seq = int(epoch_text), int(seq_text)
-        if log in self._delivered and self._delivered[log][0] != epoch:
-            await self._enter_epoch(log, epoch)
         known = self._delivered.get(log)
         if known is not None:
-            last = known[1] if known[0] == epoch else 0  # a new epoch is unseen from seq 1
+            if known[0] != epoch:
+                await self._enter_epoch(log, epoch)  # a new epoch is unseen from seq 1
+            last = self._delivered[log][1]
             if seq <= last:
                 return  # already delivered (after a catch-up)
             if seq > last + 1:
-                self._delivered[log] = (epoch, last)
                 await self._catch_up(log, seq - 1)
         self._deliver(log, _decode(payload, epoch, seq))
 
