@@ -239,6 +239,8 @@ class Runtime:
             self.typing,
             notifier=self.message_notifications,
         )
+        # Processes sharing Redis keep a conversation's order with what only the database knows.
+        self.broker.fill_gaps_with(self.messages.missed_events)
         self.read_receipts = ReadReceipts(self.messages)
         self.search = Search(
             self.db,

@@ -358,6 +358,22 @@ async def open_stream(
         yield Stream(source)
 
 
+async def direct_conversation(http: httpx.AsyncClient, token: str, other: str) -> int:
+    """The id of the caller's 1:1 with `other` (a demo user of the caller's tenant)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    conversations = (await http.get("/api/conversations", headers=headers)).json()["items"]
+    other_id = next(
+        p["id"]
+        for c in conversations
+        for p in c["participants"]
+        if p["username"] == other and c["kind"] == "direct"
+    )
+    response = await http.post(
+        "/api/conversations", json={"participantIds": [other_id]}, headers=headers
+    )
+    return int(response.json()["id"])
+
+
 def assert_database_unavailable(response: httpx.Response) -> None:
     """A 503 of a locked or unreachable database: JSON, with a Retry-After to wait."""
     assert response.status_code == 503, response.text

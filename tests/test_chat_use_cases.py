@@ -33,7 +33,7 @@ from app.domain.principal import Principal
 from app.domain.typing import TypingTracker
 from app.models import ConversationMember
 from app.realtime.client import Client
-from app.realtime.events import Event, EventType
+from app.realtime.events import Event, EventType, MessageOrder
 from app.runtime import Runtime
 from app.security.rate_limit import TokenBucketLimiter
 from tests.databases import write_lock
@@ -226,6 +226,37 @@ async def test_history_pages_newest_first_with_has_more_and_before_anchors(
     assert first.items[0].content == "a"
     assert first.items[0].sender_id == seeded.alice.user_id
     assert first.items[0].sender_name == seeded.alice.display_name
+
+
+async def test_a_gap_s_messages_are_read_back_as_the_events_their_sends_published(
+    runtime: Runtime, seeded: Seeded
+) -> None:
+    """What a broker shared by processes publishes when a conversation's message is about
+    to go out before the ones stored ahead of it (app/realtime/broker/redis.py)."""
+    conversation = await new_group(runtime, seeded.alice, seeded.bob)
+    bob = await listen(runtime, seeded.bob, EventType.CHAT_MESSAGE)
+    m1, m2, m3, m4 = await send_all(runtime, seeded.alice, conversation, *"abcd")
+    published = await wait_for_events(bob, 4)
+    assert [e.order for e in published] == [
+        MessageOrder(conversation, m1, None),  # a new group's first
+        MessageOrder(conversation, m2, m1),
+        MessageOrder(conversation, m3, m2),
+        MessageOrder(conversation, m4, m3),
+    ]
+    missed = await runtime.messages.missed_events(seeded.acme_id, conversation, m1, m4)
+
+    def seen(events: list[Event]) -> list[tuple[str, object, tuple[str, ...], int | None]]:
+        return [(e.type, e.data, e.channels, e.tenant_id) for e in events]
+
+    assert seen(missed) == seen(published[1:3])
+    assert [e.order for e in missed] == [
+        MessageOrder(conversation, m2),
+        MessageOrder(conversation, m3),
+    ]
+    assert all(e.id is None for e in missed)  # the broker gives them ids
+    # The tenant is part of the question: another tenant's id reads nothing of it.
+    assert await runtime.messages.missed_events(seeded.globex_id, conversation, 0, m4 + 1) == []
+    assert await runtime.messages.missed_events(seeded.acme_id, conversation, m4, m4 + 9) == []
 
 
 async def test_a_foreign_or_unknown_history_anchor_is_not_found(

@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from app.realtime.broker.base import BrokerUnavailable
 from app.realtime.broker.redis import LIVE_CHANNEL, RedisBroker
 from app.realtime.channels import tenant_channel, user_channel
-from app.realtime.events import Event, EventType
+from app.realtime.events import Event, EventType, MessageOrder
 from app.realtime.ids import EventId
 from app.realtime.stream_slots import RedisStreamSlots
 from tests.redis_server import RedisServer
@@ -38,6 +38,17 @@ EPOCH = "chat:{t7}:epoch"
 NOW = 1_700_000_000.5  # a clock reading whose milliseconds are exact in binary
 EPOCH_MS = 1_700_000_000_500
 BROKER_LOG = "app.realtime.broker.redis"
+# The stats of a broker to which nothing unusual happened.
+QUIET_STATS = {
+    "broker": "redis",
+    "outbox": 0,
+    "liveReconnects": 0,
+    "gapsFilled": 0,
+    "orderGaps": 0,
+    "orderFilled": 0,
+    "orderDuplicates": 0,
+    "orderFillFailures": 0,
+}
 
 
 class Clock:
@@ -282,7 +293,7 @@ async def test_events_reach_every_listener_once_in_order_and_reading_no_log(
     await a.publish(event(4))
     assert await first.until(4) == [1, 2, 3, 4]
     assert len(second.events) == 3
-    assert b.stats() == {"broker": "redis", "outbox": 0, "liveReconnects": 0, "gapsFilled": 0}
+    assert b.stats() == QUIET_STATS
     await b.disconnect()  # the live feed's connection goes back
     async with asyncio.timeout(WAIT):
         while await subscribers(admin) != 1:  # a's alone
@@ -293,7 +304,7 @@ async def test_a_broker_starts_with_empty_counters_and_one_set_of_stream_slots(
     brokers: Brokers, admin: aioredis.Redis
 ) -> None:
     a = await brokers(slot_lease_seconds=42.0, connect=False)
-    assert a.stats() == {"broker": "redis", "outbox": 0, "liveReconnects": 0, "gapsFilled": 0}
+    assert a.stats() == QUIET_STATS
     assert a.accepting is True
     slots = a.stream_slots()
     assert isinstance(slots, RedisStreamSlots)
@@ -753,3 +764,185 @@ async def test_the_log_is_capped_near_its_maximum(brokers: Brokers, admin: aiore
         await a.publish(event(n))
     # MAXLEN ~ trims whole nodes of the stream (100 entries): never below 10, far below 300.
     assert 10 <= await admin.xlen(LOG) <= 110
+
+
+# -- a conversation's order across processes ---------------------------------------------
+
+CONVERSATION = 40
+FILLED = "chat:{t7}:filled"
+
+
+async def order_of(admin: aioredis.Redis, tenant: int) -> str | None:
+    """The newest message of the conversation published, as Redis keeps it."""
+    key = "chat:{t" + str(tenant) + "}:order"
+    newest: str | None = await admin.hget(key, str(CONVERSATION))  # type: ignore[misc]  # redis-py types replies Awaitable | value
+    return newest
+
+
+def message(n: int, previous: int | None) -> Event:
+    """The chat:message of message `n` of one conversation, stored after `previous`."""
+    return Event(
+        type=EventType.CHAT_MESSAGE,
+        data={"n": n},
+        channels=(user_channel(1),),
+        tenant_id=TENANT,
+        order=MessageOrder(CONVERSATION, n, previous),
+    )
+
+
+class Database:
+    """The filler of a gap, reading from stored messages as app/domain/messages.py does."""
+
+    def __init__(self, stored: list[int]) -> None:
+        self.stored = stored
+        self.asked: list[tuple[int, int, int, int]] = []
+        self.fails = False
+
+    async def __call__(
+        self, tenant: int, conversation: int, after: int, before: int
+    ) -> list[Event]:
+        self.asked.append((tenant, conversation, after, before))
+        if self.fails:
+            raise RuntimeError("the database is unreachable")
+        return [
+            Event(
+                type=EventType.CHAT_MESSAGE,
+                data={"n": n, "refilled": True},
+                channels=(user_channel(1),),
+                tenant_id=tenant,
+                order=MessageOrder(conversation, n),
+            )
+            for n in self.stored
+            if after < n < before
+        ]
+
+
+async def test_a_message_whose_predecessor_waits_in_another_process_goes_out_after_it(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    a, b = await brokers(), await brokers()
+    database = Database(stored=[1, 2, 3])
+    a.fill_gaps_with(database)
+    b.fill_gaps_with(database)
+    inbox = await listening(a)
+    await a.publish(message(1, None))
+    assert await inbox.until(1) == [1]
+    # Message 2 was stored by b, which has not published it yet; a publishes message 3.
+    third = await a.publish(message(3, 2))
+    assert await inbox.until(3) == [1, 2, 3]
+    assert inbox.events[1].data["refilled"] is True
+    assert database.asked == [(TENANT, CONVERSATION, 1, 3)]
+    assert third.id == inbox.events[2].id
+    # b's own copy of message 2 comes late: it is skipped, and what follows goes out.
+    late = await b.publish(message(2, 1))
+    assert late.id is None
+    await b.publish(message(4, 3))
+    assert await inbox.until(4) == [1, 2, 3, 4]
+    assert await order_of(admin, TENANT) == "4"
+    assert await admin.exists(FILLED) == 0  # the refill's mark went with its original
+    assert a.stats()["orderGaps"] == 1
+    assert a.stats()["orderFilled"] == 1
+    assert b.stats()["orderDuplicates"] == 1
+    assert [e.id.seq for e in inbox.events if e.id] == [1, 2, 3, 4]
+
+
+async def test_a_retried_publish_whose_first_try_went_out_is_not_delivered_twice(
+    brokers: Brokers,
+) -> None:
+    a = await brokers()
+    inbox = await listening(a)
+    await a.publish(message(1, None))
+    again = await a.publish(message(1, None))  # as after a reply lost on the way back
+    await a.publish(message(2, 1))
+    assert await inbox.until(2) == [1, 2]
+    assert again.id is None
+    assert len(inbox.events) == 2
+
+
+async def test_a_gap_with_nothing_stored_in_it_publishes_the_message_at_once(
+    brokers: Brokers,
+) -> None:
+    a = await brokers()  # with no filler: what a process without a database would find
+    inbox = await listening(a)
+    await a.publish(message(5, 4))  # the first the broker sees of it: no known gap
+    await a.publish(event(6))  # an event of no conversation is not held by its order
+    await a.publish(message(7, 6))
+    assert await inbox.until(3) == [5, 6, 7]
+    assert a.stats()["orderGaps"] == 1
+    assert a.stats()["orderFilled"] == 0
+
+
+async def test_after_redis_lost_its_data_the_position_this_process_saw_still_finds_gaps(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    a, b = await brokers(retries=True), await brokers(retries=True)
+    database = Database(stored=[1, 2, 3, 4])
+    a.fill_gaps_with(database)
+    inbox = await listening(a)
+    await a.publish(message(1, None))
+    await b.publish(message(2, 1))
+    assert await inbox.until(2) == [1, 2]
+    await admin.flushall()  # a Redis restarted empty: the conversation's position is gone
+    await _after_losing_the_feed(b, a, admin, inbox, 3)
+    await a.publish(message(4, 3))  # 3 waits in b's outbox
+    assert await inbox.until(5) == [1, 2, 0, 3, 4]
+    assert database.asked == [(TENANT, CONVERSATION, 2, 4)]
+    assert (await b.publish(message(3, 2))).id is None
+
+
+async def test_a_gap_the_database_cannot_fill_is_published_anyway_and_its_message_later(
+    brokers: Brokers, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await brokers(), await brokers()
+    database = Database(stored=[1, 2, 3])
+    database.fails = True
+    a.fill_gaps_with(database)
+    inbox = await listening(a)
+    await a.publish(message(1, None))
+    with caplog.at_level(logging.ERROR, logger=BROKER_LOG):
+        await a.publish(message(3, 2))
+    assert "could not read the messages before" in caplog.text
+    late = await b.publish(message(2, 1))  # late, but not lost
+    assert late.id is not None
+    assert await inbox.until(3) == [1, 3, 2]
+    assert a.stats()["orderFillFailures"] == 1
+    await a.publish(message(4, 3))  # the order goes on from the newest
+    assert await inbox.until(4) == [1, 3, 2, 4]
+    assert a.stats()["orderGaps"] == 1
+
+
+async def test_a_conversation_s_order_is_kept_per_tenant(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    a = await brokers()
+    database = Database(stored=[])
+    a.fill_gaps_with(database)
+    inbox = await listening(a)
+    await a.publish(message(1, None))
+    other = message(9, 8)
+    other.tenant_id = TENANT + 1  # the same conversation id in another tenant's keys
+    await a.publish(other)
+    await a.publish(message(2, 1))
+    assert await inbox.until(3) == [1, 9, 2]
+    assert database.asked == []
+    assert await order_of(admin, TENANT + 1) == "9"
+
+
+async def test_a_promoted_replica_s_lagging_positions_refill_nothing_already_delivered(
+    brokers: Brokers, admin: aioredis.Redis
+) -> None:
+    a = await brokers()
+    database = Database(stored=[1, 2, 3, 4])
+    a.fill_gaps_with(database)
+    inbox = await listening(a)
+    for n, previous in ((1, None), (2, 1), (3, 2)):
+        await a.publish(message(n, previous))
+    assert await inbox.until(3) == [1, 2, 3]
+    # The replica heard of message 1 only before it was promoted.
+    await admin.hset("chat:{t7}:order", str(CONVERSATION), "1")  # type: ignore[misc]  # redis-py types replies Awaitable | value
+    await _promoted(admin)
+    await a.publish(message(4, 3))
+    assert await inbox.until(5) == [1, 2, 3, None, 4]
+    assert _failover_resync(inbox.events[3])
+    assert database.asked == []  # 2 and 3 went out already: this process saw them
+    assert await order_of(admin, TENANT) == "4"

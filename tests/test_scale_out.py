@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backend import Backend, Stream, open_stream, start_backend
+from tests.backend import Backend, Stream, direct_conversation, open_stream, start_backend
 from tests.redis_server import RedisServer
 
 MESSAGES = 30
@@ -50,26 +50,12 @@ async def clients(cluster: list[Backend]) -> AsyncIterator[list[httpx.AsyncClien
             await client.aclose()
 
 
-async def _direct(http: httpx.AsyncClient, token: str, other: str) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    other_id = next(
-        p["id"]
-        for c in (await http.get("/api/conversations", headers=headers)).json()["items"]
-        for p in c["participants"]
-        if p["username"] == other and c["kind"] == "direct"
-    )
-    response = await http.post(
-        "/api/conversations", json={"participantIds": [other_id]}, headers=headers
-    )
-    return response.json()["id"]
-
-
 async def test_every_consumer_gets_every_message_once_in_one_order_whichever_process(
     cluster: list[Backend], clients: list[httpx.AsyncClient]
 ) -> None:
     alice = cluster[0].token("alice")
     bob = cluster[1].token("bob")
-    conversation = await _direct(clients[0], alice, "bob")
+    conversation = await direct_conversation(clients[0], alice, "bob")
     filter_ = {"events": "chat:message"}
     async with (
         open_stream(clients[0], bob, params=filter_) as on_a,
@@ -98,7 +84,7 @@ async def test_a_consumer_moving_from_one_process_to_another_gets_exactly_what_i
 ) -> None:
     alice = cluster[1].token("alice")
     bob = cluster[0].token("bob")
-    conversation = await _direct(clients[0], alice, "bob")
+    conversation = await direct_conversation(clients[0], alice, "bob")
     auth = {"Authorization": f"Bearer {alice}"}
     filter_ = {"events": "chat:message"}
 
@@ -128,7 +114,7 @@ async def test_redis_restarting_during_a_send_loop_loses_no_accepted_message(
 ) -> None:
     alice = cluster[0].token("alice")
     bob = cluster[1].token("bob")
-    conversation = await _direct(clients[0], alice, "bob")
+    conversation = await direct_conversation(clients[0], alice, "bob")
     auth = {"Authorization": f"Bearer {alice}"}
     accepted: list[str] = []
     async with open_stream(clients[1], bob, params={"events": "chat:message"}) as stream:

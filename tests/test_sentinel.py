@@ -35,7 +35,7 @@ from app.realtime.ids import EventId
 from app.realtime.manager import ConnectionManager
 from app.runtime import redis_client
 from app.settings import SentinelTarget, Settings, SettingsError, sentinel_target
-from tests.backend import Stream, open_stream, running_backend
+from tests.backend import Stream, direct_conversation, open_stream, running_backend
 from tests.realtime_helpers import collect
 from tests.redis_server import (
     RedisServer,
@@ -307,21 +307,6 @@ class Consumer:
                 await asyncio.sleep(0.02)
 
 
-async def _direct(http: httpx.AsyncClient, token: str, other: str) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    conversations = (await http.get("/api/conversations", headers=headers)).json()["items"]
-    other_id = next(
-        p["id"]
-        for c in conversations
-        for p in c["participants"]
-        if p["username"] == other and c["kind"] == "direct"
-    )
-    response = await http.post(
-        "/api/conversations", json={"participantIds": [other_id]}, headers=headers
-    )
-    return int(response.json()["id"])
-
-
 async def _history(http: httpx.AsyncClient, token: str, conversation: int) -> list[int]:
     ids: list[int] = []
     params: dict[str, int] = {"limit": 100}
@@ -355,7 +340,7 @@ async def test_a_failover_during_a_send_loop_loses_no_accepted_message(
             httpx.AsyncClient(base_url=sending.url, timeout=timeout) as to_sender,
             httpx.AsyncClient(base_url=streaming.url, timeout=timeout) as to_streamer,
         ):
-            conversation = await _direct(to_sender, alice, "bob")
+            conversation = await direct_conversation(to_sender, alice, "bob")
             sender = Sender(to_sender, alice, conversation)
             stop = asyncio.Event()
             async with open_stream(to_streamer, bob, params={"events": "chat:message"}) as stream:

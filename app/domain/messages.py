@@ -30,6 +30,8 @@ from app.realtime.events import (
     ChatMessagePayload,
     ChatMessageUpdatedPayload,
     ChatUnreadCountPayload,
+    Event,
+    MessageOrder,
 )
 from app.realtime.service import RealtimeService
 from app.security.rate_limit import RateLimiter
@@ -51,6 +53,8 @@ class SentMessage:
     unread: list[UnreadChange]
     # The other person of a 1:1; None in a group.
     direct_recipient: int | None = None
+    # The conversation's message stored just before this one (None for its first).
+    previous_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,10 @@ class ChangedMessage:
 class HistoryPage:
     items: list[ChatMessageBody]
     has_more: bool
+
+
+# A gap longer than this (an outbox holds at most 10 000 events) is filled only in part.
+_MAX_REFILL = 1000
 
 
 class Messages:
@@ -118,6 +126,7 @@ class Messages:
                 tenant_id=principal.tenant_id,
                 participant_ids=sent.participants,
                 payload=ChatMessagePayload(conversation_id=conversation_id, message=sent.message),
+                order=MessageOrder(conversation_id, sent.message.id, sent.previous_id),
             )
             await self._emit_unread(principal.tenant_id, conversation_id, sent.unread)
         # A sent message ends the sender's typing there (the stop follows the message).
@@ -150,6 +159,7 @@ class Messages:
         session.add(message)
         session.flush()
         # Ours is the newest: the conversation's lock orders the sends' ids and commits.
+        previous_id = conversation.last_message_id
         conversation.last_message_id = message.id
         session.add(conversation)
         session.exec(
@@ -183,7 +193,44 @@ class Messages:
             participants=sorted(counts),
             unread=[UnreadChange(uid, counts[uid], totals[uid]) for uid in changed],
             direct_recipient=others[0] if direct else None,
+            previous_id=previous_id,
         )
+
+    async def missed_events(
+        self, tenant_id: int, conversation_id: int, after_id: int, before_id: int
+    ) -> list[Event]:
+        """The chat:message events of the conversation's messages stored between two ids,
+        oldest first, as they are now, for the participants as they are now: what a broker
+        shared by several processes publishes to fill a gap in the conversation's order
+        (their own process has not published them yet). At most _MAX_REFILL."""
+
+        def load(session: Session) -> list[Event]:
+            rows = session.exec(
+                select(Message, User)
+                .join(User, col(User.id) == col(Message.sender_id))
+                .where(Message.tenant_id == tenant_id)
+                .where(Message.conversation_id == conversation_id)
+                .where(col(Message.id) > after_id, col(Message.id) < before_id)
+                .order_by(col(Message.id))
+                .limit(_MAX_REFILL)
+            ).all()
+            if not rows:
+                return []
+            participants = participant_ids(session, conversation_id)
+            return [
+                self._service.chat_message_event(
+                    tenant_id=tenant_id,
+                    participant_ids=participants,
+                    payload=ChatMessagePayload(
+                        conversation_id=conversation_id,
+                        message=message_body(message, sender.display_name),
+                    ),
+                    order=MessageOrder(conversation_id, message.id),  # type: ignore[arg-type]  # SQLModel types ids int | None; stored rows have one
+                )
+                for message, sender in rows
+            ]
+
+        return await self._db.run(load)
 
     async def edit(
         self, principal: Principal, conversation_id: int, message_id: int, content: str

@@ -163,6 +163,20 @@ def _dump_json(data: dict[str, Any]) -> str:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class MessageOrder:
+    """Where a `chat:message` stands in its conversation, for a broker that must keep the
+    conversation's order across processes (app/realtime/broker/redis.py).
+
+    `previous_id` is the message stored just before it in the conversation (None for the
+    first, and on copies read back from the broker, which need only the position).
+    """
+
+    conversation_id: int
+    message_id: int
+    previous_id: int | None = None
+
+
 @dataclass(slots=True, eq=False)
 class Event:
     """One event on its way to clients.
@@ -178,6 +192,8 @@ class Event:
     tenant_id: int | None = None
     id: EventId | None = None
     published_at: float = field(default_factory=time.time)
+    # Set on chat:message only; never on the wire to clients.
+    order: MessageOrder | None = None
     _wire: bytes | None = None
 
     def wire(self) -> bytes:

@@ -21,6 +21,7 @@ from app.realtime.events import (
     ChatUnreadCountPayload,
     Event,
     EventType,
+    MessageOrder,
     NotificationNewPayload,
     NotificationReadPayload,
     Payload,
@@ -53,11 +54,40 @@ class RealtimeService:
         )
         return await self._manager.publish(event)
 
+    @staticmethod
+    def chat_message_event(
+        *,
+        tenant_id: int,
+        participant_ids: Iterable[int],
+        payload: ChatMessagePayload,
+        order: MessageOrder | None = None,
+    ) -> Event:
+        """A `chat:message` for every participant, the sender's other tabs included: made
+        here for a send and for the broker's refill of a conversation's gap alike."""
+        return Event(
+            type=EventType.CHAT_MESSAGE,
+            data=payload.to_data(),
+            channels=_users(participant_ids),
+            tenant_id=tenant_id,
+            order=order,
+        )
+
     async def emit_chat_message(
-        self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessagePayload
+        self,
+        *,
+        tenant_id: int,
+        participant_ids: Iterable[int],
+        payload: ChatMessagePayload,
+        order: MessageOrder | None = None,
     ) -> Event | None:
-        """To every participant, the sender's other tabs included."""
-        return await self._emit(EventType.CHAT_MESSAGE, payload, _users(participant_ids), tenant_id)
+        """To every participant, the sender's other tabs included. `order` lets a broker
+        shared by several processes keep the conversation's order (app/realtime/broker)."""
+        event = self.chat_message_event(
+            tenant_id=tenant_id, participant_ids=participant_ids, payload=payload, order=order
+        )
+        if not event.channels:
+            return None
+        return await self._manager.publish(event)
 
     async def emit_message_updated(
         self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessageUpdatedPayload

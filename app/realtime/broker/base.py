@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from app.realtime.events import Event
 from app.realtime.ids import EventId
 
 EventListener = Callable[[Event], None]
+# (tenant_id, conversation_id, after_id, before_id) -> the conversation's chat:message
+# events for the messages stored with after_id < id < before_id, oldest first.
+GapFiller = Callable[[int, int, int, int], Awaitable[list[Event]]]
 
 
 class StreamSlots(Protocol):
@@ -46,6 +49,11 @@ class Broker(ABC):
     @abstractmethod
     async def publish(self, event: Event) -> Event:
         """Give `event` its id, keep it for replay, deliver it to every listener."""
+
+    def fill_gaps_with(self, filler: GapFiller) -> None:
+        """Where to read a conversation's messages that another process has not published
+        yet, when this one is about to publish a later one (see RedisBroker). A broker of
+        one process needs none: the use case publishes a conversation's messages in order."""
 
     def stream_slots(self) -> StreamSlots | None:
         """Where per-user stream limits are counted across processes; None: per process."""

@@ -9,6 +9,8 @@ them together; tenants spread across slots):
     chat:{t42}:log     Stream, entry id `<seq>-1`, capped by MAXLEN: the replay history
     chat:{t42}:primary the replication id of the primary that issues this epoch's ids
     chat:{t42}:ended   the epoch a promoted replica ended, if this one began at a failover
+    chat:{t42}:order   Hash: conversation id -> the newest message id published of it
+    chat:{t42}:filled  Set of `<conversation>:<message>` published early to fill a gap (1 day)
     chat:events        Pub/sub channel every process subscribes to: live delivery
 
 Publishing is one Lua script: INCR the sequence, XADD to the log, PUBLISH. So the log order,
@@ -28,6 +30,15 @@ Deliberate divergences from the in-memory broker, so nobody "fixes" them:
   and issuing their sequence numbers again would give two events one id. Every process then
   tells its clients of that tenant to `resync`, since it cannot know whether it missed any of
   them. A Redis restarted empty starts a new epoch too, without the resync (as before).
+- A conversation's messages go out in the order they were stored (message id order), across
+  processes and outages: each process has its own outbox, and two processes flushing theirs
+  after an outage would interleave one sender's messages. A chat:message carries its
+  predecessor's id; when its predecessor has not been published yet (it waits in another
+  process's outbox, or that process is slow), the publish script refuses it as a gap, this
+  process reads the missing messages from the database (the filler, app/domain/messages.py)
+  and publishes them first, and the other process's copy is skipped when it comes. Where
+  Redis lost the order hash (restarted empty), the last position this process saw is the
+  starting point; a process that has seen nothing of that conversation cannot tell a gap.
 - The broker is handed the process's one Redis client (shared with presence and the limits,
   app/runtime.py) and never closes it: its owner does, after everyone has stopped. The live
   feed's subscription holds one connection of that client's pool for as long as it runs.
@@ -41,16 +52,16 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener
+from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener, GapFiller
 from app.realtime.channels import tenant_channel
-from app.realtime.events import Event, EventType, ResyncPayload
+from app.realtime.events import Event, EventType, MessageOrder, ResyncPayload
 from app.realtime.ids import EventId
 from app.realtime.stream_slots import RedisStreamSlots
 from app.realtime.tasks import cancel_and_wait
@@ -62,6 +73,7 @@ LIVE_CHANNEL = f"{PREFIX}:events"
 GLOBAL_LOG = "global"
 
 # KEYS: seq, log, epoch. ARGV: maxlen, payload, live channel, now in ms, log name.
+# Returns {epoch, seq}; or, from _IN_CONVERSATION_ORDER, {'dup', mark} or {'gap', mark}.
 _PUBLISH = """
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
@@ -77,13 +89,15 @@ return {epoch, seq}
 # Run before _PUBLISH, in the same script. KEYS[4], KEYS[5]: primary, ended. A primary whose
 # replication id is not the one that issued the epoch's ids was promoted since: it ends that
 # epoch and starts one later than it (an epoch begun before the primary key existed is kept).
+# Its conversations' positions (KEYS[6], KEYS[7]) may lag behind what went out, and would
+# refill messages already delivered: they go too, and each process's own take their place.
 _NEW_PRIMARY_NEW_EPOCH = """
 local primary = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
 local issuer = redis.call('GET', KEYS[4])
 if issuer ~= primary then
   local ended = redis.call('GET', KEYS[3])
   if issuer and ended then
-    redis.call('DEL', KEYS[1], KEYS[2])
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7])
     if tonumber(ARGV[4]) > tonumber(ended) then
       redis.call('SET', KEYS[3], ARGV[4])
     else
@@ -94,6 +108,37 @@ if issuer ~= primary then
   redis.call('SET', KEYS[4], primary)
 end
 """
+
+
+# Run between the two scripts above, so a refused event takes no sequence number.
+# KEYS[6], KEYS[7]: order, filled. ARGV[6..11]: conversation ('' for an event of no
+# conversation), message id, previous message id (''), '1' for a gap's refill, this
+# process's last known position of the conversation (''), '1' to check for a gap.
+# mark: the newest message of the conversation published; a refill is skipped when its
+# message is no newer, and the original of a refilled message is skipped when it comes.
+_IN_CONVERSATION_ORDER = """
+if ARGV[6] ~= '' then
+  local pos = tonumber(ARGV[7])
+  local mark = tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or ARGV[10])
+  local member = ARGV[6] .. ':' .. ARGV[7]
+  if ARGV[9] == '1' then
+    if mark and pos <= mark then return {'dup', mark} end
+    redis.call('SADD', KEYS[7], member)
+    redis.call('EXPIRE', KEYS[7], 86400)
+  else
+    if redis.call('SREM', KEYS[7], member) == 1 or pos == mark then
+      return {'dup', mark or pos}
+    end
+    if ARGV[11] == '1' and mark and ARGV[8] ~= '' and tonumber(ARGV[8]) > mark then
+      return {'gap', mark}
+    end
+  end
+  if not mark or pos > mark then redis.call('HSET', KEYS[6], ARGV[6], ARGV[7]) end
+end
+"""
+
+# Positions remembered per (tenant, conversation): a seed for a Redis that lost its order.
+_KNOWN_POSITIONS = 10_000
 
 
 def _log_name(tenant_id: int | None) -> str:
@@ -110,15 +155,23 @@ def _failover_keys(log: str) -> tuple[str, str]:
     return f"{PREFIX}:{tag}:primary", f"{PREFIX}:{tag}:ended"
 
 
+def _order_keys(log: str) -> tuple[str, str]:
+    tag = "{" + log + "}"
+    return f"{PREFIX}:{tag}:order", f"{PREFIX}:{tag}:filled"
+
+
 def _encode(event: Event) -> str:
+    body: dict[str, Any] = {
+        "type": event.type,
+        "data": event.data,
+        "channels": list(event.channels),
+        "tenant": event.tenant_id,
+        "ts": event.published_at,
+    }
+    if event.order is not None:  # every process learns the conversation's position
+        body["o"] = [event.order.conversation_id, event.order.message_id]
     return json.dumps(
-        {
-            "type": event.type,
-            "data": event.data,
-            "channels": list(event.channels),
-            "tenant": event.tenant_id,
-            "ts": event.published_at,
-        },
+        body,
         separators=(",", ":"),
         ensure_ascii=True,  # the payload travels inside a space-separated frame
     )
@@ -126,6 +179,7 @@ def _encode(event: Event) -> str:
 
 def _decode(raw: str, epoch: int, seq: int) -> Event:
     body = json.loads(raw)
+    position = body.get("o")
     return Event(
         type=body["type"],
         data=body["data"],
@@ -133,7 +187,12 @@ def _decode(raw: str, epoch: int, seq: int) -> Event:
         tenant_id=body["tenant"],
         id=EventId(epoch, seq),
         published_at=body["ts"],
+        order=None if position is None else MessageOrder(position[0], position[1]),
     )
+
+
+async def _no_filler(_tenant: int, _conversation: int, _after: int, _before: int) -> list[Event]:
+    return []
 
 
 class RedisBroker(Broker):
@@ -167,13 +226,22 @@ class RedisBroker(Broker):
         self._resubscribed = False  # set by redis-py's reconnection of the live feed
         self.reconnects = 0
         self.gaps_filled = 0
+        self._filler: GapFiller = _no_filler
+        # (tenant, conversation) -> newest message id seen published, least recent first.
+        self._positions: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self.order_gaps = 0  # publishes that found their predecessor unpublished
+        self.order_filled = 0  # messages published early to fill such a gap
+        self.order_duplicates = 0  # publishes skipped: their message had gone out already
+        self.order_fill_failures = 0  # gaps the filler could not fill (published anyway)
         self._slots: RedisStreamSlots | None = None
         self._slot_lease_seconds = slot_lease_seconds
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self._publish_script = self._redis.register_script(_NEW_PRIMARY_NEW_EPOCH + _PUBLISH)
+        self._publish_script = self._redis.register_script(
+            _NEW_PRIMARY_NEW_EPOCH + _IN_CONVERSATION_ORDER + _PUBLISH
+        )
         self._tasks = [
             asyncio.create_task(self._read_live(), name="redis-broker-live"),
             asyncio.create_task(self._drain_outbox(), name="redis-broker-outbox"),
@@ -192,6 +260,9 @@ class RedisBroker(Broker):
 
     def detach(self, listener: EventListener) -> None:
         self._listeners.remove(listener)
+
+    def fill_gaps_with(self, filler: GapFiller) -> None:
+        self._filler = filler
 
     def stream_slots(self) -> RedisStreamSlots:
         if self._slots is None:
@@ -226,18 +297,74 @@ class RedisBroker(Broker):
         return event
 
     async def _send(self, event: Event) -> None:
+        """Publish `event`; a chat:message whose predecessor has not gone out yet goes out
+        after it (read from the database), and one that went out already is skipped (its
+        id stays None). A RedisError leaves the rest to the caller's retry: what did go out
+        is marked, so the retry neither repeats it nor leaves a gap."""
+        answer = await self._run_script(event, fill=False, check_gap=True)
+        if answer[0] == "gap":
+            self.order_gaps += 1
+            await self._fill_gap(event, int(answer[1]))
+            answer = await self._run_script(event, fill=False, check_gap=False)
+        self._settle(event, answer)
+
+    async def _fill_gap(self, event: Event, mark: int) -> None:
+        order, tenant_id = event.order, event.tenant_id
+        assert order is not None and tenant_id is not None  # only such events have gaps
+        try:
+            missing = await self._filler(tenant_id, order.conversation_id, mark, order.message_id)
+        except Exception:
+            # Late beats lost: the message goes out now, its predecessors when they come.
+            self.order_fill_failures += 1
+            logger.exception("could not read the messages before %s", order)
+            return
+        for filled in missing:
+            self._settle(filled, await self._run_script(filled, fill=True, check_gap=False))
+            if filled.id is not None:
+                self.order_filled += 1
+
+    def _settle(self, event: Event, answer: list[Any]) -> None:
+        if answer[0] == "dup":
+            self.order_duplicates += 1
+            return
+        event.id = EventId(int(answer[0]), int(answer[1]))
+        self._remember(event)
+
+    async def _run_script(self, event: Event, *, fill: bool, check_gap: bool) -> list[Any]:
         log = _log_name(event.tenant_id)
-        epoch, seq = await self._publish_script(
-            keys=[*_keys(log), *_failover_keys(log)],
+        order = event.order if event.tenant_id is not None else None
+        seed = None
+        if order is not None:
+            seed = self._positions.get((event.tenant_id, order.conversation_id))  # type: ignore[arg-type]  # a tenant's event here
+        result: list[Any] = await self._publish_script(
+            keys=[*_keys(log), *_failover_keys(log), *_order_keys(log)],
             args=[
                 self._log_max_events,
                 _encode(event),
                 LIVE_CHANNEL,
                 int(self._clock() * 1000),
                 log,
+                "" if order is None else order.conversation_id,
+                "" if order is None else order.message_id,
+                "" if order is None or order.previous_id is None else order.previous_id,
+                "1" if fill else "",
+                "" if seed is None else seed,
+                "1" if check_gap else "",
             ],
         )
-        event.id = EventId(int(epoch), int(seq))
+        return result
+
+    def _remember(self, event: Event) -> None:
+        """The conversation's newest published position, should Redis lose its own."""
+        order, tenant_id = event.order, event.tenant_id
+        if order is None or tenant_id is None:
+            return
+        key = (tenant_id, order.conversation_id)
+        if self._positions.get(key, 0) < order.message_id:
+            self._positions[key] = order.message_id
+        self._positions.move_to_end(key)
+        if len(self._positions) > _KNOWN_POSITIONS:
+            self._positions.popitem(last=False)
 
     async def _drain_outbox(self) -> None:
         while True:
@@ -360,6 +487,7 @@ class RedisBroker(Broker):
 
     def _deliver(self, log: str, event: Event) -> None:
         self._delivered[log] = (event.id.epoch, event.id.seq)  # type: ignore[union-attr]  # logged events have ids
+        self._remember(event)
         for listener in self._listeners:
             listener(event)
 
@@ -399,4 +527,8 @@ class RedisBroker(Broker):
             "outbox": len(self._outbox),
             "liveReconnects": self.reconnects,
             "gapsFilled": self.gaps_filled,
+            "orderGaps": self.order_gaps,
+            "orderFilled": self.order_filled,
+            "orderDuplicates": self.order_duplicates,
+            "orderFillFailures": self.order_fill_failures,
         }
