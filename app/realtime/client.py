@@ -48,8 +48,10 @@ class Client:
         "close_reason",
         "connected_at",
         "delivered",
+        "first_delivered",
         "id",
         "kind",
+        "last_delivered",
         "session_ref",
         "tenant_id",
         "types",
@@ -77,6 +79,11 @@ class Client:
         self.session_ref = session_ref
         self.connected_at = time.time()
         self.delivered = 0
+        # The first and last event ids taken for writing: the log's disconnect line shows
+        # them, and a connection has no gaps (a full queue closes it), so they say which
+        # events it got (docs/OPERATIONS.md's recipe).
+        self.first_delivered: EventId | None = None
+        self.last_delivered: EventId | None = None
         self.close_reason: CloseReason | None = None
         # A list, not a deque: an empty deque costs ~600 bytes, and idle streams are many.
         self._queue: list[Event] = []
@@ -151,6 +158,14 @@ class Client:
         if self._skip_upto is not None:
             batch = self._without_replayed(batch, self._skip_upto)
         self.delivered += len(batch)
+        # From the end: control events (pings, resyncs) have no id and are few, so this
+        # stops at once or nearly.
+        for event in reversed(batch):
+            if event.id is not None:
+                self.last_delivered = event.id
+                if self.first_delivered is None:
+                    self.first_delivered = next(e.id for e in batch if e.id is not None)
+                break
         return batch
 
     def push_to(self, on_ready: Callable[[Client], None]) -> None:
