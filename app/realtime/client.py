@@ -79,9 +79,10 @@ class Client:
         self.session_ref = session_ref
         self.connected_at = time.time()
         self.delivered = 0
-        # The first and last event ids taken for writing: the log's disconnect line shows
-        # them, and a connection has no gaps (a full queue closes it), so they say which
-        # events it got (docs/OPERATIONS.md's recipe).
+        # The first and last event ids taken for writing, replayed ones included (the
+        # manager sets them for the backlog): the log's disconnect line shows them, and a
+        # connection has no gaps (a full queue closes it), so they say which events it got
+        # (docs/OPERATIONS.md's recipe).
         self.first_delivered: EventId | None = None
         self.last_delivered: EventId | None = None
         self.close_reason: CloseReason | None = None

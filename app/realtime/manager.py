@@ -325,6 +325,9 @@ class ConnectionManager:
             client.skip_through(history[-1].id)  # type: ignore[arg-type]  # history has only published events, which have ids
         counters.replays += 1
         counters.replayed_events += len(backlog)
+        if backlog:
+            # Written before any live event, by the transport itself (not take_batch).
+            client.first_delivered, client.last_delivered = backlog[0].id, backlog[-1].id
         log_event(
             logger,
             f"{client.kind.value}.resume",
