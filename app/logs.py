@@ -62,7 +62,7 @@ def _event_and_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: `ts`, `level`, `logger`, `event`, then the fields."""
+    """One JSON object per line: `ts`, `level`, `logger`, `event`, `pid`, then the fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         event, fields = _event_and_fields(record)
@@ -71,6 +71,9 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "event": event,
+            # Client ids ("c12") are numbered per process: with several workers or
+            # machines a connection is (host, pid, client).
+            "pid": record.process,
         }
         line.update(fields)
         if record.exc_info:
@@ -79,11 +82,11 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-12-04T02:31:52.123Z INFO app.realtime.manager stream.connect user=2 ...`"""
+    """`2026-12-04T02:31:52.123Z INFO app.realtime.manager[812] stream.connect user=2 ...`"""
 
     def format(self, record: logging.LogRecord) -> str:
         event, fields = _event_and_fields(record)
-        head = f"{_timestamp(record)} {record.levelname} {record.name}"
+        head = f"{_timestamp(record)} {record.levelname} {record.name}[{record.process}]"
         if event == PLAIN_EVENT:
             text = f"{head}: {fields['message']}"
         else:

@@ -109,7 +109,7 @@ async def _next_of(stream: Stream, event_type: str) -> dict[str, Any]:
 def _events(log: str, log_format: str) -> set[str]:
     if log_format == "json":
         return {entry["event"] for entry in parse_lines(log.splitlines())}
-    # `<ts> <LEVEL> <logger> <event> key=value ...`
+    # `<ts> <LEVEL> <logger>[<pid>] <event> key=value ...`
     return {
         words[3]
         for words in (line.split(" ") for line in log.splitlines())

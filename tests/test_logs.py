@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -78,13 +79,14 @@ def test_a_json_line_has_the_four_keys_then_the_fields() -> None:
         reason=CloseReason.SLOW_CONSUMER,
     )
     line = json.loads(JsonFormatter().format(record))
-    assert list(line)[:4] == ["ts", "level", "logger", "event"]
+    assert list(line)[:5] == ["ts", "level", "logger", "event", "pid"]
     assert ISO_UTC.fullmatch(line["ts"]), line["ts"]
     assert line == {
         "ts": line["ts"],
         "level": "INFO",
         "logger": "app.test_logs",
         "event": "stream.connect",
+        "pid": os.getpid(),
         "user": 2,
         "channels": ["global", "user:2"],
         "lastEventId": "17-42",
@@ -100,7 +102,7 @@ def test_a_text_line_shows_the_same_fields_as_key_value() -> None:
     text = TextFormatter().format(record)
     assert ISO_UTC.match(text)
     assert text.split(" ", 1)[1] == (
-        'INFO app.test_logs stream.disconnect user=2 channels=user:2,global lastDelivered=- why="a b"'
+        f'INFO app.test_logs[{os.getpid()}] stream.disconnect user=2 channels=user:2,global lastDelivered=- why="a b"'
     )
 
 
@@ -119,7 +121,7 @@ def test_a_line_not_of_the_vocabulary_is_event_log_with_its_message() -> None:
         TextFormatter()
         .format(record)
         .split(" ", 1)[1]
-        .startswith("ERROR app.test_logs: failed twice\nTraceback")
+        .startswith(f"ERROR app.test_logs[{os.getpid()}]: failed twice\nTraceback")
     )
 
 
@@ -139,7 +141,7 @@ def test_configure_writes_the_format_at_the_level_and_once(log_format: str) -> N
     if log_format == "json":
         assert json.loads(line)["event"] == "tab.connect"
     else:
-        assert line.endswith(" INFO app.x tab.connect user=1")
+        assert line.endswith(f" INFO app.x[{os.getpid()}] tab.connect user=1")
 
 
 def test_parse_lines_keeps_only_our_json_lines() -> None:
@@ -188,6 +190,7 @@ async def test_a_slow_consumer_is_cut_then_disconnected_with_what_it_got(
     assert len(publishes) == 4
     assert publishes[0] | {"ts": None} == {
         "ts": None,
+        "pid": os.getpid(),
         "level": "INFO",
         "logger": "app.realtime.manager",
         "event": "event.publish",

@@ -25,6 +25,7 @@ GOT_BY_REPLAY = "got it by replay"
 NOT_HIS_CHANNELS = "not sent to his channels"
 FILTERED = "filtered out by his stream's events="
 NO_STREAM = "no stream of his was open"
+STILL_OPEN = "a stream of his is still open: its disconnect line is not written yet"
 
 
 def follow_the_recipe(log: list[dict[str, Any]], event_id: str, user: int) -> str:
@@ -33,44 +34,56 @@ def follow_the_recipe(log: list[dict[str, Any]], event_id: str, user: int) -> st
     assert wanted is not None
     # Step 1: the event.publish line of X: its type, channels and tenant.
     publish = next(e for e in log if e["event"] == "event.publish" and e["eventId"] == event_id)
-    # Step 2: the user's streams in that tenant, and the channels they listened to.
-    connects = [
-        e
+    # Step 2: his streams in that tenant (a connection is pid and client), and their channels.
+    connects = {
+        _connection(e): e
         for e in log
         if e["event"] == "stream.connect" and e["user"] == user and e["tenant"] == publish["tenant"]
-    ]
-    if connects and not set(publish["channels"]) & set(connects[0]["channels"]):
-        return NOT_HIS_CHANNELS
-    by_client = {e["client"]: e for e in connects}
-    ends = {
-        e["client"]: e
-        for e in log
-        if e["event"] == "stream.disconnect" and e["client"] in by_client
     }
-    # Step 3: a stream whose delivered range holds X got it (a connection has no gaps);
-    # by replay when X is in its stream.resume's replayed range.
-    for client, end in ends.items():
-        first, last = EventId.parse(end["firstDelivered"]), EventId.parse(end["lastDelivered"])
-        if first is not None and last is not None and first <= wanted <= last:
-            resume = next(
-                (e for e in log if e["event"] == "stream.resume" and e["client"] == client), None
-            )
-            if resume is not None and resume["replayed"]:
-                replayed = (
-                    EventId.parse(resume["replayedFirst"]),
-                    EventId.parse(resume["replayedLast"]),
-                )
-                if replayed[0] <= wanted <= replayed[1]:  # type: ignore[operator]  # both set when replayed > 0
-                    return GOT_BY_REPLAY
+    if not connects:
+        return NO_STREAM
+    if not set(publish["channels"]) & set(next(iter(connects.values()))["channels"]):
+        return NOT_HIS_CHANNELS
+    lines = {event: _by_connection(log, event, connects) for event in _STREAM_EVENTS}
+    # Step 3: a stream whose delivered range holds X got it (a connection has no gaps); by
+    # replay when X is in the replayed range of its stream.resume.
+    for connection, end in lines["stream.disconnect"].items():
+        if _within(wanted, end["firstDelivered"], end["lastDelivered"]):
+            resume = lines["stream.resume"].get(connection)
+            if resume is not None and _within(
+                wanted, resume["replayedFirst"], resume["replayedLast"]
+            ):
+                return GOT_BY_REPLAY
             return GOT_LIVE
-    # Step 4: none got it. Open when X was published, and why not: its filter.
-    for client, connect in by_client.items():
-        end = ends[client]
-        if connect["ts"] <= publish["ts"] <= end["ts"]:
+    # Step 4: none got it. A stream open when X was published: its filter, or how it ended.
+    for connection, connect in connects.items():
+        ended = lines["stream.disconnect"].get(connection)
+        if ended is None:
+            return STILL_OPEN
+        if connect["ts"] <= publish["ts"] <= ended["ts"]:
             if connect["types"] is not None and publish["type"] not in connect["types"]:
                 return FILTERED
-            return f"open but not delivered: {end['reason']}"
+            return f"open but not delivered: {ended['reason']}"
     return NO_STREAM
+
+
+_STREAM_EVENTS = ("stream.disconnect", "stream.resume")
+
+
+def _connection(line: dict[str, Any]) -> tuple[int, str]:
+    return line["pid"], line["client"]
+
+
+def _by_connection(
+    log: list[dict[str, Any]], event: str, connects: dict[tuple[int, str], Any]
+) -> dict[tuple[int, str], dict[str, Any]]:
+    return {_connection(e): e for e in log if e["event"] == event and _connection(e) in connects}
+
+
+def _within(wanted: EventId, first: str | None, last: str | None) -> bool:
+    """`first <= wanted <= last` as event ids compare: epoch, then sequence (not as text)."""
+    low, high = EventId.parse(first), EventId.parse(last)
+    return low is not None and high is not None and low <= wanted <= high
 
 
 @pytest.fixture(scope="module")
