@@ -179,7 +179,12 @@ async def test_a_slow_consumer_is_cut_then_disconnected_with_what_it_got(
         await _publish(manager)
     (cut,) = recorded.named("stream.slow_consumer_cut")
     (end,) = recorded.named("stream.disconnect")
-    assert (cut["level"], cut["client"], cut["queue"]) == ("WARNING", client.id, 2)
+    assert (cut["level"], cut["client"], cut["discarded"], cut["queueLimit"]) == (
+        "WARNING",
+        client.id,
+        2,
+        2,
+    )
     assert end["reason"] == "slow_consumer"
     assert (end["delivered"], end["firstDelivered"], end["lastDelivered"]) == (
         1,

@@ -48,6 +48,7 @@ class Client:
         "close_reason",
         "connected_at",
         "delivered",
+        "discarded",
         "first_delivered",
         "id",
         "kind",
@@ -79,6 +80,7 @@ class Client:
         self.session_ref = session_ref
         self.connected_at = time.time()
         self.delivered = 0
+        self.discarded = 0  # queued but never taken when it closed: lost with the cut
         # The first and last event ids taken for writing, replayed ones included (the
         # manager sets them for the backlog): the log's disconnect line shows them, and a
         # connection has no gaps (a full queue closes it), so they say which events it got
@@ -195,6 +197,7 @@ class Client:
         if self.close_reason is not None:
             return
         self.close_reason = reason
+        self.discarded = len(self._queue)
         self._queue.clear()
         waiter = self._waiter
         if waiter is not None and not waiter.done():

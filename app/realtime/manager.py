@@ -74,7 +74,16 @@ def _log_disconnect(client: Client, queue_size: int) -> None:
     reason = client.close_reason
     who: dict[str, Any] = {"user": client.user_id, "tenant": client.tenant_id, "client": client.id}
     if reason is CloseReason.SLOW_CONSUMER:
-        log_event(logger, f"{kind}.slow_consumer_cut", logging.WARNING, **who, queue=queue_size)
+        # discarded == queueLimit: its queue filled; fewer: a write stalled past
+        # SSE_WRITE_TIMEOUT_SECONDS.
+        log_event(
+            logger,
+            f"{kind}.slow_consumer_cut",
+            logging.WARNING,
+            **who,
+            discarded=client.discarded,
+            queueLimit=queue_size,
+        )
     elif reason is CloseReason.SESSION_ENDED:
         log_event(logger, f"{kind}.session_ended", **who)
     log_event(
@@ -83,6 +92,7 @@ def _log_disconnect(client: Client, queue_size: int) -> None:
         **who,
         reason=reason,
         delivered=client.delivered,
+        discarded=client.discarded,
         firstDelivered=client.first_delivered,
         lastDelivered=client.last_delivered,
         seconds=round(time.time() - client.connected_at, 3),
