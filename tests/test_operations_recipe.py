@@ -1,5 +1,6 @@
 """docs/OPERATIONS.md's recipe, "did bob's stream get event X, and if not, why?", followed
-step by step on the JSON log of a real backend (scripts/serve), and nothing else.
+step by step on the JSON log of a real backend (scripts/serve, and `reflex run`), and
+nothing else.
 
 Bob gets X live, misses Y while disconnected and gets it replayed on resuming, never had W
 sent to his channels (it is carol's), and had Z filtered out by his stream's `events=`.
@@ -18,7 +19,14 @@ import pytest
 
 from app.logs import parse_lines
 from app.realtime.ids import EventId
-from tests.backend import Backend, bearer, conversation_titled, open_stream, running_backend
+from tests.backend import (
+    LAUNCHERS,
+    Backend,
+    bearer,
+    conversation_titled,
+    open_stream,
+    running_backend,
+)
 
 GOT_LIVE = "got it live"
 GOT_BY_REPLAY = "got it by replay"
@@ -86,10 +94,14 @@ def _within(wanted: EventId, first: str | None, last: str | None) -> bool:
     return low is not None and high is not None and low <= wanted <= high
 
 
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+@pytest.fixture(scope="module", params=LAUNCHERS)
+def backend(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Backend]:
+    """Under both starts: each configures the app's logging in its lifespan."""
     env = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
-    with running_backend(tmp_path_factory.mktemp("recipe"), env, launcher="serve") as server:
+    workdir = tmp_path_factory.mktemp(f"recipe-{request.param}")
+    with running_backend(workdir, env, launcher=request.param, backend_only=True) as server:
         yield server
 
 
