@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,14 +13,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app import logs
 from app.logs import JsonFormatter, TextFormatter, log_event
+from app.realtime.broker.redis import RedisBroker
 from app.realtime.client import ClientKind, CloseReason
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import ConnectionManager, TooManyStreams
 from tests.realtime_helpers import ManagerFactory
+from tests.redis_server import RedisServer
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -197,7 +203,7 @@ async def test_a_slow_consumer_is_cut_then_disconnected_with_what_it_got(
         "ts": None,
         "pid": os.getpid(),
         "level": "INFO",
-        "logger": "app.realtime.manager",
+        "logger": "app.realtime.publish_log",
         "event": "event.publish",
         "eventId": str(first.id),
         "type": "notification:read",
@@ -261,3 +267,37 @@ async def test_an_ended_session_a_refusal_and_a_tab(
     ]
     assert recorded.named("stream.disconnect")[0]["reason"] == "session_ended"
     assert recorded.named("tab.disconnect")[0]["client"] == tab.id
+
+
+async def test_an_event_waiting_for_redis_is_logged_queued_then_published_with_its_id(
+    redis_server: RedisServer, redis_db: aioredis.Redis, recorded: Recorded
+) -> None:
+    client = aioredis.Redis(
+        port=redis_server.port, decode_responses=True, retry=Retry(NoBackoff(), 0)
+    )
+    broker = RedisBroker(
+        client, log_max_events=1000, replay_max_age_seconds=300.0, reconnect_seconds=0.05
+    )
+    manager = ConnectionManager(broker, queue_size=10, max_streams_per_user=1, heartbeat_seconds=0)
+    await manager.start()
+    try:
+        await redis_db.config_set("min-replicas-to-write", 1)  # every write refused
+        waiting = await _publish(manager)
+        assert waiting.id is None
+        (queued,) = recorded.named("event.queued")
+        assert (queued["level"], queued["type"], queued["channels"]) == (
+            "WARNING",
+            "notification:read",
+            ["user:1"],
+        )
+        assert recorded.named("event.publish") == []
+        await redis_db.config_set("min-replicas-to-write", 0)
+        async with asyncio.timeout(5):
+            while not recorded.named("event.publish"):
+                await asyncio.sleep(0.01)
+        (published,) = recorded.named("event.publish")
+        assert published["eventId"] == str(waiting.id) != "None"
+    finally:
+        await redis_db.config_set("min-replicas-to-write", 0)
+        await manager.stop()
+        await client.aclose()

@@ -24,6 +24,7 @@ from app.realtime.channels import channels_for
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType, PingPayload, ResyncPayload
 from app.realtime.ids import EventId
+from app.realtime.publish_log import log_published, log_queued
 from app.realtime.tasks import cancel_and_wait
 from app.realtime.visibility import may_see
 
@@ -380,14 +381,10 @@ class ConnectionManager:
         self._counters[event.tenant_id].published += 1
         # INFO, once per event whatever the number of clients (docs/OPERATIONS.md: the
         # recipe starts from this line).
-        log_event(
-            logger,
-            "event.publish",
-            eventId=published.id,
-            type=published.type,
-            channels=published.channels,
-            tenant=published.tenant_id,
-        )
+        if published.id is None:
+            log_queued(published)  # the broker logs its publish once it has an id
+        else:
+            log_published(published)
         return published
 
     def _dispatch(self, event: Event) -> None:
