@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from app import logs
 from app.logs import JsonFormatter, TextFormatter, log_event
 from app.realtime.broker.redis import RedisBroker
-from app.realtime.client import ClientKind, CloseReason
+from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
 from app.realtime.manager import ConnectionManager, TooManyStreams
@@ -301,3 +301,28 @@ async def test_an_event_waiting_for_redis_is_logged_queued_then_published_with_i
         await redis_db.config_set("min-replicas-to-write", 0)
         await manager.stop()
         await client.aclose()
+
+
+def test_the_delivered_range_skips_control_events_and_starts_at_the_first_id() -> None:
+    client = Client(
+        user_id=1,
+        tenant_id=1,
+        channels=frozenset({"user:1"}),
+        types=None,
+        kind=ClientKind.STREAM,
+        max_queue=10,
+    )
+    ping = Event(type=EventType.PING, data={})
+    numbered = []
+    for seq in (1, 2, 3):
+        event = Event(type=EventType.NOTIFICATION_READ, data={}, channels=("user:1",))
+        event.id = EventId(5, seq)
+        numbered.append(event)
+    for batch in ([ping], [numbered[0], ping], [ping, numbered[1], numbered[2]]):
+        for event in batch:
+            client.offer(event)
+        client.take_batch()
+        if batch == [ping]:
+            assert (client.first_delivered, client.last_delivered) == (None, None)
+    assert (client.first_delivered, client.last_delivered) == (EventId(5, 1), EventId(5, 3))
+    assert client.delivered == 6

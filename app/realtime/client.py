@@ -160,16 +160,24 @@ class Client:
         batch, self._queue = self._queue, []
         if self._skip_upto is not None:
             batch = self._without_replayed(batch, self._skip_upto)
+            if not batch:  # all of it was replayed already
+                return batch
         self.delivered += len(batch)
-        # From the end: control events (pings, resyncs) have no id and are few, so this
-        # stops at once or nearly.
-        for event in reversed(batch):
-            if event.id is not None:
-                self.last_delivered = event.id
-                if self.first_delivered is None:
-                    self.first_delivered = next(e.id for e in batch if e.id is not None)
-                break
+        tail = batch[-1].id
+        if tail is None:  # a control event (ping, resync) last: rare, so off the fast path
+            self._note_delivered(batch)
+        else:
+            self.last_delivered = tail
+            if self.first_delivered is None:
+                self._note_delivered(batch)
         return batch
+
+    def _note_delivered(self, batch: list[Event]) -> None:
+        ids = [event.id for event in batch if event.id is not None]
+        if ids:
+            self.last_delivered = ids[-1]
+            if self.first_delivered is None:
+                self.first_delivered = ids[0]
 
     def push_to(self, on_ready: Callable[[Client], None]) -> None:
         """Deliver by push: `on_ready(client)` once whenever events start waiting; the
