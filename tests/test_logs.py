@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from app import logs
 from app.logs import JsonFormatter, TextFormatter, log_event
 from app.realtime.broker.redis import RedisBroker
+from app.realtime.channels import tenant_channel
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
@@ -326,3 +327,28 @@ def test_the_delivered_range_skips_control_events_and_starts_at_the_first_id() -
             assert (client.first_delivered, client.last_delivered) == (None, None)
     assert (client.first_delivered, client.last_delivered) == (EventId(5, 1), EventId(5, 3))
     assert client.delivered == 6
+
+
+async def test_a_brokers_failover_resync_is_logged_for_each_client_it_reaches(
+    manager: ConnectionManager, recorded: Recorded
+) -> None:
+    stream = (await manager.connect(user_id=1, tenant_id=1)).client
+    tab = (await manager.connect(user_id=2, tenant_id=1, kind=ClientKind.TAB)).client
+    await manager.connect(user_id=3, tenant_id=2)  # another tenant: not told
+    resync = Event(
+        type=EventType.RESYNC,
+        data={"reason": "failover"},
+        channels=(tenant_channel(1),),
+        tenant_id=1,
+    )
+    for listener in manager.broker._listeners:  # type: ignore[attr-defined]  # as a Redis broker's epoch change does
+        listener(resync)
+    lines = [
+        (line["event"], line["client"], line["reason"])
+        for line in recorded.lines()
+        if line["event"].endswith(".resync")
+    ]
+    assert sorted(lines) == [
+        ("stream.resync", stream.id, "failover"),
+        ("tab.resync", tab.id, "failover"),
+    ]
