@@ -29,6 +29,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
+from app import logs
 from app.db import Database, create_schema, make_engine
 from app.domain.accounts import Accounts
 from app.domain.conversations import Conversations
@@ -310,14 +311,11 @@ def get_runtime() -> Runtime:
 
 
 def configure_logging() -> None:
-    """Our warnings (Redis lost, database busy, ...) reach the server's log."""
-    app_logger = logging.getLogger("app")
-    if not app_logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        app_logger.addHandler(handler)
-        app_logger.setLevel(logging.INFO)
-        app_logger.propagate = False
+    """Our log lines (the vocabulary of app/logs.py, warnings such as Redis lost) reach the
+    server's log, as LOG_FORMAT and LOG_LEVEL say: the same under every start, since both
+    run this lifespan."""
+    settings = get_settings()
+    logs.configure(settings.log_format, settings.log_level)
 
 
 @contextlib.asynccontextmanager

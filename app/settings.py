@@ -168,6 +168,31 @@ def _networks(value: object) -> object:
 
 Networks = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)]
 
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_format(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word not in LOG_FORMATS:
+        raise ValueError(f"must be {' or '.join(LOG_FORMATS)}, got {_shown_input(value)}")
+    return word
+
+
+def _log_level(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    word = value.strip().upper()
+    if word not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {_shown_input(value)}")
+    return word
+
+
+LogFormat = Annotated[str, BeforeValidator(_log_format)]
+LogLevel = Annotated[str, BeforeValidator(_log_level)]
+
 
 def _default_database_url() -> str:
     # A hidden folder: Reflex's dev reloader ignores it (it would restart on every WAL write).
@@ -202,6 +227,18 @@ class Settings:
     )
     seed_demo_data: Flag = Field(
         default=True, description="seed the demo tenants when the database is empty"
+    )
+
+    # Logs (app/logs.py; the vocabulary is in docs/OPERATIONS.md)
+    log_format: LogFormat = Field(
+        default="text",
+        description="`json`: one JSON object per line (`ts`, `level`, `logger`, `event` and "
+        "its fields), for a log pipeline; `text`: the same fields as `key=value`, for people",
+    )
+    log_level: LogLevel = Field(
+        default="INFO",
+        description="the app's least severe log lines kept: `DEBUG`, `INFO` (every connect, "
+        "disconnect and publish), `WARNING`, `ERROR` or `CRITICAL`",
     )
 
     # The stream

@@ -179,12 +179,37 @@ def test_every_setting_is_read_from_its_variable(environ: pytest.MonkeyPatch) ->
             raw, value = "192.0.2.0/24, 127.0.0.1", ("192.0.2.0/24", "127.0.0.1")
         elif isinstance(default, tuple):
             raw, value = "https://other.example", ("https://other.example",)
+        elif name == "log_format":
+            raw, value = "JSON", "json"
+        elif name == "log_level":
+            raw, value = " debug", "DEBUG"
         else:
             raw, value = f"{default}-x", f"{default}-x"
         environ.setenv(env_name(name), raw)
         changed[name] = value
     settings = Settings.from_env()
     assert {name: getattr(settings, name) for name in FIELDS} == changed
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "problem"),
+    [
+        ("LOG_FORMAT", "yaml", "LOG_FORMAT must be text or json, got yaml"),
+        ("LOG_FORMAT", "", "LOG_FORMAT must be text or json, got ''"),
+        (
+            "LOG_LEVEL",
+            "verbose",
+            "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got verbose",
+        ),
+    ],
+)
+def test_a_log_setting_outside_its_words_is_named(
+    environ: pytest.MonkeyPatch, variable: str, raw: str, problem: str
+) -> None:
+    environ.setenv(variable, raw)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env()
+    assert refused.value.problems == (problem,)
 
 
 @pytest.mark.parametrize("word", ["1", "true", "YES", " on ", "True"])

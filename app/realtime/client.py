@@ -48,8 +48,11 @@ class Client:
         "close_reason",
         "connected_at",
         "delivered",
+        "discarded",
+        "first_delivered",
         "id",
         "kind",
+        "last_delivered",
         "session_ref",
         "tenant_id",
         "types",
@@ -77,6 +80,13 @@ class Client:
         self.session_ref = session_ref
         self.connected_at = time.time()
         self.delivered = 0
+        self.discarded = 0  # queued but never taken when it closed: lost with the cut
+        # The first and last event ids taken for writing, replayed ones included (the
+        # manager sets them for the backlog): the log's disconnect line shows them, and a
+        # connection has no gaps (a full queue closes it), so they say which events it got
+        # (docs/OPERATIONS.md's recipe).
+        self.first_delivered: EventId | None = None
+        self.last_delivered: EventId | None = None
         self.close_reason: CloseReason | None = None
         # A list, not a deque: an empty deque costs ~600 bytes, and idle streams are many.
         self._queue: list[Event] = []
@@ -150,8 +160,24 @@ class Client:
         batch, self._queue = self._queue, []
         if self._skip_upto is not None:
             batch = self._without_replayed(batch, self._skip_upto)
+            if not batch:  # all of it was replayed already
+                return batch
         self.delivered += len(batch)
+        tail = batch[-1].id
+        if tail is None:  # a control event (ping, resync) last: rare, so off the fast path
+            self._note_delivered(batch)
+        else:
+            self.last_delivered = tail
+            if self.first_delivered is None:
+                self._note_delivered(batch)
         return batch
+
+    def _note_delivered(self, batch: list[Event]) -> None:
+        ids = [event.id for event in batch if event.id is not None]
+        if ids:
+            self.last_delivered = ids[-1]
+            if self.first_delivered is None:
+                self.first_delivered = ids[0]
 
     def push_to(self, on_ready: Callable[[Client], None]) -> None:
         """Deliver by push: `on_ready(client)` once whenever events start waiting; the
@@ -179,6 +205,7 @@ class Client:
         if self.close_reason is not None:
             return
         self.close_reason = reason
+        self.discarded = len(self._queue)
         self._queue.clear()
         waiter = self._waiter
         if waiter is not None and not waiter.done():

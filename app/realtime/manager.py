@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.logs import log_event
 from app.realtime.broker.base import Broker
 from app.realtime.channels import channels_for
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType, PingPayload, ResyncPayload
 from app.realtime.ids import EventId
+from app.realtime.publish_log import log_published, log_queued
 from app.realtime.tasks import cancel_and_wait
 from app.realtime.visibility import may_see
 
@@ -65,6 +68,56 @@ def _transport_gone(client: Client) -> bool:
     except Exception:  # a faulty check must not close a client, nor stop the heartbeat
         logger.exception("transport check of client %s failed", client.id)
         return False
+
+
+def _log_disconnect(client: Client, queue_size: int) -> None:
+    kind = client.kind.value
+    reason = client.close_reason
+    who: dict[str, Any] = {"user": client.user_id, "tenant": client.tenant_id, "client": client.id}
+    if reason is CloseReason.SLOW_CONSUMER:
+        # discarded == queueLimit: its queue filled; fewer: a write stalled past
+        # SSE_WRITE_TIMEOUT_SECONDS.
+        log_event(
+            logger,
+            f"{kind}.slow_consumer_cut",
+            logging.WARNING,
+            **who,
+            discarded=client.discarded,
+            queueLimit=queue_size,
+        )
+    elif reason is CloseReason.SESSION_ENDED:
+        log_event(logger, f"{kind}.session_ended", **who)
+    log_event(
+        logger,
+        f"{kind}.disconnect",
+        **who,
+        reason=reason,
+        delivered=client.delivered,
+        discarded=client.discarded,
+        firstDelivered=client.first_delivered,
+        lastDelivered=client.last_delivered,
+        seconds=round(time.time() - client.connected_at, 3),
+    )
+
+
+def _log_resync(client: Client, reason: str, last_event_id: str | None) -> None:
+    log_event(
+        logger,
+        f"{client.kind.value}.resync",
+        logging.WARNING,
+        user=client.user_id,
+        tenant=client.tenant_id,
+        client=client.id,
+        reason=reason,
+        lastEventId=last_event_id,
+    )
+
+
+def _log_live_resyncs(event: Event, candidates: Any) -> None:
+    reason = str(event.data.get("reason", ""))
+    for client in tuple(candidates):
+        if may_see(client, event):
+            _log_resync(client, reason, None)
 
 
 class ConnectionManager:
@@ -142,6 +195,7 @@ class ConnectionManager:
             kind is ClientKind.STREAM
             and self._streams_by_user[user_id] >= self._max_streams_per_user
         ):
+            self._log_refused(kind, user_id, tenant_id)
             raise TooManyStreams(user_id)
         await self.broker.follow(tenant_id)
         # Checked after the last await before registering, so concurrent tabs of one user
@@ -151,6 +205,7 @@ class ConnectionManager:
             and self._max_tabs_per_user is not None
             and self._tabs_by_user[user_id] >= self._max_tabs_per_user
         ):
+            self._log_refused(kind, user_id, tenant_id)
             raise TooManyTabs(user_id)
         client = Client(
             user_id=user_id,
@@ -163,8 +218,19 @@ class ConnectionManager:
             transport_alive=transport_alive,
         )
         if kind is ClientKind.STREAM and not await self._slot_granted(client):
+            self._log_refused(kind, user_id, tenant_id)
             raise TooManyStreams(user_id)  # counted across every process
         self._register(client)
+        log_event(
+            logger,
+            f"{kind.value}.connect",
+            user=user_id,
+            tenant=tenant_id,
+            client=client.id,
+            channels=client.channels,
+            types=types,
+            lastEventId=last_event_id,
+        )
         try:
             backlog = await self._backlog_for(client, last_event_id)
         except BaseException:
@@ -221,6 +287,7 @@ class ConnectionManager:
             counters.slow_consumers_cut += 1
         elif client.close_reason is CloseReason.SESSION_ENDED:
             counters.sessions_ended += 1
+        _log_disconnect(client, self._queue_size)
         for listener in self._disconnect_listeners:
             listener(client)
 
@@ -262,12 +329,27 @@ class ConnectionManager:
         if history is None:
             counters.resyncs += 1
             reason = "unknown_id" if after is None else "history_unavailable"
+            _log_resync(client, reason, last_event_id)
             return [Event(type=EventType.RESYNC, data=ResyncPayload(reason=reason).to_data())]
         backlog = [event for event in history if may_see(client, event)]
         if history:
             client.skip_through(history[-1].id)  # type: ignore[arg-type]  # history has only published events, which have ids
         counters.replays += 1
         counters.replayed_events += len(backlog)
+        if backlog:
+            # Written before any live event, by the transport itself (not take_batch).
+            client.first_delivered, client.last_delivered = backlog[0].id, backlog[-1].id
+        log_event(
+            logger,
+            f"{client.kind.value}.resume",
+            user=client.user_id,
+            tenant=client.tenant_id,
+            client=client.id,
+            lastEventId=last_event_id,
+            replayed=len(backlog),
+            replayedFirst=backlog[0].id if backlog else None,
+            replayedLast=backlog[-1].id if backlog else None,
+        )
         return backlog
 
     def close_where(self, predicate: Callable[[Client], bool], reason: CloseReason) -> int:
@@ -297,6 +379,12 @@ class ConnectionManager:
     async def publish(self, event: Event) -> Event:
         published = await self.broker.publish(event)
         self._counters[event.tenant_id].published += 1
+        # INFO, once per event whatever the number of clients (docs/OPERATIONS.md: the
+        # recipe starts from this line).
+        if published.id is None:
+            log_queued(published)  # the broker logs its publish once it has an id
+        else:
+            log_published(published)
         return published
 
     def _dispatch(self, event: Event) -> None:
@@ -308,6 +396,8 @@ class ConnectionManager:
             candidates = set()
             for channel in channels:
                 candidates.update(self._by_channel.get(channel, ()))
+        if event.id is None:  # a broker's own resync (a Redis failover): rare, logged per client
+            _log_live_resyncs(event, candidates)
         dropped = 0
         # A full queue closes its client, which edits the routing table: iterate a copy.
         for client in tuple(candidates):
@@ -315,6 +405,16 @@ class ConnectionManager:
                 dropped += 1
         if dropped:
             self._counters[event.tenant_id].dropped += dropped
+
+    def _log_refused(self, kind: ClientKind, user_id: int, tenant_id: int) -> None:
+        log_event(
+            logger,
+            f"{kind.value}.refused",
+            logging.WARNING,
+            user=user_id,
+            tenant=tenant_id,
+            reason=f"too_many_{kind.value}s",
+        )
 
     def heartbeat(self) -> None:
         """Send one ping to every local client (control event: no id, never replayed)."""

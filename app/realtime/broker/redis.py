@@ -63,6 +63,7 @@ from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener, G
 from app.realtime.channels import tenant_channel
 from app.realtime.events import Event, EventType, MessageOrder, ResyncPayload
 from app.realtime.ids import EventId
+from app.realtime.publish_log import log_published
 from app.realtime.stream_slots import RedisStreamSlots
 from app.realtime.tasks import cancel_and_wait
 
@@ -375,7 +376,7 @@ class RedisBroker(Broker):
                 except (RedisError, OSError):
                     await asyncio.sleep(self._reconnect_seconds)
                     continue
-                self._outbox.popleft()
+                log_published(self._outbox.popleft())
             self._wake_outbox.clear()
 
     # -- live delivery ---------------------------------------------------------------
