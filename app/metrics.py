@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -35,6 +35,21 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "reconnects": ("chat_reconnects", "Connections that came with a Last-Event-ID."),
     "slowConsumersCut": ("chat_slow_consumers_cut", "Clients cut off for not reading."),
     "sessionsEnded": ("chat_sessions_ended", "Clients closed because their session ended."),
+}
+
+# RedisBroker.stats() key -> (metric, help): how a conversation's order was kept across
+# processes (app/realtime/broker/redis.py).
+_ORDER_COUNTERS: dict[str, tuple[str, str]] = {
+    "orderGaps": ("chat_broker_order_gaps", "Messages whose predecessor had not gone out."),
+    "orderFilled": ("chat_broker_order_filled", "Messages published early to fill such a gap."),
+    "orderDuplicates": (
+        "chat_broker_order_duplicates",
+        "Publishes skipped: their message had gone out already.",
+    ),
+    "orderFillFailures": (
+        "chat_broker_order_fill_failures",
+        "Gaps the database could not fill: the message went out anyway, out of order.",
+    ),
 }
 
 
@@ -75,6 +90,9 @@ def _broker_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
             "Events waiting for Redis to come back.",
             value=stats["outbox"],
         )
+    for key, (name, help_text) in _ORDER_COUNTERS.items():
+        if key in stats:
+            yield CounterMetricFamily(name, help_text, value=stats[key])
 
 
 class Metrics:
@@ -86,12 +104,30 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self._http_requests = Counter(
+            "chat_http_requests",
+            "HTTP requests by method, route template and status (a stream once, at opening).",
+            ["method", "handler", "status"],
+            registry=self.registry,
+        )
+        self._http_duration = Histogram(
+            "chat_http_request_duration_seconds",
+            "Time from a request's arrival to its response's start (a stream: its opening).",
+            ["method", "handler"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.registry.register(_RealtimeCollector(manager, broker, writer))
         self._gc_pauses = GcPauses(self.registry)
 
     def auth_failure(self, reason: str) -> None:
         """reason: invalid_credentials, throttled, invalid_token, untrusted_origin, ..."""
         self._auth_failures.labels(reason).inc()
+
+    def http_request(self, method: str, handler: str, status: int, seconds: float) -> None:
+        """One request, counted when its response starts (app/api/http_metrics.py)."""
+        self._http_requests.labels(method, handler, str(status)).inc()
+        self._http_duration.labels(method, handler).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

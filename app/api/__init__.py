@@ -17,6 +17,7 @@ from app.api import (
     sse,
 )
 from app.api.errors import BodySizeLimit, install_error_handlers
+from app.api.http_metrics import HttpMetrics
 from app.settings import get_settings
 
 
@@ -29,6 +30,8 @@ def build_api() -> FastAPI:
     )
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit, max_bytes=get_settings().max_body_bytes, prefix="/api/")
+    # Added last, so outermost of ours: a 413 of the body limit is counted too.
+    api.add_middleware(HttpMetrics)
     routers = [
         auth.router,
         sse.router,
