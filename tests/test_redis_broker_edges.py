@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.logs import JsonFormatter
 from app.realtime.broker.base import BrokerUnavailable
 from app.realtime.broker.redis import LIVE_CHANNEL, RedisBroker
 from app.realtime.channels import tenant_channel, user_channel
@@ -38,6 +39,7 @@ EPOCH = "chat:{t7}:epoch"
 NOW = 1_700_000_000.5  # a clock reading whose milliseconds are exact in binary
 EPOCH_MS = 1_700_000_000_500
 BROKER_LOG = "app.realtime.broker.redis"
+PUBLISH_LOG = "app.realtime.publish_log"
 # The stats of a broker to which nothing unusual happened.
 QUIET_STATS = {
     "broker": "redis",
@@ -818,8 +820,9 @@ class Database:
 
 
 async def test_a_message_whose_predecessor_waits_in_another_process_goes_out_after_it(
-    brokers: Brokers, admin: aioredis.Redis
+    brokers: Brokers, admin: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=PUBLISH_LOG)
     a, b = await brokers(), await brokers()
     database = Database(stored=[1, 2, 3])
     a.fill_gaps_with(database)
@@ -844,6 +847,12 @@ async def test_a_message_whose_predecessor_waits_in_another_process_goes_out_aft
     assert a.stats()["orderFilled"] == 1
     assert b.stats()["orderDuplicates"] == 1
     assert [e.id.seq for e in inbox.events if e.id] == [1, 2, 3, 4]
+    # The log says it too (docs/OPERATIONS.md): the refill's publish, the late copy skipped.
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == PUBLISH_LOG]
+    refilled = [line for line in lines if line["event"] == "event.publish"]
+    assert str(inbox.events[1].id) in [line["eventId"] for line in refilled]
+    [skipped] = [line for line in lines if line["event"] == "event.duplicate"]
+    assert skipped["conversation"] == CONVERSATION and skipped["message"] == 2
 
 
 async def test_a_retried_publish_whose_first_try_went_out_is_not_delivered_twice(

@@ -24,7 +24,7 @@ from app.realtime.channels import channels_for
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType, PingPayload, ResyncPayload
 from app.realtime.ids import EventId
-from app.realtime.publish_log import log_published, log_queued
+from app.realtime.publish_log import log_published
 from app.realtime.tasks import cancel_and_wait
 from app.realtime.visibility import may_see
 
@@ -381,9 +381,7 @@ class ConnectionManager:
         self._counters[event.tenant_id].published += 1
         # INFO, once per event whatever the number of clients (docs/OPERATIONS.md: the
         # recipe starts from this line).
-        if published.id is None:
-            log_queued(published)  # the broker logs its publish once it has an id
-        else:
+        if published.id is not None:  # else the broker logs it: queued, or a duplicate
             log_published(published)
         return published
 

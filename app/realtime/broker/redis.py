@@ -63,7 +63,7 @@ from app.realtime.broker.base import Broker, BrokerUnavailable, EventListener, G
 from app.realtime.channels import tenant_channel
 from app.realtime.events import Event, EventType, MessageOrder, ResyncPayload
 from app.realtime.ids import EventId
-from app.realtime.publish_log import log_published
+from app.realtime.publish_log import log_duplicate, log_published, log_queued
 from app.realtime.stream_slots import RedisStreamSlots
 from app.realtime.tasks import cancel_and_wait
 
@@ -295,6 +295,7 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("the event outbox is full while Redis is unreachable")
         self._outbox.append(event)
         self._wake_outbox.set()
+        log_queued(event)  # its event.publish follows when Redis takes it
         return event
 
     async def _send(self, event: Event) -> None:
@@ -323,10 +324,12 @@ class RedisBroker(Broker):
             self._settle(filled, await self._run_script(filled, fill=True, check_gap=False))
             if filled.id is not None:
                 self.order_filled += 1
+                log_published(filled)
 
     def _settle(self, event: Event, answer: list[Any]) -> None:
         if answer[0] == "dup":
             self.order_duplicates += 1
+            log_duplicate(event)
             return
         event.id = EventId(int(answer[0]), int(answer[1]))
         self._remember(event)
@@ -376,7 +379,9 @@ class RedisBroker(Broker):
                 except (RedisError, OSError):
                     await asyncio.sleep(self._reconnect_seconds)
                     continue
-                log_published(self._outbox.popleft())
+                sent = self._outbox.popleft()
+                if sent.id is not None:  # else a duplicate, logged as one
+                    log_published(sent)
             self._wake_outbox.clear()
 
     # -- live delivery ---------------------------------------------------------------
