@@ -25,7 +25,7 @@ import argparse
 import dataclasses
 import ipaddress
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -172,26 +172,23 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _log_format(value: object) -> object:
-    if not isinstance(value, str):
-        return value
-    word = value.strip().lower()
-    if word not in LOG_FORMATS:
-        raise ValueError(f"must be {' or '.join(LOG_FORMATS)}, got {_shown_input(value)}")
-    return word
+def _one_of(words: tuple[str, ...], canonical: Callable[[str], str]) -> Callable[[object], object]:
+    """A validator of one of `words`, read in any case (`canonical` writes it as listed)."""
+    listed = " or ".join(words) if len(words) == 2 else "one of " + ", ".join(words)
+
+    def validate(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        word = canonical(value.strip())
+        if word not in words:
+            raise ValueError(f"must be {listed}, got {_shown_input(value)}")
+        return word
+
+    return validate
 
 
-def _log_level(value: object) -> object:
-    if not isinstance(value, str):
-        return value
-    word = value.strip().upper()
-    if word not in LOG_LEVELS:
-        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {_shown_input(value)}")
-    return word
-
-
-LogFormat = Annotated[str, BeforeValidator(_log_format)]
-LogLevel = Annotated[str, BeforeValidator(_log_level)]
+LogFormat = Annotated[str, BeforeValidator(_one_of(LOG_FORMATS, str.lower))]
+LogLevel = Annotated[str, BeforeValidator(_one_of(LOG_LEVELS, str.upper))]
 
 
 def _default_database_url() -> str:

@@ -358,6 +358,16 @@ async def open_stream(
         yield Stream(source)
 
 
+async def notify(http: httpx.AsyncClient, admin_token: str, user_id: int, title: str) -> None:
+    """An admin's notification to `user_id` (POST /api/notifications), accepted."""
+    response = await http.post(
+        "/api/notifications",
+        headers=bearer(admin_token),
+        json={"userId": user_id, "type": "info", "title": title, "body": "", "link": "/chat"},
+    )
+    assert response.status_code == 201, response.text
+
+
 async def direct_conversation(http: httpx.AsyncClient, token: str, other: str) -> int:
     """The id of the caller's 1:1 with `other` (a demo user of the caller's tenant)."""
     headers = {"Authorization": f"Bearer {token}"}

@@ -35,7 +35,7 @@ from app.client import (
     token_from_password,
 )
 from app.client.events import SeenEvents
-from tests.backend import ROOT, Backend, open_stream, running_backend
+from tests.backend import ROOT, Backend, notify, open_stream, running_backend
 from tests.backend import bearer as _auth
 from tests.backend import cached_token as _token
 from tests.tcp_proxy import TcpProxy
@@ -115,15 +115,6 @@ async def _typing(http: httpx.AsyncClient, token: str, conversation_id: int) -> 
         json={"isTyping": True},
     )
     assert response.status_code == 204, response.text
-
-
-async def _notify(http: httpx.AsyncClient, admin: str, user_id: int, title: str) -> None:
-    response = await http.post(
-        "/api/notifications",
-        headers=_auth(admin),
-        json={"userId": user_id, "type": "info", "title": title, "body": "", "link": "/chat"},
-    )
-    assert response.status_code == 201, response.text
 
 
 def _contents(events: list[ClientEvent]) -> list[str]:
@@ -323,7 +314,7 @@ async def test_types_filter_goes_to_the_server_as_events_query(
         client.subscribe("*", received)
         client.start()
         await client.wait_connected(timeout=10)
-        await _notify(http, alice, bob_id, f"{tag} not wanted")
+        await notify(http, alice, bob_id, f"{tag} not wanted")
         await _send(http, alice, conversation, f"{tag} wanted")
         await received.wait_for(lambda events: len(events) >= 1)
     # The notification (and bob's unread count) were published first and never arrived.
@@ -407,7 +398,7 @@ async def test_backend_restart_reconnects_and_reports_resync(tmp_path: Path) -> 
             )
             client.on_resync(resyncs)
             async with _connected(client, "notification:new") as (received, statuses):
-                await _notify(http, alice, bob_id, "before restart")
+                await notify(http, alice, bob_id, "before restart")
                 await received.wait_for(lambda events: len(events) >= 1)
                 backend.kill()
                 await statuses.wait_for(lambda s: s[-1].state == "disconnected")
@@ -415,7 +406,7 @@ async def test_backend_restart_reconnects_and_reports_resync(tmp_path: Path) -> 
                 # The new process has a new history: it cannot resume from our id.
                 await resyncs.wait_for(lambda events: len(events) >= 1, timeout=30)
                 await client.wait_connected(timeout=10)
-                await _notify(http, alice, bob_id, "after restart")
+                await notify(http, alice, bob_id, "after restart")
                 await received.wait_for(lambda events: len(events) >= 2)
     assert _titles(received.items) == ["before restart", "after restart"]
     assert resyncs.items[0].id is None
@@ -448,7 +439,7 @@ async def test_429_backs_off_with_growing_delays_and_connects_once_a_slot_frees(
             )
             await held.aclose()  # frees the three slots
             await client.wait_connected(timeout=15)
-            await _notify(http, dave, erin_id, "through at last")
+            await notify(http, dave, erin_id, "through at last")
             await received.wait_for(lambda events: len(events) >= 1)
     refused = [s for s in statuses.items if s.state == "disconnected"]
     assert [s.status_code for s in refused] == [429, 429]
@@ -476,7 +467,7 @@ async def test_logout_of_the_old_token_gets_a_fresh_one_and_the_stream_continues
         backend.url, token=dave, get_token=get_token, types=["notification:new"], backoff=QUICK
     )
     async with _connected(client, "notification:new") as (received, statuses):
-        await _notify(http, admin, dave_id, "before logout")
+        await notify(http, admin, dave_id, "before logout")
         await received.wait_for(lambda events: len(events) >= 1)
         response = await http.post("/api/auth/logout", headers=_auth(dave))
         assert response.status_code == 204
@@ -484,7 +475,7 @@ async def test_logout_of_the_old_token_gets_a_fresh_one_and_the_stream_continues
             lambda s: any(x.status_code == 401 for x in s) and s[-1].state == "connected",
             timeout=15,
         )
-        await _notify(http, admin, dave_id, "after refresh")
+        await notify(http, admin, dave_id, "after refresh")
         await received.wait_for(lambda events: len(events) >= 2)
     assert _titles(received.items) == ["before logout", "after refresh"]
     assert len(issued) == 1 and issued[0] != dave

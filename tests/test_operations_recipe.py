@@ -24,6 +24,7 @@ from tests.backend import (
     Backend,
     bearer,
     conversation_titled,
+    notify,
     open_stream,
     running_backend,
 )
@@ -121,15 +122,6 @@ def _wait_for_disconnects(backend: Backend, user: int, count: int, timeout: floa
         time.sleep(0.05)
 
 
-async def _notify(http: httpx.AsyncClient, admin: str, user_id: int, title: str) -> None:
-    response = await http.post(
-        "/api/notifications",
-        headers=bearer(admin),
-        json={"userId": user_id, "type": "mention", "title": title, "body": "b", "link": "/chat"},
-    )
-    assert response.status_code == 201, response.text
-
-
 async def _user_id(http: httpx.AsyncClient, token: str) -> int:
     return int((await http.get("/api/me", headers=bearer(token))).json()["id"])
 
@@ -141,15 +133,15 @@ async def test_the_recipe_answers_for_each_way_an_event_goes(backend: Backend) -
         team = conversation_titled(backend, "alice", "Acme team")
         # X reaches bob's open stream; W is carol's alone (bob's stream sees the next one).
         async with open_stream(http, bob) as stream:
-            await _notify(http, alice, bob_id, "X")
+            await notify(http, alice, bob_id, "X")
             x = await stream.next()
-            await _notify(http, alice, carol_id, "W")
-            await _notify(http, alice, bob_id, "after W")
+            await notify(http, alice, carol_id, "W")
+            await notify(http, alice, bob_id, "after W")
             last_seen = await stream.next()
             assert json.loads(last_seen.data)["title"] == "after W"
         # Y is published while bob has no stream; his resume replays it.
         _wait_for_disconnects(backend, bob_id, 1)
-        await _notify(http, alice, bob_id, "Y")
+        await notify(http, alice, bob_id, "Y")
         async with open_stream(http, bob, headers={"Last-Event-ID": last_seen.id}) as stream:
             y = await stream.next()
             assert json.loads(y.data)["title"] == "Y"
@@ -160,7 +152,7 @@ async def test_the_recipe_answers_for_each_way_an_event_goes(backend: Backend) -
                 f"/api/conversations/{team}/messages", headers=bearer(alice), json={"content": "Z"}
             )
             assert sent.status_code == 201, sent.text
-            await _notify(http, alice, bob_id, "after Z")  # delivered after Z was dispatched
+            await notify(http, alice, bob_id, "after Z")  # delivered after Z was dispatched
             assert json.loads((await stream.next()).data)["title"] == "after Z"
         _wait_for_disconnects(backend, bob_id, 3)
 

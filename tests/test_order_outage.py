@@ -6,7 +6,8 @@ interleaved by outbox rather than in the order they were accepted. The broker ke
 conversation's order (app/realtime/broker/redis.py): every consumer, on either process,
 sees the accepted messages in message id order, each once.
 
-The Redis here is private: this test stops it and starts it again, empty.
+The test stops the session's redis-server and starts it again, empty (as
+tests/test_scale_out.py does).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from tests.backend import Backend, Stream, direct_conversation, open_stream, start_backend
-from tests.redis_server import RedisServer, start_redis
+from tests.redis_server import RedisServer
 
 RUN_SECONDS = 60.0
 OUTAGE_STARTS = 20.0
@@ -30,20 +31,12 @@ PAUSE_BETWEEN_SENDS = 0.1
 
 
 @pytest.fixture(scope="module")
-def redis_alone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("order-redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def two_processes(
-    redis_alone: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Backend]]:
+    redis_server.flush()
     workdir: Path = tmp_path_factory.mktemp("order")
-    env = {"REDIS_URL": redis_alone.url, "RATE_LIMIT_ENABLED": "false"}
+    env = {"REDIS_URL": redis_server.url, "RATE_LIMIT_ENABLED": "false"}
     backends: list[Backend] = []
     try:
         for _ in range(2):  # one after the other: the first creates the schema
@@ -52,6 +45,8 @@ def two_processes(
     finally:
         for backend in backends:
             backend.stop()
+        if redis_server.process is None or redis_server.process.poll() is not None:
+            redis_server.start()  # the test failed during the outage: back for the others
 
 
 class Consumer:
@@ -87,7 +82,7 @@ class Consumer:
 
 
 async def test_one_senders_messages_reach_every_consumer_in_order_across_a_redis_outage(
-    two_processes: list[Backend], redis_alone: RedisServer
+    two_processes: list[Backend], redis_server: RedisServer
 ) -> None:
     timeout = httpx.Timeout(30.0, read=3600.0)
     clients = [httpx.AsyncClient(base_url=b.url, timeout=timeout) for b in two_processes]
@@ -110,10 +105,10 @@ async def test_one_senders_messages_reach_every_consumer_in_order_across_a_redis
             n = 0
             while (elapsed := time.monotonic() - started) < RUN_SECONDS:
                 if not redis_down and elapsed >= OUTAGE_STARTS:
-                    await asyncio.to_thread(redis_alone.stop)
+                    await asyncio.to_thread(redis_server.stop)
                     redis_down = True
                 if redis_down and not redis_back and elapsed >= OUTAGE_ENDS:
-                    await asyncio.to_thread(redis_alone.start)  # empty: it kept nothing
+                    await asyncio.to_thread(redis_server.start)  # empty: it kept nothing
                     redis_back = True
                 response = await clients[n % 2].post(
                     f"/api/conversations/{conversation}/messages",

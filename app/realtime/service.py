@@ -47,11 +47,13 @@ class RealtimeService:
     async def _emit(
         self, event_type: EventType, payload: Payload, channels: tuple[str, ...], tenant_id: int
     ) -> Event | None:
-        if not channels:
-            return None
-        event = Event(
-            type=event_type, data=payload.to_data(), channels=channels, tenant_id=tenant_id
+        return await self._publish(
+            Event(type=event_type, data=payload.to_data(), channels=channels, tenant_id=tenant_id)
         )
+
+    async def _publish(self, event: Event) -> Event | None:
+        if not event.channels:
+            return None
         return await self._manager.publish(event)
 
     @staticmethod
@@ -82,12 +84,11 @@ class RealtimeService:
     ) -> Event | None:
         """To every participant, the sender's other tabs included. `order` lets a broker
         shared by several processes keep the conversation's order (app/realtime/broker)."""
-        event = self.chat_message_event(
-            tenant_id=tenant_id, participant_ids=participant_ids, payload=payload, order=order
+        return await self._publish(
+            self.chat_message_event(
+                tenant_id=tenant_id, participant_ids=participant_ids, payload=payload, order=order
+            )
         )
-        if not event.channels:
-            return None
-        return await self._manager.publish(event)
 
     async def emit_message_updated(
         self, *, tenant_id: int, participant_ids: Iterable[int], payload: ChatMessageUpdatedPayload

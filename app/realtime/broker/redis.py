@@ -192,6 +192,13 @@ def _decode(raw: str, epoch: int, seq: int) -> Event:
     )
 
 
+def _position(event: Event) -> tuple[tuple[int, int], int] | None:
+    """((tenant, conversation), message id) of a chat:message; None for any other event."""
+    if event.order is None or event.tenant_id is None:
+        return None
+    return (event.tenant_id, event.order.conversation_id), event.order.message_id
+
+
 async def _no_filler(_tenant: int, _conversation: int, _after: int, _before: int) -> list[Event]:
     return []
 
@@ -331,15 +338,13 @@ class RedisBroker(Broker):
             self.order_duplicates += 1
             log_duplicate(event)
             return
-        event.id = EventId(int(answer[0]), int(answer[1]))
-        self._remember(event)
+        event.id = EventId(int(answer[0]), int(answer[1]))  # _deliver remembers its position
 
     async def _run_script(self, event: Event, *, fill: bool, check_gap: bool) -> list[Any]:
         log = _log_name(event.tenant_id)
-        order = event.order if event.tenant_id is not None else None
-        seed = None
-        if order is not None:
-            seed = self._positions.get((event.tenant_id, order.conversation_id))  # type: ignore[arg-type]  # a tenant's event here
+        order = event.order
+        position = _position(event)
+        seed = None if position is None else self._positions.get(position[0])
         result: list[Any] = await self._publish_script(
             keys=[*_keys(log), *_failover_keys(log), *_order_keys(log)],
             args=[
@@ -360,12 +365,12 @@ class RedisBroker(Broker):
 
     def _remember(self, event: Event) -> None:
         """The conversation's newest published position, should Redis lose its own."""
-        order, tenant_id = event.order, event.tenant_id
-        if order is None or tenant_id is None:
+        position = _position(event)
+        if position is None:
             return
-        key = (tenant_id, order.conversation_id)
-        if self._positions.get(key, 0) < order.message_id:
-            self._positions[key] = order.message_id
+        key, message_id = position
+        if self._positions.get(key, 0) < message_id:
+            self._positions[key] = message_id
         self._positions.move_to_end(key)
         if len(self._positions) > _KNOWN_POSITIONS:
             self._positions.popitem(last=False)
