@@ -1,8 +1,10 @@
 """Prometheus metrics of one process, for GET /metrics.
 
 The realtime figures are read from the connection manager at scrape time (it already counts
-them for the diagnostics endpoint), so nothing is counted twice and the hot path gains no
-work. Only what has no other home is counted here: authentication failures. Every figure is
+them for the diagnostics endpoint), and the publish-to-write latency from the lists the
+transports keep (app/realtime/latency.py), so nothing is counted twice and the hot path
+pays no lock. Only what has no other home is counted here: authentication failures and
+HTTP requests (app/api/http_metrics.py). Every figure is
 process-wide: no tenant id or count of one tenant appears, the endpoint may be scraped by a
 shared monitoring system.
 """
@@ -13,12 +15,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from app.domain.errors import DomainError, Forbidden, RateLimited, SignInBusy
 from app.gc_pauses import GcPauses
 from app.realtime.broker.base import Broker
+from app.realtime.latency import DeliveryLatency
 from app.realtime.manager import ConnectionManager
 from app.realtime.writer import StreamWriter
 
@@ -78,6 +86,20 @@ class _RealtimeCollector(Collector):
         for key, (name, help_text) in _COUNTERS.items():
             yield CounterMetricFamily(name, help_text, value=figures[key])
         yield from _broker_metrics(self._broker.stats())
+        # The writer's, which the tabs count into too (app/runtime.py gives both the one).
+        yield _latency_histogram(self._writer.latency)
+
+
+def _latency_histogram(latency: DeliveryLatency) -> Metric:
+    histogram = HistogramMetricFamily(
+        "chat_event_delivery_seconds",
+        "Seconds from an event's publish to its hand-over to a client's transport "
+        "(a stream's socket, a tab's websocket), by transport and event type.",
+        labels=["transport", "type"],
+    )
+    for series in latency.series():
+        histogram.add_metric([series.transport, series.type], series.cumulative, series.sum)
+    return histogram
 
 
 def _broker_metrics(stats: dict[str, Any]) -> Iterator[Metric]:

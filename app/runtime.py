@@ -49,6 +49,7 @@ from app.metrics import Metrics
 from app.migrations import SchemaNotCurrent
 from app.realtime.broker import Broker, MemoryBroker
 from app.realtime.broker.redis import RedisBroker
+from app.realtime.latency import DeliveryLatency
 from app.realtime.manager import ConnectionManager
 from app.realtime.service import RealtimeService
 from app.realtime.tasks import cancel_and_wait
@@ -208,9 +209,13 @@ class Runtime:
             max_tabs_per_user=settings.max_tabs_per_user,
         )
         self.service = RealtimeService(self.manager)
+        # Publish-to-write latency, counted by both transports: the stream writer and each
+        # tab's forwarder (app/state/live.py).
+        self.latency = DeliveryLatency()
         self.writer = StreamWriter(
             write_timeout=settings.sse_write_timeout_seconds,
             flush_delay=settings.sse_flush_delay_ms / 1000,
+            latency=self.latency,
         )
         self.metrics = Metrics(self.manager, self.broker, self.writer)
         self.throttle = flavour.throttle()

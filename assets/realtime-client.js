@@ -22,6 +22,8 @@
  *   EventSource gives up on, reset after a successful open;
  * - `getToken()` is asked for a fresh token when the server says 401 (expired, revoked);
  * - `resync` (the server cannot resume from our id) calls `onResync`: refetch over REST;
+ * - receive latency: each event's `sentAt` (the server's publish, ms since the epoch)
+ *   against the moment it arrived, as `meta.latencyMs` and in `client.latency`;
  * - 400, 403 and 404 (bad options, not a member of `tenant`), and 401 without `getToken`,
  *   end the client: status 'closed' with the `code` and a `reason`.
  */
@@ -93,6 +95,7 @@ export class RealtimeClient {
   #handlers = new Map(); // type or "*" -> Set of { handler }
   #statusHandlers = new Set();
   #listenedTypes = new Set(EVENT_TYPES);
+  #latency = new LatencyStats();
 
   constructor(options = {}) {
     this.#options = options;
@@ -128,6 +131,16 @@ export class RealtimeClient {
   /** The id of the last event delivered: store it to resume a later run (`lastEventId`). */
   get lastEventId() {
     return this.#lastEventId;
+  }
+
+  /**
+   * Receive latency of the events read so far, pings included, in milliseconds:
+   * `{count, lastMs, meanMs, maxMs}` over all of them and `p50Ms`, `p99Ms` over the last
+   * 1024 (null before the first). It includes the network and the clocks' difference; after
+   * a reconnect, replayed events count with their age.
+   */
+  get latency() {
+    return this.#latency.snapshot();
   }
 
   /**
@@ -340,7 +353,10 @@ export class RealtimeClient {
       this.#acceptAnyNextId = true;
     }
     const data = parseData(event.data);
-    const meta = { type, id };
+    const sentAt = typeof data?.sentAt === "number" ? data.sentAt : null;
+    const latencyMs = sentAt === null ? null : Math.max(Date.now() - sentAt, 0);
+    if (latencyMs !== null) this.#latency.add(latencyMs);
+    const meta = { type, id, sentAt, latencyMs };
     if (type === "resync" && this.#options.onResync) {
       this.#safeCall(this.#options.onResync, [data, meta], "onResync");
     }
@@ -377,6 +393,48 @@ export class RealtimeClient {
   #report(error, context) {
     if (this.#options.onError) this.#options.onError(error, context);
     else console.error(`realtime-client: ${context} failed`, error);
+  }
+}
+
+/** Receive latency figures: totals over every sample, quantiles over a recent window. */
+export class LatencyStats {
+  static WINDOW = 1024;
+  #count = 0;
+  #totalMs = 0;
+  #lastMs = null;
+  #maxMs = null;
+  #recent = [];
+  #next = 0; // where the next sample goes once the window is full
+
+  add(ms) {
+    this.#count += 1;
+    this.#totalMs += ms;
+    this.#lastMs = ms;
+    this.#maxMs = this.#maxMs === null ? ms : Math.max(this.#maxMs, ms);
+    if (this.#recent.length < LatencyStats.WINDOW) this.#recent.push(ms);
+    else {
+      this.#recent[this.#next] = ms;
+      this.#next = (this.#next + 1) % LatencyStats.WINDOW;
+    }
+  }
+
+  /** The nearest-rank quantile `q` (0..1) of the recent window, or null. */
+  quantile(q) {
+    if (!(q >= 0 && q <= 1)) throw new RangeError("a quantile is between 0 and 1");
+    if (this.#recent.length === 0) return null;
+    const ordered = [...this.#recent].sort((a, b) => a - b);
+    return ordered[Math.max(Math.ceil(q * ordered.length) - 1, 0)];
+  }
+
+  snapshot() {
+    return Object.freeze({
+      count: this.#count,
+      lastMs: this.#lastMs,
+      meanMs: this.#count ? this.#totalMs / this.#count : null,
+      maxMs: this.#maxMs,
+      p50Ms: this.quantile(0.5),
+      p99Ms: this.quantile(0.99),
+    });
   }
 }
 

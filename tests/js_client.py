@@ -449,6 +449,44 @@ def token_refresh_after_logout(driver: JsClientDriver, base_url: str) -> None:
         api.close()
 
 
+def latency_through_a_held_network(
+    driver: JsClientDriver, proxy: ThreadedProxy, api_url: str
+) -> None:
+    """Through a proxy that holds the server's bytes for a known while: the event's
+    `meta.latencyMs` and the client's `latency` figures show that while, against the
+    server's `sentAt`; an event that was not held shows a small figure."""
+    alice, bob = Api(api_url, "alice"), Api(api_url, "bob")
+    direct = alice.conversation([bob.id])
+    driver.command("connect", client="c", baseUrl=proxy.url, token=bob.token, backoff=FAST_BACKOFF)
+    driver.command("subscribe", client="c", handler="messages", type="chat:message")
+    driver.wait_for_status("c", "open")
+    alice.send(direct, "prompt")
+    prompt = driver.wait_for_content("messages", "prompt")
+    proxy.hold()
+    alice.send(direct, "held")
+    time.sleep(HELD_SECONDS)  # the delay under test: the network keeps the event this long
+    proxy.release()
+    held = driver.wait_for_content("messages", "held")
+    assert isinstance(held["data"]["sentAt"], int)
+    assert held["latencyMs"] >= HELD_SECONDS * 1000, held
+    assert prompt["latencyMs"] < HELD_SECONDS * 1000, prompt
+    driver.command("latency", client="c")
+    stats = driver.wait_until(
+        lambda records: next((r["stats"] for r in records if r["kind"] == "latency"), None),
+        what="the latency figures",
+    )
+    assert stats["count"] >= 2
+    assert stats["maxMs"] >= HELD_SECONDS * 1000
+    assert stats["p50Ms"] is not None and stats["p99Ms"] >= stats["p50Ms"]
+    driver.assert_no_duplicates()
+    for api in (alice, bob):
+        api.close()
+
+
+# How long latency_through_a_held_network holds an event in the network.
+HELD_SECONDS = 0.6
+
+
 def replay_after_network_drop(driver: JsClientDriver, proxy: ThreadedProxy, api_url: str) -> None:
     """Through a proxy that cuts every connection and refuses new ones for a while: events
     published meanwhile come back by replay, in order, and none twice."""

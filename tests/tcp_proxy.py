@@ -9,6 +9,9 @@
 - stall (`vanish`): a peer that vanishes without a FIN (a phone leaving coverage, a pulled
   cable) closes nothing, the server's writes simply stop being taken: forwarding and reading
   stop in both directions, every socket stays open, neither side sees a FIN or a reset;
+- hold (`hold`/`release`): what the server sends is taken from it at once but kept from the
+  client until released, as a slow network path or a buffering proxy would (the server's
+  writes do not wait; the client reads late);
 - small window (`small_window=True`): the proxy connects to the server as a mobile-sized
   peer (`open_small_window`), so the server's buffers fill after tens of kilobytes, as they
   would towards a real distant client, instead of after the megabytes loopback allows.
@@ -106,6 +109,8 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._offline = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -152,7 +157,17 @@ class TcpProxy:
         for link in self._links:
             link.stall()
 
+    # -- hold ------------------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Keep what the server sends from the clients until `release()`."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     async def close(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.close()
         if self.vanished:
@@ -209,8 +224,10 @@ class TcpProxy:
             await _close(up_writer)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Server to client: taken as it comes, handed on once not held."""
         with contextlib.suppress(ConnectionError, OSError):
             while chunk := await reader.read(CHUNK):
+                await self._flowing.wait()
                 writer.write(chunk)
                 await writer.drain()
 
@@ -264,6 +281,12 @@ class ThreadedProxy:
 
     def come_back(self) -> None:
         self._loop.call_soon_threadsafe(self.proxy.come_back)
+
+    def hold(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.hold)
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.release)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)

@@ -9,7 +9,6 @@ collide with anyone else's.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import Counter
@@ -24,6 +23,7 @@ from httpx_sse import ServerSentEvent
 from tests.backend import TEST_ENV, Backend, Stream, open_stream
 from tests.backend import bearer as _auth
 from tests.backend import cached_token as _token
+from tests.wire import payload
 
 # Against the shared server on SQLite and on PostgreSQL (tests/databases.py).
 pytestmark = pytest.mark.databases("sqlite", "postgres")
@@ -74,9 +74,7 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
 def _data(event: ServerSentEvent, event_type: str) -> dict[str, Any]:
     assert event.event == event_type, f"expected {event_type}, got {event.event}: {event.data}"
     assert event.id, "a chat event carries an id"
-    data = json.loads(event.data)
-    assert isinstance(data, dict)
-    return data
+    return payload(event.data)  # and its sentAt, a recent moment in milliseconds
 
 
 async def _me(http: httpx.AsyncClient, token: str) -> dict[str, Any]:
@@ -354,7 +352,7 @@ async def test_presence_one_update_each_way_across_two_streams_and_the_grace_per
                 if event.event == "ping":
                     pings += 1
                 elif _data(event, "presence:update")["userId"] == bob_id:
-                    bob_events.append(json.loads(event.data))
+                    bob_events.append(payload(event.data))
             assert (await _presence(http, alice))[bob_id]["status"] == "online"
         # Both closed: after the grace period, one offline update.
         closed_at = time.monotonic()

@@ -22,6 +22,7 @@ from tests.js_client import (
     backoff_while_refused,
     conversation_filtering,
     gives_up_when_retrying_cannot_help,
+    latency_through_a_held_network,
     reconnect_after_restart,
     replay_after_network_drop,
     subscribe_and_unsubscribe,
@@ -97,6 +98,13 @@ def test_new_token_after_logout_and_nothing_lost_or_repeated(
 def test_resync_after_the_backend_restarts(private_backend: Backend, node: NodeDriver) -> None:
     # The client goes first (fixtures end in reverse): a server stops at once with no stream open.
     reconnect_after_restart(node, private_backend)
+
+
+def test_receive_latency_shows_a_network_that_held_the_event(
+    node: NodeDriver, backend: Backend
+) -> None:
+    with proxy_in_a_thread(backend.port) as proxy:
+        latency_through_a_held_network(node, proxy, backend.url)
 
 
 def test_network_drop_replays_what_was_missed_exactly_once(

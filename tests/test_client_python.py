@@ -30,6 +30,7 @@ from app.client import (
     Backoff,
     ClientEvent,
     ClientStatus,
+    LatencyStats,
     RealtimeClient,
     sign_in,
     token_from_password,
@@ -357,6 +358,62 @@ async def test_network_drop_resumes_with_last_event_id_and_delivers_each_event_o
     resumed = [head for head in proxy.request_heads if _header(head, "last-event-id")]
     assert resumed and _header(resumed[-1], "last-event-id") == resume_from
     assert client.duplicates_dropped == 0  # the server replayed exactly what was missed
+
+
+HELD_SECONDS = 0.6
+
+
+async def test_receive_latency_shows_a_network_that_held_the_event(
+    backend: Backend, http: httpx.AsyncClient, proxy: TcpProxy
+) -> None:
+    """Each event's `latency` (its server `sentAt` against the moment the kit read it) and
+    the client's `latency` figures show the while the network held it."""
+    alice, bob, conversation = await _alice_bob_and_their_group(backend, http)
+    tag = _tag()
+    client = RealtimeClient(proxy.url, token=bob, types=["chat:message"], backoff=QUICK)
+    async with _connected(client, "chat:message") as (received, _):
+        await _send(http, alice, conversation, f"{tag} prompt")
+        await received.wait_for(lambda events: len(events) >= 1)
+        proxy.hold()
+        await _send(http, alice, conversation, f"{tag} held")
+        await asyncio.sleep(HELD_SECONDS)  # the delay under test: the network keeps it
+        proxy.release()
+        await received.wait_for(lambda events: len(events) >= 2)
+    prompt, held = received.items
+    assert _contents([prompt, held]) == [f"{tag} prompt", f"{tag} held"]
+    assert held.sent_at is not None and held.received_at is not None
+    assert held.latency is not None and held.latency >= HELD_SECONDS
+    assert prompt.latency is not None and prompt.latency < HELD_SECONDS
+    stats = client.latency
+    assert stats.count >= 2
+    assert stats.max is not None and stats.max >= HELD_SECONDS
+    assert stats.p50 is not None and stats.p99 is not None and stats.p50 <= stats.p99
+    assert "LatencyStats(count=" in repr(stats)
+
+
+def test_latency_figures_are_nearest_rank_over_the_recent_window() -> None:
+    stats = LatencyStats()
+    assert (stats.count, stats.mean, stats.p50, stats.max) == (0, None, None, None)
+    for seconds in (0.004, 0.001, 0.003, 0.002, 0.100):
+        stats.add(seconds)
+    assert (stats.count, stats.last, stats.max) == (5, 0.100, 0.100)
+    assert stats.mean == pytest.approx(0.022)
+    assert (stats.p50, stats.p99, stats.quantile(0.0)) == (0.003, 0.100, 0.001)
+    for _ in range(LatencyStats.WINDOW):
+        stats.add(0.010)
+    assert stats.p99 == 0.010  # the old spike has left the window
+    assert stats.max == 0.100  # but not the all-time figures
+    with pytest.raises(ValueError):
+        stats.quantile(1.5)
+
+
+def test_an_event_without_a_usable_sent_at_has_no_latency() -> None:
+    assert ClientEvent("chat:message", "1-1", {}, received_at=10.0).latency is None
+    assert ClientEvent("chat:message", "1-1", {"sentAt": True}, received_at=10.0).latency is None
+    assert ClientEvent("chat:message", "1-1", {"sentAt": 9500}).latency is None  # not read
+    assert ClientEvent("chat:message", "1-1", {"sentAt": 9500}, received_at=10.0).latency == 0.5
+    # A clock behind the server's is not a negative latency.
+    assert ClientEvent("chat:message", "1-1", {"sentAt": 11000}, received_at=10.0).latency == 0
 
 
 async def test_a_replay_overlapping_what_was_delivered_reaches_handlers_once(

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from app.realtime.encoding import encode_sse
 from app.realtime.events import Event
 from app.realtime.ids import EventId
+from tests.wire import payload as payload_of
 
 # -- helpers -------------------------------------------------------------------------
 
@@ -170,19 +171,26 @@ def test_encode_sse_produces_the_exact_bytes(fields: dict[str, Any], expected: b
                 type="chat:message",
                 data={"text": "h\u00e9llo \U0001f44b", "n": 1, "ok": True, "none": None},
                 id=EventId(1, 2),
+                published_at=1_700_000_000.1234,
             ),
             b'id: 1-2\nevent: chat:message\ndata: {"text":"h\xc3\xa9llo \xf0\x9f\x91\x8b",'
-            b'"n":1,"ok":true,"none":null}\n\n',
+            b'"n":1,"ok":true,"none":null,"sentAt":1700000000123}\n\n',
             id="with-id-compact-json-utf8",
         ),
         pytest.param(
-            Event(type="ping", data={"ts": "2024-01-01T00:00:00Z"}),
-            b'event: ping\ndata: {"ts":"2024-01-01T00:00:00Z"}\n\n',
+            Event(type="ping", data={"ts": "2024-01-01T00:00:00Z"}, published_at=1704067200.0),
+            b'event: ping\ndata: {"ts":"2024-01-01T00:00:00Z","sentAt":1704067200000}\n\n',
             id="without-id-no-id-line",
         ),
         pytest.param(
-            Event(type="chat:message", data={"content": "line1\nline2\r\n"}, id=EventId(3, 4)),
-            b'id: 3-4\nevent: chat:message\ndata: {"content":"line1\\nline2\\r\\n"}\n\n',
+            Event(
+                type="chat:message",
+                data={"content": "line1\nline2\r\n"},
+                id=EventId(3, 4),
+                published_at=2.5,
+            ),
+            b'id: 3-4\nevent: chat:message\ndata: {"content":"line1\\nline2\\r\\n",'
+            b'"sentAt":2500}\n\n',
             id="line-breaks-in-payload-are-json-escaped",
         ),
     ],
@@ -238,7 +246,7 @@ def test_event_wire_round_trips_id_type_and_payload_through_an_sse_parser(
     assert parsed.id == "1-2"
     assert parsed.event == "chat:message"
     assert parsed.retry is None
-    assert json.loads(parsed.data) == payload
+    assert json.loads(parsed.data) == {**payload, "sentAt": int(event.published_at * 1000)}
     assert field_names(raw) == ["id", "event", "data"]
 
 
@@ -250,7 +258,7 @@ def test_when_payload_has_a_lone_surrogate_then_event_wire_still_round_trips() -
 
     (parsed,) = parse_sse(event.wire())
 
-    assert json.loads(parsed.data) == payload
+    assert payload_of(parsed.data) == payload
 
 
 @given(data=any_text)

@@ -43,6 +43,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 from app.api import build_api
 from tests.backend import Backend, free_port
 from tests.databases import DatabaseKind
+from tests.wire import payload
 
 if TYPE_CHECKING:
     from tests.postgres_server import PostgresServer
@@ -1067,7 +1068,7 @@ def test_an_acme_message_is_out_of_globexs_reach_and_its_changes_stay_in_acme(
             for event_type, data in announced.items():
 
                 def is_it(e: ServerSentEvent, t: str = event_type, d: object = data) -> bool:
-                    return e.event == t and json.loads(e.data) == d
+                    return e.event == t and payload(e.data) == d
 
                 watchers[name].wait_for(is_it)
         # ...and her Globex stream, once a later Globex event of hers is in, heard neither.

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.backend import Backend, open_stream
+from tests.wire import payload
 
 # Against the shared server on SQLite and on PostgreSQL (tests/databases.py).
 pytestmark = pytest.mark.databases("sqlite", "postgres")
@@ -45,7 +46,7 @@ async def test_bob_receives_alices_notification_with_the_contract_payload(
         event = await stream.next()
     assert event.event == "notification:new"
     assert event.id
-    data = json.loads(event.data)
+    data = payload(event.data)  # and its sentAt, a recent moment in milliseconds
     listing = (
         await http.get("/api/notifications", headers={"Authorization": f"Bearer {bob}"})
     ).json()
@@ -150,7 +151,7 @@ async def test_heartbeat_ping_arrives_without_an_id(
     block = next(b for b in received.split(b"\n\n") if b"event: ping" in b)
     assert block.splitlines()[0] == b"event: ping"
     assert not any(line.startswith(b"id:") for line in block.splitlines())
-    assert set(json.loads(block.split(b"data: ", 1)[1])) == {"ts"}
+    assert set(payload(block.split(b"data: ", 1)[1].decode())) == {"ts"}
 
 
 async def test_access_token_query_parameter_authenticates_the_stream(
@@ -279,8 +280,8 @@ async def test_reading_a_notification_tells_the_users_other_streams(
         read_all = await other_tab.next()
     assert answer.status_code == 200
     assert read.event == "notification:read"
-    assert json.loads(read.data) == answer.json()
-    assert json.loads(read_all.data) == {"id": None, "all": True, "unreadCount": 0}
+    assert payload(read.data) == answer.json()
+    assert payload(read_all.data) == {"id": None, "all": True, "unreadCount": 0}
     listing = (await http.get("/api/notifications", headers=auth)).json()
     assert listing["unreadCount"] == 0
 

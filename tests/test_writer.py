@@ -12,6 +12,7 @@ import pytest
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType
 from app.realtime.writer import StreamWriter
+from tests.wire import payload_text
 
 TIMEOUT = 2.0
 
@@ -41,7 +42,7 @@ class Peer:
 
     def events(self) -> list[str]:
         return [
-            line[len("data: ") :]
+            payload_text(line[len("data: ") :])
             for line in self.received.decode().splitlines()
             if line.startswith("data: ")
         ]

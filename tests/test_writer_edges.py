@@ -15,6 +15,7 @@ import pytest
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType
 from app.realtime.writer import StreamWriter
+from tests.wire import payload_text
 
 TIMEOUT = 2.0
 
@@ -36,7 +37,9 @@ def event(n: int) -> Event:
 
 def events_in(body: bytes) -> list[str]:
     return [
-        line[len("data: ") :] for line in body.decode().splitlines() if line.startswith("data: ")
+        payload_text(line[len("data: ") :])
+        for line in body.decode().splitlines()
+        if line.startswith("data: ")
     ]
 
 

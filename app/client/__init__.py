@@ -10,12 +10,14 @@ from .backoff import Backoff
 from .client import RealtimeClient
 from .errors import AuthenticationError, RealtimeError, StreamRejected
 from .events import ClientEvent, ClientStatus
+from .latency import LatencyStats
 
 __all__ = [
     "AuthenticationError",
     "Backoff",
     "ClientEvent",
     "ClientStatus",
+    "LatencyStats",
     "RealtimeClient",
     "RealtimeError",
     "StreamRejected",

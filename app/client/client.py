@@ -41,6 +41,7 @@ from .events import (
     SeenEvents,
 )
 from .handlers import ALL, Handler, HandlerRegistry, Unsubscribe
+from .latency import LatencyStats
 
 logger = logging.getLogger("app.client")
 
@@ -112,6 +113,8 @@ class RealtimeClient:
         self.pings = pings
         self.last_event_id = last_event_id
         self.last_heartbeat: float | None = None
+        # Receive latency of every event read, pings included (app/client/latency.py).
+        self.latency = LatencyStats()
         self.duplicates_dropped = 0
         self.status = ClientStatus("disconnected")
         self._token = token
@@ -406,14 +409,18 @@ class RealtimeClient:
             previous_id = sse.id
             if sse.event == "message" and not sse.data:
                 continue  # the opening `retry:` block
-            event = ClientEvent(type=sse.event, id=event_id, data=_payload(sse.data))
-            if event.type == EventType.PING:
-                self.last_heartbeat = time.time()
-                if not self.pings:
-                    continue
+            event = ClientEvent(
+                type=sse.event, id=event_id, data=_payload(sse.data), received_at=time.time()
+            )
             if not self._seen.first_time(event.id):
                 self.duplicates_dropped += 1
                 continue
+            if event.latency is not None:
+                self.latency.add(event.latency)
+            if event.type == EventType.PING:
+                self.last_heartbeat = event.received_at
+                if not self.pings:
+                    continue
             if event.id is not None:
                 self.last_event_id = event.id
             await self._queue.put(event)

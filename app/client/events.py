@@ -35,11 +35,29 @@ _EVENT_ID = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 
 @dataclass(frozen=True)
 class ClientEvent:
-    """One server-sent event. `id` is None for `ping` and `resync`, which carry none."""
+    """One server-sent event. `id` is None for `ping` and `resync`, which carry none.
+    `received_at`: when the client read it (seconds since the epoch)."""
 
     type: str
     id: str | None
     data: dict[str, Any] = field(default_factory=dict)
+    received_at: float | None = field(default=None, compare=False)
+
+    @property
+    def sent_at(self) -> float | None:
+        """When the server published it (seconds since the epoch), from its `sentAt`."""
+        value = self.data.get("sentAt")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return value / 1000
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds from the server's publish to this client's read (app/client/latency.py)."""
+        sent_at = self.sent_at
+        if sent_at is None or self.received_at is None:
+            return None
+        return max(self.received_at - sent_at, 0.0)
 
     @property
     def conversation_id(self) -> int | None:

@@ -33,6 +33,9 @@ class EventType(StrEnum):
     RESYNC = "resync"
 
 
+# The key every event's wire payload gets beside its type's fields (Event.wire_data).
+SENT_AT = "sentAt"
+
 # Control events are always sent, whatever the consumer's filter, and are never replayed.
 CONTROL_TYPES: frozenset[str] = frozenset({EventType.PING, EventType.RESYNC})
 FILTERABLE_TYPES: frozenset[str] = frozenset(t.value for t in EventType) - CONTROL_TYPES
@@ -202,14 +205,20 @@ class Event:
             self._wire = encode_sse(
                 id=None if self.id is None else str(self.id),
                 event=self.type,
-                data=_dump_json(self.data),
+                data=_dump_json(self.wire_data()),
             )
         return self._wire
+
+    def wire_data(self) -> dict[str, Any]:
+        """The payload as consumers get it: `data` and the moment it was published
+        (`sentAt`, milliseconds since the epoch), against which the client kits measure
+        how long the event took to reach them."""
+        return {**self.data, SENT_AT: int(self.published_at * 1000)}
 
     def as_dict(self) -> dict[str, Any]:
         """What a consumer sees: the same id, type and payload whatever the transport."""
         return {
             "id": None if self.id is None else str(self.id),
             "type": self.type,
-            "data": self.data,
+            "data": self.wire_data(),
         }

@@ -9,6 +9,9 @@ handed to the server's buffer), so the writer steps each write by hand and moves
 (a peer that does not read) is finished in a task of its own, with a deadline, while the
 others go on. A stream whose write misses the deadline is
 cut off like any slow consumer: its consumer resumes with Last-Event-ID.
+
+Each event's publish-to-write latency is counted when its bytes are handed over: at once
+for the usual write, when the wait ends for one that had to wait (app/realtime/latency.py).
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from app.realtime import stepping
-from app.realtime.client import Client, CloseReason
+from app.realtime.client import Client, ClientKind, CloseReason
+from app.realtime.events import Event
+from app.realtime.latency import DeliveryLatency, Placement
 from app.realtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -37,12 +43,21 @@ _FLUSHES_PER_TURN = 256
 # and only add the delay to every delivery.
 _IDLE_FLUSH_DELAYS = 5
 
+_STREAM = ClientKind.STREAM.value
+
 
 class StreamWriter:
-    def __init__(self, *, write_timeout: float | None, flush_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        write_timeout: float | None,
+        flush_delay: float = 0.0,
+        latency: DeliveryLatency | None = None,
+    ) -> None:
         """`write_timeout`: seconds a write may wait for its peer (None: forever).
         `flush_delay`: seconds to gather more events after a wake-up that follows recent
-        writes (0: always flush at once)."""
+        writes (0: always flush at once). `latency`: where hand-overs are counted."""
+        self.latency = latency or DeliveryLatency()
         self._write_timeout = write_timeout or None
         self._flush_delay = flush_delay
         self._writes: dict[Client, Write] = {}
@@ -112,6 +127,13 @@ class StreamWriter:
         """Write each client's queued events. The hot loop of the fan-out: one pass of it
         per event over every stream that receives it, so it keeps to local names."""
         pending_writes, writes = self._pending_writes, self._writes
+        # One clock read per pass, and one placement per event per pass: an event goes to
+        # many streams in a row, so the streams that took it alone are only counted here,
+        # and added to its bucket once the run of them ends.
+        now, latency = time.time(), self.latency
+        placed: Event | None = None
+        placement: Placement | None = None
+        times = 0
         for client in clients:
             write = writes.get(client)
             if write is None or client in pending_writes:
@@ -119,7 +141,8 @@ class StreamWriter:
             batch = client.take_batch()
             if not batch:
                 continue
-            body = batch[0].wire() if len(batch) == 1 else b"".join(e.wire() for e in batch)
+            single = batch[0] if len(batch) == 1 else None
+            body = single.wire() if single is not None else b"".join(e.wire() for e in batch)
             try:
                 outcome = write(body)
             except OSError:
@@ -130,9 +153,19 @@ class StreamWriter:
                 client.close(CloseReason.DISCONNECTED)
                 continue
             if outcome is not None:  # None: handed to the server's buffer, the usual case
-                self._drive(client, outcome)
+                self._drive(client, outcome, batch)
+            elif single is None:
+                latency.observe(_STREAM, batch, now)
+            elif single is placed:
+                times += 1
+            else:
+                if placement is not None:
+                    placement.count(times)
+                placed, placement, times = single, latency.place(_STREAM, single, now), 1
+        if placement is not None:
+            placement.count(times)
 
-    def _drive(self, client: Client, outcome: Awaitable[None]) -> None:
+    def _drive(self, client: Client, outcome: Awaitable[None], batch: list[Event]) -> None:
         """Run a write's awaitable until it first waits; finish it in a task of its own."""
         try:
             suspended = stepping.start(outcome)
@@ -143,20 +176,24 @@ class StreamWriter:
             logger.exception("stream write failed")
             client.close(CloseReason.DISCONNECTED)
             return
-        if suspended is None:
-            return  # an ASGI send that completed without waiting
+        if suspended is None:  # an ASGI send that completed without waiting
+            self.latency.observe(_STREAM, batch, time.time())
+            return
         task = asyncio.get_running_loop().create_task(
-            self._finish_write(client, suspended), name="sse-stalled-write"
+            self._finish_write(client, suspended, batch), name="sse-stalled-write"
         )
         task.add_done_callback(functools.partial(self._write_ended, client, suspended))
         self._pending_writes[client] = task
 
-    async def _finish_write(self, client: Client, suspended: stepping.Suspended) -> None:
+    async def _finish_write(
+        self, client: Client, suspended: stepping.Suspended, batch: list[Event]
+    ) -> None:
         """Drive a write that had to wait, as its own task, within the write timeout. A
         cancellation (detach, close) ends it at once: _write_ended cleans up after it."""
         try:
             async with asyncio.timeout(self._write_timeout):
                 await stepping.finish(suspended)
+            self.latency.observe(_STREAM, batch, time.time())
         except TimeoutError:
             client.close(CloseReason.SLOW_CONSUMER)
         except OSError:

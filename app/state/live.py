@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import reflex as rx
@@ -159,10 +160,15 @@ async def _send_snapshot(link: TabLink) -> None:
     await link.push(items)
 
 
+_TAB = ClientKind.TAB.value
+
+
 async def _forward(link: TabLink) -> None:
     """Write each event queued for the tab to its socket: the same Event objects an
-    /api/sse stream gets, each encoded once for every tab (tab_feed.event_packet)."""
-    client, receipts = link.client, get_runtime().read_receipts
+    /api/sse stream gets, each encoded once for every tab (tab_feed.event_packet). Each
+    event's publish-to-write latency is counted once its frame is handed to the socket."""
+    runtime = get_runtime()
+    client, receipts, latency = link.client, runtime.read_receipts, runtime.latency
     me = link.principal.user_id
     while True:
         batch = await client.next_batch()
@@ -178,6 +184,7 @@ async def _forward(link: TabLink) -> None:
                 continue
             link.event_log.append(event)
             await link.send(event_packet(event))
+            latency.place(_TAB, event, time.time()).count()
             if event.type == EventType.CHAT_MESSAGE and link.watching:
                 message = event.data["message"]
                 if message["conversationId"] == link.watching and message["senderId"] != me:

@@ -11,8 +11,10 @@
  *   {op: "subscribe", client, handler, type}
  *   {op: "subscribeToConversation", client, handler, conversationId}
  *   {op: "unsubscribe", handler}
+ *   {op: "latency", client}  reports the client's `latency` figures
  *   {op: "close", client}
- * Records: {kind: "event", client, handler, type, id, data}, {kind: "status", client, ...},
+ * Records: {kind: "event", client, handler, type, id, data, latencyMs},
+ *   {kind: "latency", client, stats}, {kind: "status", client, ...},
  *   {kind: "resync", client, data}, {kind: "token", client, reason, token}, {kind: "error", ...}
  */
 export function createHarness({ connect, EventSource, emit }) {
@@ -50,7 +52,15 @@ export function createHarness({ connect, EventSource, emit }) {
     },
     subscribe({ client, handler, type }) {
       const off = clients.get(client).subscribe(type, (data, meta) =>
-        emit({ kind: "event", client, handler, type: meta.type, id: meta.id, data }),
+        emit({
+          kind: "event",
+          client,
+          handler,
+          type: meta.type,
+          id: meta.id,
+          data,
+          latencyMs: meta.latencyMs,
+        }),
       );
       unsubscribers.set(handler, off);
     },
@@ -67,6 +77,9 @@ export function createHarness({ connect, EventSource, emit }) {
     unsubscribe({ handler }) {
       unsubscribers.get(handler)();
       unsubscribers.delete(handler);
+    },
+    latency({ client }) {
+      emit({ kind: "latency", client, stats: clients.get(client).latency });
     },
     close({ client }) {
       clients.get(client).close();
