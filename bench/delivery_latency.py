@@ -39,8 +39,8 @@ SERIES = ("stream", "notification:new")
 Buckets = dict[float, float]  # upper bound -> cumulative count
 
 
-def buckets(server: Server) -> Buckets:
-    """The (stream, notification:new) series of the histogram, cumulative, by bound."""
+def buckets(server: Server, series: tuple[str, str] = SERIES) -> Buckets:
+    """One (transport, type) series of the histogram, cumulative, by bound."""
     text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
     found: Buckets = {}
     for family in text_string_to_metric_families(text):
@@ -48,7 +48,7 @@ def buckets(server: Server) -> Buckets:
             continue
         for sample in family.samples:
             labels = sample.labels
-            if sample.name.endswith("_bucket") and (labels["transport"], labels["type"]) == SERIES:
+            if sample.name.endswith("_bucket") and (labels["transport"], labels["type"]) == series:
                 found[float(labels["le"])] = sample.value
     return found
 

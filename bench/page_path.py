@@ -32,6 +32,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from bench.delivery_latency import buckets, quantile
 from bench.loadgen import Sink, close_all, open_many, open_stream
 from bench.measure import percentile
 from bench.page_seed import PageBenchPeople, seed_page_bench
@@ -84,6 +85,11 @@ class PageResult:
     sse_p50_ms: float
     sse_p99_ms: float
     sse_delivered_share: float
+    # The server's publish-to-write latency of the same messages (GET /metrics).
+    server_tab_p50_ms: float
+    server_tab_p99_ms: float
+    server_stream_p50_ms: float
+    server_stream_p99_ms: float
     cpu_percent: float
     cpu_ms_per_tab_message: float
     bytes_per_tab_message: float
@@ -218,6 +224,8 @@ async def _measure(
     headers = {"Authorization": f"Bearer {people.alice_token}"}
     bytes_before = sum(t.bytes_received for t in tabs)
     profiler = _start_profiler(args, server)
+    # The server's own publish-to-write figures (chat_event_delivery_seconds) for the phase.
+    histograms_before = {t: buckets(server, (t, "chat:message")) for t in ("tab", "stream")}
     cpu_before = server.cpu_seconds()
     times.recording = sink.recording = True
     t0 = time.perf_counter()
@@ -238,6 +246,11 @@ async def _measure(
             await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t0
     cpu_seconds = server.cpu_seconds() - cpu_before
+    histograms_after = {t: buckets(server, (t, "chat:message")) for t in ("tab", "stream")}
+
+    def server_ms(transport: str, q: float) -> float:
+        return quantile(q, histograms_before[transport], histograms_after[transport]) * 1000
+
     if profiler is not None:
         profiler.wait(60)
     times.recording = sink.recording = False
@@ -278,6 +291,10 @@ async def _measure(
         sse_p50_ms=percentile(sse_latencies, 0.5),
         sse_p99_ms=percentile(sse_latencies, 0.99),
         sse_delivered_share=len(sse_latencies) / max(1, expected_sse),
+        server_tab_p50_ms=server_ms("tab", 0.5),
+        server_tab_p99_ms=server_ms("tab", 0.99),
+        server_stream_p50_ms=server_ms("stream", 0.5),
+        server_stream_p99_ms=server_ms("stream", 0.99),
         cpu_percent=cpu_seconds / elapsed * 100,
         cpu_ms_per_tab_message=cpu_seconds * 1000 / max(1, expected),
         bytes_per_tab_message=received / max(1, expected),

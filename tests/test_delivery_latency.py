@@ -1,64 +1,31 @@
 """Publish-to-write latency, `chat_event_delivery_seconds{transport, type}` on /metrics: known
-delays (a busy event loop, a consumer that stops reading) show in it, and a real backend
-times each event it hands to a stream and to a tab, which both get the same `sentAt`."""
+delays (a busy event loop, a consumer that stops reading) show in it. In-process (the
+mutation tool's fast tests of app/realtime/latency.py); a real backend timing a stream and a
+tab is tests/test_delivery_latency_e2e.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.uvicorn_transport import chunk_writer
 from app.metrics import Metrics
 from app.realtime.broker.memory import MemoryBroker
 from app.realtime.client import Client, ClientKind
 from app.realtime.events import Event, EventType
-from app.realtime.latency import BOUNDS, DeliveryLatency
+from app.realtime.latency import DeliveryLatency
 from app.realtime.manager import ConnectionManager
 from app.realtime.writer import StreamWriter
-from app.state.live import LiveState
 from tests.asgi_server import serving
-from tests.backend import Backend, bearer, open_stream, running_backend
-from tests.reflex_socket import ReflexTab
-from tests.wire import payload
+from tests.latency_metrics import at_most, histogram
 
 TIMEOUT = 10.0
 BUSY_SECONDS = 0.3
 STALL_SECONDS = 0.5
-HISTOGRAM = "chat_event_delivery_seconds"
-
-Series = dict[str, float]  # "le=0.25" / "count" / "sum" -> value, for one label set
-
-
-def histogram(text: str, transport: str, event_type: str) -> Series:
-    """One series of the latency histogram in a /metrics text ({} if it has none yet)."""
-    found: Series = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != HISTOGRAM:
-            continue
-        for sample in family.samples:
-            labels = dict(sample.labels)
-            if (labels.get("transport"), labels.get("type")) != (transport, event_type):
-                continue
-            if sample.name.endswith("_bucket"):
-                found[f"le={float(labels['le'])}"] = sample.value
-            else:
-                found[sample.name.rsplit("_", 1)[1]] = sample.value
-    return found
-
-
-def at_most(series: Series, seconds: float) -> float:
-    """Observations of at most `seconds` (a bucket bound)."""
-    assert seconds in BOUNDS
-    return series.get(f"le={seconds}", 0.0)
 
 
 def message(text: str) -> Event:
@@ -220,69 +187,3 @@ def test_the_histogram_exports_cumulative_buckets_and_clamps_a_clock_behind() ->
     assert buckets["10.0"] == 5
     assert buckets["+Inf"] == 6
     assert series.sum == pytest.approx(0.0001 + 0.003 + 0.003 + 2.0 + 60.0)
-
-
-# -- a real backend: both transports -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    """The Reflex start (it serves tabs and streams), backend only."""
-    workdir: Path = tmp_path_factory.mktemp("latency")
-    with running_backend(workdir, launcher="reflex", backend_only=True) as backend:
-        yield backend
-
-
-async def test_a_backend_times_each_event_it_hands_to_a_stream_and_to_a_tab(
-    server: Backend,
-) -> None:
-    alice, bob = server.token("alice"), server.token("bob")
-    async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
-        listed = (await http.get("/api/conversations", headers=bearer(alice))).json()["items"]
-        direct = next(c["id"] for c in listed if c["kind"] == "direct")
-        before = (await http.get("/metrics")).text
-        tab = ReflexTab(server.url, session_token=bob)
-        await tab.connect(hydrate=False)
-        try:
-            await tab.call(LiveState, "listen", {})
-            await tab.wait_for(lambda t: t.snapshots() >= 1, TIMEOUT)
-            text = f"timed {uuid.uuid4().hex[:8]}"
-            async with open_stream(http, bob, params={"events": "chat:message"}) as stream:
-                sent = await http.post(
-                    f"/api/conversations/{direct}/messages",
-                    json={"content": text},
-                    headers=bearer(alice),
-                )
-                assert sent.status_code == 201, sent.text
-                on_stream = await stream.next(TIMEOUT)
-            await tab.wait_for(lambda t: _tab_event(t, text) is not None, TIMEOUT)
-            on_tab = _tab_event(tab, text)
-        finally:
-            await tab.close()
-        after = (await http.get("/metrics")).text
-
-    streamed = json.loads(on_stream.data)
-    assert streamed["message"]["content"] == text
-    assert on_tab is not None
-    assert on_tab["data"]["sentAt"] == streamed["sentAt"]  # one moment, both transports
-    payload(streamed)  # a recent moment in milliseconds
-    for transport in ("stream", "tab"):
-        was = histogram(before, transport, "chat:message")
-        now = histogram(after, transport, "chat:message")
-        assert now["count"] - was.get("count", 0) == 1, transport
-        # Handed over at once on an idle backend: within a second.
-        assert at_most(now, 1.0) - at_most(was, 1.0) == 1, transport
-        assert now["sum"] > was.get("sum", 0.0), transport
-
-
-def _tab_event(tab: ReflexTab, content: str) -> dict[str, Any] | None:
-    """The chat:message with `content` in the tab's feed, as the tab got it."""
-    for item in tab.feed():
-        event = item.get("event")
-        if (
-            event
-            and event["type"] == "chat:message"
-            and event["data"]["message"]["content"] == content
-        ):
-            return dict(event)
-    return None

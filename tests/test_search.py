@@ -129,6 +129,21 @@ async def test_a_message_with_the_term_more_often_ranks_above_an_older_one_with_
     assert await found(runtime, people.carol, "kumquat") == [strong, weak]
 
 
+async def test_a_word_the_parser_cuts_in_two_is_one_marked_segment(
+    runtime: Runtime, people: People
+) -> None:
+    # PostgreSQL's parser reads "2e702" as a number and "f073aea" as a word, and marks each:
+    # a random hex tag made test_search_over_http_answers_ranked_hits_with_segments flaky.
+    word = "2e702f073aea"
+    await send(runtime, people.alice, people.team, f"{word} second {word}")
+    (hit,) = await runtime.search.search(people.bob, word, 20)
+    assert [(s.text, s.hit) for s in hit.snippet] == [
+        (word, True),
+        (" second ", False),
+        (word, True),
+    ]
+
+
 async def test_equally_relevant_messages_come_newest_first(
     runtime: Runtime, people: People
 ) -> None:

@@ -116,7 +116,9 @@ def match_expression(terms: list[str]) -> str:
 
 
 def split_marked(marked: str, open_mark: str, close_mark: str) -> tuple[Segment, ...]:
-    """The segments of a `snippet()` result whose hits are wrapped in the given marks."""
+    """The segments of a `snippet()` result whose hits are wrapped in the given marks.
+    Neighbours of one kind are one segment: PostgreSQL's parser cuts some words in two
+    (`2e702f073aea` is the number `2e702`, then `f073aea`) and marks each part."""
     segments: list[Segment] = []
     hit = False
     for piece in re.split(f"({re.escape(open_mark)}|{re.escape(close_mark)})", marked):
@@ -126,7 +128,9 @@ def split_marked(marked: str, open_mark: str, close_mark: str) -> tuple[Segment,
             hit = False
         else:
             text = _MARKER_CHARS.sub("", piece)
-            if text:
+            if text and segments and segments[-1].hit == hit:
+                segments[-1] = Segment(segments[-1].text + text, hit)
+            elif text:
                 segments.append(Segment(text, hit))
     return tuple(segments)
 
