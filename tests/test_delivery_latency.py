@@ -95,6 +95,25 @@ async def test_a_busy_event_loop_between_publish_and_write_shows_in_the_histogra
     assert series["sum"] >= BUSY_SECONDS
 
 
+async def test_a_write_through_an_asgi_send_that_needs_no_wait_is_counted(
+    metrics: tuple[StreamWriter, Metrics],
+) -> None:
+    """The other usual case (a server whose send is a coroutine that completes at once)."""
+    writer, figures = metrics
+    client, received = stream_client(), bytearray()
+
+    async def send(body: bytes) -> None:
+        received.extend(body)
+
+    writer.attach(client, send)
+    client.offer(message("through send"))
+    await until(lambda: b"through send" in received, "the event written")
+
+    series = histogram(figures.render().decode(), "stream", "chat:message")
+    assert series["count"] == 1
+    assert at_most(series, 0.25) == 1
+
+
 async def test_a_consumer_that_stops_reading_shows_its_wait_in_the_histogram(
     metrics: tuple[StreamWriter, Metrics],
 ) -> None:
