@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,12 +20,13 @@ from redis.backoff import NoBackoff
 
 from app import logs
 from app.logs import JsonFormatter, TextFormatter, log_event
+from app.realtime.broker.memory import MemoryBroker
 from app.realtime.broker.redis import RedisBroker
 from app.realtime.channels import tenant_channel
 from app.realtime.client import Client, ClientKind, CloseReason
 from app.realtime.events import Event, EventType
 from app.realtime.ids import EventId
-from app.realtime.manager import ConnectionManager, TooManyStreams
+from app.realtime.manager import ConnectionManager, TooManyStreams, TooManyTabs
 from tests.realtime_helpers import ManagerFactory
 from tests.redis_server import RedisServer
 
@@ -302,6 +304,70 @@ async def test_an_event_waiting_for_redis_is_logged_queued_then_published_with_i
         await redis_db.config_set("min-replicas-to-write", 0)
         await manager.stop()
         await client.aclose()
+
+
+def test_the_delivered_range_follows_each_batch_whatever_ends_it() -> None:
+    client = Client(
+        user_id=1,
+        tenant_id=1,
+        channels=frozenset({"user:1"}),
+        types=None,
+        kind=ClientKind.STREAM,
+        max_queue=10,
+    )
+    numbered = []
+    for seq in range(1, 6):
+        event = Event(type=EventType.NOTIFICATION_READ, data={}, channels=("user:1",))
+        event.id = EventId(5, seq)
+        numbered.append(event)
+    n1, n2, n3, n4, n5 = numbered
+    ping = Event(type=EventType.PING, data={})
+    steps: list[tuple[list[Event], tuple[EventId | None, EventId | None]]] = [
+        ([ping], (None, None)),
+        ([n1, n2, ping], (n1.id, n2.id)),  # the first and last ids, a control event last
+        ([ping], (n1.id, n2.id)),  # nothing numbered: the range stays
+        ([n3, n4], (n1.id, n4.id)),  # an id last: the fast path
+        ([n5, ping], (n1.id, n5.id)),
+    ]
+    for batch, expected in steps:
+        for event in batch:
+            client.offer(event)
+        assert client.take_batch() == batch
+        assert (client.first_delivered, client.last_delivered) == expected, batch
+
+
+async def test_a_tab_past_the_limit_is_logged_refused(
+    managers: ManagerFactory, recorded: Recorded
+) -> None:
+    manager = ConnectionManager(
+        MemoryBroker(replay_buffer_size=10, replay_max_age_seconds=60),
+        queue_size=10,
+        max_streams_per_user=10,
+        heartbeat_seconds=0,
+        max_tabs_per_user=1,
+    )
+    await manager.start()
+    try:
+        await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
+        with pytest.raises(TooManyTabs):
+            await manager.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
+    finally:
+        await manager.stop()
+    (refused,) = recorded.named("tab.refused")
+    assert (refused["level"], refused["user"], refused["tenant"]) == ("WARNING", 1, 1)
+
+
+async def test_a_disconnect_says_how_long_the_client_stayed_to_the_millisecond(
+    manager: ConnectionManager, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = (await manager.connect(user_id=1, tenant_id=1)).client
+    now = 1_800_000_000.0
+    client.connected_at = now - 1.23456
+    with monkeypatch.context() as frozen:
+        frozen.setattr(time, "time", lambda: now)  # the disconnect's clock, held still
+        manager.disconnect(client)
+    (line,) = recorded.named("stream.disconnect")
+    assert line["seconds"] == 1.235
 
 
 def test_the_delivered_range_skips_control_events_and_starts_at_the_first_id() -> None:

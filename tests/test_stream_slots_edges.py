@@ -144,14 +144,20 @@ async def test_renew_moves_held_leases_on_and_never_brings_back_a_released_one(
 
 
 async def test_a_stream_refused_by_the_shared_count_is_not_registered(
-    redis_db: aioredis.Redis, managers: Callable[..., Awaitable[ConnectionManager]]
+    redis_db: aioredis.Redis,
+    managers: Callable[..., Awaitable[ConnectionManager]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     first = await managers(RedisStreamSlots(redis_db, process="a", lease_seconds=60))
     second = await managers(RedisStreamSlots(redis_db, process="b", lease_seconds=60))
     held = (await first.connect(user_id=1, tenant_id=1)).client
-    with pytest.raises(TooManyStreams):
+    with caplog.at_level(logging.INFO, logger="app"), pytest.raises(TooManyStreams):
         await second.connect(user_id=1, tenant_id=1)
     assert second.clients() == []
+    # Logged like a refusal by this process's own limit: the recipe reads one event name.
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("app.")] == [
+        "stream.refused"
+    ]
     # A tab takes no slot.
     await second.connect(user_id=1, tenant_id=1, kind=ClientKind.TAB)
     first.disconnect(held)

@@ -61,12 +61,20 @@ RESULTS_DIR = ROOT / ".mutation"
 # A module's own tests/test_<name>_edges.py is added when it exists.
 FAST_TESTS: dict[str, list[str]] = {
     "app/realtime/channels.py": ["tests/test_manager.py"],
-    "app/realtime/client.py": ["tests/test_manager.py", "tests/test_replay.py"],
+    "app/realtime/client.py": [
+        "tests/test_manager.py",
+        "tests/test_replay.py",
+        "tests/test_logs.py",
+    ],
     "app/realtime/encoding.py": ["tests/test_encoding.py"],
     "app/realtime/events.py": ["tests/test_encoding.py", "tests/test_manager.py"],
     "app/realtime/ids.py": ["tests/test_ids.py", "tests/test_replay.py"],
     "app/realtime/latency.py": ["tests/test_delivery_latency.py"],
-    "app/realtime/manager.py": ["tests/test_manager.py", "tests/test_replay.py"],
+    "app/realtime/manager.py": [
+        "tests/test_manager.py",
+        "tests/test_replay.py",
+        "tests/test_logs.py",
+    ],
     "app/realtime/replay.py": ["tests/test_replay.py"],
     "app/realtime/service.py": [],
     "app/realtime/stepping.py": ["tests/test_stepping.py", "tests/test_writer.py"],
