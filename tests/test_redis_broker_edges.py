@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.logs import JsonFormatter
+from app.realtime.broker import redis as redis_broker
 from app.realtime.broker.base import BrokerUnavailable
 from app.realtime.broker.redis import LIVE_CHANNEL, RedisBroker
 from app.realtime.channels import tenant_channel, user_channel
@@ -879,6 +880,35 @@ async def test_a_gap_with_nothing_stored_in_it_publishes_the_message_at_once(
     assert await inbox.until(3) == [5, 6, 7]
     assert a.stats()["orderGaps"] == 1
     assert a.stats()["orderFilled"] == 0
+    assert a.stats()["orderFillFailures"] == 0  # nothing to read is not a failure to read
+
+
+async def test_the_positions_a_process_keeps_are_the_most_recently_published(
+    brokers: Brokers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table that outlives a Redis restarted empty is bounded (_KNOWN_POSITIONS): the
+    conversation published to longest ago leaves it first."""
+    monkeypatch.setattr(redis_broker, "_KNOWN_POSITIONS", 2)
+    a = await brokers()
+    inbox = await listening(a)
+
+    def in_conversation(conversation: int, n: int, previous: int | None) -> Event:
+        return Event(
+            type=EventType.CHAT_MESSAGE,
+            data={"n": n},
+            channels=(user_channel(1),),
+            tenant_id=TENANT,
+            order=MessageOrder(conversation, n, previous),
+        )
+
+    await a.publish(in_conversation(1, 10, None))
+    await a.publish(in_conversation(2, 20, None))
+    await inbox.until(2)
+    assert dict(a._positions) == {(TENANT, 1): 10, (TENANT, 2): 20}
+    await a.publish(in_conversation(1, 11, 10))  # conversation 1 is the recent one now
+    await a.publish(in_conversation(3, 30, None))
+    await inbox.until(4)
+    assert dict(a._positions) == {(TENANT, 1): 11, (TENANT, 3): 30}
 
 
 async def test_after_redis_lost_its_data_the_position_this_process_saw_still_finds_gaps(
@@ -918,6 +948,38 @@ async def test_a_gap_the_database_cannot_fill_is_published_anyway_and_its_messag
     await a.publish(message(4, 3))  # the order goes on from the newest
     assert await inbox.until(4) == [1, 3, 2, 4]
     assert a.stats()["orderGaps"] == 1
+
+
+async def test_a_copy_that_waited_in_the_outbox_and_went_out_already_is_no_publish_line(
+    brokers: Brokers, admin: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Message 1 waits in b's outbox while a publishes it (a retry's first try that did go
+    out, or a refill): when b's copy finally goes, it is a duplicate, logged as one."""
+    caplog.set_level(logging.INFO, logger=PUBLISH_LOG)
+    # b tries its outbox again only after 0.5 s: a's copy, published at once, goes first.
+    a, b = await brokers(), await brokers(reconnect_seconds=0.5)
+    inbox = await listening(a)
+    await admin.config_resetstat()
+    await admin.config_set("min-replicas-to-write", 1)  # b's first try is refused
+    late = await b.publish(message(1, None))
+    assert late.id is None and b.stats()["outbox"] == 1
+    async with asyncio.timeout(WAIT):  # and its outbox's first try too: it waits 0.5 s now
+        while await calls(admin, "evalsha", "failed_calls") < 2:
+            await asyncio.sleep(0.01)
+    await admin.config_set("min-replicas-to-write", 0)
+    await a.publish(message(1, None))
+    async with asyncio.timeout(WAIT):
+        while b.stats()["outbox"]:
+            await asyncio.sleep(0.01)
+    assert await inbox.until(1) == [1]
+    assert (a.stats()["orderDuplicates"], b.stats()["orderDuplicates"]) == (0, 1)
+    assert late.id is None  # b's copy never went out
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == PUBLISH_LOG]
+    published = [line["eventId"] for line in lines if line["event"] == "event.publish"]
+    # The broker writes event.publish for what its outbox sends (a's own is the manager's):
+    # none for b's skipped copy.
+    assert published == []
+    assert [line["event"] for line in lines].count("event.duplicate") == 1
 
 
 async def test_a_conversation_s_order_is_kept_per_tenant(

@@ -85,7 +85,7 @@ FAST_TESTS: dict[str, list[str]] = {
     "app/realtime/broker/__init__.py": [],
     "app/realtime/broker/base.py": [],
     "app/realtime/broker/memory.py": ["tests/test_manager.py", "tests/test_replay.py"],
-    "app/realtime/broker/redis.py": ["tests/test_redis_broker.py"],
+    "app/realtime/broker/redis.py": ["tests/test_redis_broker.py", "tests/test_logs.py"],
     "app/security/login_throttle.py": [],
     "app/security/origins.py": [],
     "app/security/passwords.py": [],
