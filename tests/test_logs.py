@@ -306,8 +306,8 @@ async def test_an_event_waiting_for_redis_is_logged_queued_then_published_with_i
         await client.aclose()
 
 
-def test_the_delivered_range_follows_each_batch_whatever_ends_it() -> None:
-    client = Client(
+def _stream_client() -> Client:
+    return Client(
         user_id=1,
         tenant_id=1,
         channels=frozenset({"user:1"}),
@@ -315,6 +315,10 @@ def test_the_delivered_range_follows_each_batch_whatever_ends_it() -> None:
         kind=ClientKind.STREAM,
         max_queue=10,
     )
+
+
+def test_the_delivered_range_follows_each_batch_whatever_ends_it() -> None:
+    client = _stream_client()
     numbered = []
     for seq in range(1, 6):
         event = Event(type=EventType.NOTIFICATION_READ, data={}, channels=("user:1",))
@@ -371,14 +375,7 @@ async def test_a_disconnect_says_how_long_the_client_stayed_to_the_millisecond(
 
 
 def test_the_delivered_range_skips_control_events_and_starts_at_the_first_id() -> None:
-    client = Client(
-        user_id=1,
-        tenant_id=1,
-        channels=frozenset({"user:1"}),
-        types=None,
-        kind=ClientKind.STREAM,
-        max_queue=10,
-    )
+    client = _stream_client()
     ping = Event(type=EventType.PING, data={})
     numbered = []
     for seq in (1, 2, 3):

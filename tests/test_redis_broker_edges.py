@@ -782,14 +782,14 @@ async def order_of(admin: aioredis.Redis, tenant: int) -> str | None:
     return newest
 
 
-def message(n: int, previous: int | None) -> Event:
-    """The chat:message of message `n` of one conversation, stored after `previous`."""
+def message(n: int, previous: int | None, conversation: int = CONVERSATION) -> Event:
+    """The chat:message of message `n` of a conversation, stored after `previous`."""
     return Event(
         type=EventType.CHAT_MESSAGE,
         data={"n": n},
         channels=(user_channel(1),),
         tenant_id=TENANT,
-        order=MessageOrder(CONVERSATION, n, previous),
+        order=MessageOrder(conversation, n, previous),
     )
 
 
@@ -891,22 +891,12 @@ async def test_the_positions_a_process_keeps_are_the_most_recently_published(
     monkeypatch.setattr(redis_broker, "_KNOWN_POSITIONS", 2)
     a = await brokers()
     inbox = await listening(a)
-
-    def in_conversation(conversation: int, n: int, previous: int | None) -> Event:
-        return Event(
-            type=EventType.CHAT_MESSAGE,
-            data={"n": n},
-            channels=(user_channel(1),),
-            tenant_id=TENANT,
-            order=MessageOrder(conversation, n, previous),
-        )
-
-    await a.publish(in_conversation(1, 10, None))
-    await a.publish(in_conversation(2, 20, None))
+    await a.publish(message(10, None, conversation=1))
+    await a.publish(message(20, None, conversation=2))
     await inbox.until(2)
     assert dict(a._positions) == {(TENANT, 1): 10, (TENANT, 2): 20}
-    await a.publish(in_conversation(1, 11, 10))  # conversation 1 is the recent one now
-    await a.publish(in_conversation(3, 30, None))
+    await a.publish(message(11, 10, conversation=1))  # conversation 1 is the recent one now
+    await a.publish(message(30, None, conversation=3))
     await inbox.until(4)
     assert dict(a._positions) == {(TENANT, 1): 11, (TENANT, 3): 30}
 
