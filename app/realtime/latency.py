@@ -4,8 +4,9 @@ client's transport, by transport and event type (the seed design's "event latenc
 Counted here, in plain lists, rather than with prometheus_client's Histogram: the stream
 writer observes once per event per stream, thousands of times per event, and a Histogram's
 lock and label lookup per observation would be most of the fan-out's cost. The writer
-places one event once per pass (`place`) and then only adds to two slots of a list per
-stream (`count`); /metrics turns the lists into a histogram at scrape time (app/metrics.py).
+places one event once per pass (`place`), counts the streams that took it, and adds that
+count to the event's bucket once (`Placement.count`); /metrics turns the lists into a
+histogram at scrape time (app/metrics.py).
 
 The clock is the wall clock (`time.time()`), the one `Event.published_at` is taken on, so an
 event published by another process (through Redis) is measured from its publisher's
